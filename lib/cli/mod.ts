@@ -1,0 +1,125 @@
+/** The `sloth-runner` command line. Only this folder and the entry points print or exit. */
+import { Command, CommanderError, InvalidArgumentError, Option } from "@commander-js/extra-typings";
+import denoJson from "../../deno.json" with { type: "json" };
+import { ExitCode } from "../errors.ts";
+import { DEFAULT_MAX_PARALLEL } from "../scheduler/mod.ts";
+import { reportError } from "./report.ts";
+import { defaultIo, type Io, listCommand, runCommand, validateCommand } from "./workflow.ts";
+
+export const VERSION = denoJson.version;
+export { reportError } from "./report.ts";
+export { defaultIo } from "./workflow.ts";
+export type { Io } from "./workflow.ts";
+
+const EXIT_CODES_HELP = `
+Exit codes:
+  0    every task succeeded (or was skipped)
+  1    a task failed or timed out, or abort_if stopped the run
+  2    usage error, or a workflow that does not load or validate
+  130  interrupted (Ctrl-C / SIGTERM)`;
+
+function names(value: string, previous: string[] | undefined): string[] {
+  const list = value.split(",").map((s) => s.trim()).filter(Boolean);
+  if (list.length === 0) throw new InvalidArgumentError("expected one or more names.");
+  return [...(previous ?? []), ...list];
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("expected a whole number ≥ 1.");
+  return n;
+}
+
+const fileOption = () => new Option("-f, --file <file>", "workflow file").default("workflow.lua");
+const valuesOption = () =>
+  new Option("-v, --values <file>", "YAML file whose content becomes the `values` global");
+
+export function buildProgram(io: Io, setExit: (code: number) => void) {
+  const program = new Command()
+    .name("sloth-runner")
+    .description("Run Lua-defined workflows of shell and Lua tasks, here or on remote agents.")
+    .version(VERSION, "--version", "print the version")
+    .showHelpAfterError("(run with --help for usage)")
+    .configureOutput({ writeOut: io.out, writeErr: io.err })
+    .exitOverride()
+    .addHelpText("after", EXIT_CODES_HELP);
+
+  program.command("run")
+    .description("run a workflow's tasks (all groups unless -g is given)")
+    .addOption(fileOption())
+    .option("-g, --group <groups>", "only these groups (comma-separated, repeatable)", names)
+    .option(
+      "-t, --task <tasks>",
+      "only these tasks and what they depend on (comma-separated, repeatable)",
+      names,
+    )
+    .addOption(valuesOption())
+    .option(
+      "-j, --max-parallel <n>",
+      "most tasks running at once",
+      positiveInt,
+      DEFAULT_MAX_PARALLEL,
+    )
+    .option("--dry-run", "print the plan (order and where each task runs); run nothing")
+    .option("-y, --yes", "answer yes to every prompt (nothing prompts today)")
+    .addOption(
+      new Option("-o, --output <format>", "text for people, json for one event per line")
+        .choices(["text", "json"] as const).default("text" as const),
+    )
+    .option("--verbose", "also show log.debug lines")
+    .addHelpText("after", EXIT_CODES_HELP)
+    .action(async (o) => {
+      setExit(
+        await runCommand(io, {
+          file: o.file,
+          values: o.values,
+          groups: o.group,
+          tasks: o.task,
+          maxParallel: o.maxParallel,
+          dryRun: o.dryRun,
+          output: o.output,
+          verbose: o.verbose,
+        }),
+      );
+    });
+
+  program.command("list")
+    .description("list groups and tasks, their dependencies and where each runs")
+    .addOption(fileOption())
+    .addOption(valuesOption())
+    .action(async (o) => setExit(await listCommand(io, { file: o.file, values: o.values })));
+
+  program.command("validate")
+    .description("check a workflow without running anything or contacting any agent")
+    .addOption(fileOption())
+    .addOption(valuesOption())
+    .action(async (o) => setExit(await validateCommand(io, { file: o.file, values: o.values })));
+
+  program.command("version")
+    .description("print the version")
+    .action(() => {
+      io.out(`sloth-runner ${VERSION} (deno ${Deno.version.deno})\n`);
+      setExit(ExitCode.ok);
+    });
+
+  return program;
+}
+
+/** Runs the CLI with `args` (without the program name) and returns the exit code. */
+export async function main(args: string[], io: Io = defaultIo()): Promise<number> {
+  let exitCode: number = ExitCode.ok;
+  const program = buildProgram(io, (code) => exitCode = code);
+  try {
+    if (args.length === 0) {
+      program.outputHelp();
+      return ExitCode.usage;
+    }
+    await program.parseAsync(args, { from: "user" });
+    return exitCode;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      return error.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+    }
+    return reportError(error, io.err);
+  }
+}

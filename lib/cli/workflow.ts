@@ -1,0 +1,290 @@
+/** `run`, `list` and `validate`: load a workflow, then plan, show or run it. */
+import { ExitCode } from "../errors.ts";
+import { type LoadedWorkflow, loadWorkflow, LuaPool, readValues } from "../dsl/mod.ts";
+import {
+  type EmitEvent,
+  fdWriter,
+  jsonRenderer,
+  type RunEvent,
+  TextRenderer,
+  type Write,
+} from "../log/mod.ts";
+import { allTasks, targetText, type Task, type TaskResult, type TaskStatus } from "../model/mod.ts";
+import { LocalRunner } from "../runner/mod.ts";
+import { checkWorkflow, type Plan, planRun, runPlan } from "../scheduler/mod.ts";
+import { routeByTarget } from "./route.ts";
+
+export interface Io {
+  out: Write;
+  err: Write;
+  /** Colours on stdout. */
+  color: boolean;
+  cwd: string;
+}
+
+export function defaultIo(): Io {
+  const tty = Deno.stdout.isTerminal();
+  const noColor = (Deno.env.get("NO_COLOR") ?? "") !== "";
+  return {
+    out: fdWriter(Deno.stdout),
+    err: fdWriter(Deno.stderr),
+    color: tty && !noColor,
+    cwd: Deno.cwd(),
+  };
+}
+
+interface LoadOptions {
+  file: string;
+  values?: string;
+}
+
+async function load(
+  io: Io,
+  pool: LuaPool,
+  options: LoadOptions,
+  onLog?: (level: string, message: string) => void,
+): Promise<LoadedWorkflow> {
+  const values = options.values ? await readValues(options.values, io.cwd) : {};
+  const loaded = await loadWorkflow(pool, { file: options.file, cwd: io.cwd, values, onLog });
+  for (const warning of loaded.warnings) io.err(`warning: ${warning}\n`);
+  return loaded;
+}
+
+export interface RunCommandOptions extends LoadOptions {
+  groups?: string[];
+  tasks?: string[];
+  maxParallel: number;
+  dryRun?: boolean;
+  output: "text" | "json";
+  verbose?: boolean;
+}
+
+export async function runCommand(io: Io, options: RunCommandOptions): Promise<number> {
+  const pool = new LuaPool({ maxIdle: Math.min(options.maxParallel, 8) });
+  const interrupt = new AbortController();
+  const onSignal = () => interrupt.abort();
+  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+  for (const sig of signals) Deno.addSignalListener(sig, onSignal);
+  try {
+    let emit: EmitEvent;
+    let text: TextRenderer | undefined;
+    if (options.output === "json") emit = jsonRenderer(io.out);
+    else {
+      text = new TextRenderer({
+        out: io.out,
+        err: io.err,
+        color: io.color,
+        verbose: options.verbose ?? false,
+      });
+      emit = (event) => text!.handle(event);
+    }
+    const topLevelLog = (level: string, line: string) => emit(logEvent(undefined, level, line));
+    const loaded = await load(io, pool, options, topLevelLog);
+    const plan = planRun(loaded.workflow, { groups: options.groups, tasks: options.tasks });
+    if (text) text.qualify = new Set(plan.tasks.map((p) => p.task.group)).size > 1;
+    if (options.dryRun) {
+      showPlan(io, plan, loaded, options.output);
+      return ExitCode.ok;
+    }
+    pool.warm();
+
+    const started = performance.now();
+    emit({
+      type: "run_started",
+      file: loaded.workflow.file,
+      tasks: plan.tasks.map(({ task }) => ({
+        id: task.id,
+        task: task.name,
+        group: task.group,
+        where: targetText(task.target),
+      })),
+    });
+    const local = new LocalRunner({ pool, source: loaded.source, emit });
+    const outcome = await runPlan(plan, routeByTarget(local), {
+      maxParallel: options.maxParallel,
+      signal: interrupt.signal,
+      onTaskStart: (task, attempt) =>
+        emit({
+          type: "task_started",
+          id: task.id,
+          task: task.name,
+          group: task.group,
+          attempt,
+          where: targetText(task.target),
+        }),
+      onRetry: (task, attempt, error, delay) =>
+        emit({
+          ...logEvent(
+            task,
+            "warn",
+            `attempt ${attempt} of ${task.retries + 1} failed: ${error}; ` +
+              `retrying in ${delay}ms`,
+          ),
+        }),
+      onTaskFinish: (task, result) =>
+        emit({ type: "task_finished", task: task.name, group: task.group, result }),
+    });
+
+    const counts = countStatuses(outcome.results);
+    const failed = counts.failed + counts.timeout + counts.cancelled > 0;
+    const status = outcome.interrupted
+      ? "interrupted"
+      : outcome.aborted
+      ? "aborted"
+      : failed
+      ? "failed"
+      : "success";
+    const exitCode = outcome.interrupted
+      ? ExitCode.interrupted
+      : status === "success"
+      ? ExitCode.ok
+      : ExitCode.taskFailed;
+    emit({
+      type: "run_finished",
+      status,
+      exit_code: exitCode,
+      duration_ms: Math.round(performance.now() - started),
+      counts,
+      reason: outcome.aborted ?? (outcome.interrupted ? "interrupted" : undefined),
+    });
+    if (text) {
+      const tasks = new Map(plan.tasks.map(({ task }) => [task.id, task]));
+      text.summary(
+        outcome.results.map((result) => ({ task: tasks.get(result.id)!.name, result })),
+        footer(counts, outcome.aborted, outcome.interrupted),
+      );
+    }
+    return exitCode;
+  } finally {
+    for (const sig of signals) Deno.removeSignalListener(sig, onSignal);
+    pool.close();
+  }
+}
+
+function logEvent(task: Task | undefined, level: string, line: string): RunEvent {
+  const base = task ? { id: task.id, task: task.name } : {};
+  if (level === "print") return { type: "log", ...base, stream: "stdout", line };
+  return {
+    type: "log",
+    ...base,
+    stream: "log",
+    level: (["debug", "info", "warn", "error"].includes(level) ? level : "info") as
+      | "debug"
+      | "info"
+      | "warn"
+      | "error",
+    line,
+  };
+}
+
+function countStatuses(results: TaskResult[]): Record<TaskStatus, number> {
+  const counts: Record<TaskStatus, number> = {
+    success: 0,
+    failed: 0,
+    skipped: 0,
+    timeout: 0,
+    cancelled: 0,
+  };
+  for (const r of results) counts[r.status]++;
+  return counts;
+}
+
+function footer(
+  counts: Record<TaskStatus, number>,
+  aborted: string | undefined,
+  interrupted: boolean,
+): string {
+  const total = Object.values(counts).reduce((a, b) => a + b, 0);
+  const parts = (Object.entries(counts) as [TaskStatus, number][])
+    .filter(([, n]) => n > 0)
+    .map(([status, n]) => `${n} ${status}`);
+  let text = `${total} task${total === 1 ? "" : "s"}: ${parts.join(", ")}`;
+  if (aborted) text += `\nRun aborted: ${aborted}`;
+  if (interrupted) text += "\nRun interrupted.";
+  return text;
+}
+
+function showPlan(io: Io, plan: Plan, loaded: LoadedWorkflow, output: "text" | "json"): void {
+  const rows = plan.tasks.map(({ task }, i) => ({
+    step: i + 1,
+    id: task.id,
+    task: task.name,
+    group: task.group,
+    where: targetText(task.target),
+    async: task.async,
+    depends_on: task.dependsOn,
+    next_if_fail: task.nextIfFail,
+  }));
+  if (output === "json") {
+    io.out(JSON.stringify({ type: "plan", file: loaded.workflow.file, tasks: rows }) + "\n");
+    return;
+  }
+  const qualify = new Set(rows.map((r) => r.group)).size > 1;
+  const name = (r: typeof rows[number]) => qualify ? r.id : r.task;
+  const width = Math.max(4, ...rows.map((r) => name(r).length));
+  const whereWidth = Math.max(5, ...rows.map((r) => r.where.length));
+  let text = `Plan: ${rows.length} task${rows.length === 1 ? "" : "s"}, in this order ` +
+    `(dry run: nothing is executed)\n`;
+  for (const r of rows) {
+    const notes = [
+      r.async ? "async" : "",
+      r.depends_on.length ? `after ${r.depends_on.join(", ")}` : "",
+      r.next_if_fail.length ? `if ${r.next_if_fail.join(" or ")} fails` : "",
+    ].filter(Boolean).join("; ");
+    text +=
+      `${String(r.step).padStart(3)}. ${name(r).padEnd(width)}  ${
+        r.where.padEnd(whereWidth)
+      }  ${notes}`
+        .trimEnd() + "\n";
+  }
+  io.out(text);
+}
+
+export async function listCommand(io: Io, options: LoadOptions): Promise<number> {
+  const pool = new LuaPool({ maxIdle: 1 });
+  try {
+    const loaded = await load(io, pool, options);
+    checkWorkflow(loaded.workflow);
+    let text = "";
+    for (const group of loaded.workflow.groups) {
+      text += `${group.name}${group.description ? ` — ${group.description}` : ""}\n`;
+      const rows = group.tasks.map((t) => [
+        t.name,
+        targetText(t.target),
+        t.dependsOn.join(", ") || "-",
+        t.description,
+      ]);
+      const header = ["TASK", "WHERE", "DEPENDS ON", "DESCRIPTION"];
+      const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+      for (const row of [header, ...rows]) {
+        text += "  " + row.map((c, i) => i === row.length - 1 ? c : c.padEnd(widths[i])).join("  ")
+          .trimEnd() +
+          "\n";
+      }
+      text += "\n";
+    }
+    io.out(text.trimEnd() + "\n");
+    return ExitCode.ok;
+  } finally {
+    pool.close();
+  }
+}
+
+export async function validateCommand(io: Io, options: LoadOptions): Promise<number> {
+  const pool = new LuaPool({ maxIdle: 1 });
+  try {
+    const loaded = await load(io, pool, options);
+    checkWorkflow(loaded.workflow);
+    const tasks = allTasks(loaded.workflow);
+    const remote = tasks.filter((t) => t.target.kind === "remote").length;
+    const groups = loaded.workflow.groups.length;
+    io.out(
+      `${options.file} is valid: ${groups} group${groups === 1 ? "" : "s"}, ` +
+        `${tasks.length} task${tasks.length === 1 ? "" : "s"}` +
+        (remote ? ` (${remote} remote)` : "") + "\n",
+    );
+    return ExitCode.ok;
+  } finally {
+    pool.close();
+  }
+}

@@ -1,0 +1,270 @@
+/**
+ * The JavaScript side of the Lua modules, run inside the Lua worker. Every
+ * function returns `{ ok: true, value }` or `{ ok: false, error }` and never
+ * throws: the prelude raises the error in Lua, at the caller's line, so a user
+ * never sees a JavaScript stack.
+ */
+import { parse as parseYaml, stringify as toYaml } from "yaml";
+import { parseDuration } from "../model/mod.ts";
+
+export type HostResult = { ok: true; value?: unknown } | { ok: false; error: string };
+
+export interface ExecRequest {
+  cmd: string;
+  workdir: string;
+  env: Record<string, string>;
+  timeoutMs?: number;
+}
+
+export interface ExecReply {
+  stdout: string;
+  stderr: string;
+  exit_code: number;
+  success: boolean;
+}
+
+export interface HostContext {
+  /** Relative paths in `fs`, `exec` and `net.download` start here. */
+  workdir: string;
+  /** Variables `os.getenv` sees before the real environment. */
+  env: Record<string, string>;
+  values: unknown;
+  log(level: string, message: string): void;
+  exec(request: ExecRequest): Promise<ExecReply>;
+  resolveImport(fromChunk: string, path: string): { id: string; name: string; source: string };
+}
+
+type Fn = (...args: never[]) => HostResult | Promise<HostResult>;
+
+const NET_TIMEOUT_MS = 30_000;
+
+export function createHost(ctx: HostContext): Record<string, Fn | unknown> {
+  const path = (p: unknown, what = "path"): string => {
+    if (typeof p !== "string" || p === "") {
+      throw new Error(`expected a ${what} string, got ${show(p)}`);
+    }
+    return p.startsWith("/") ? p : `${ctx.workdir}/${p}`;
+  };
+  const content = (c: unknown): string => {
+    if (typeof c === "string") return c;
+    if (typeof c === "number") return String(c);
+    throw new Error(`expected text to write, got ${show(c)}`);
+  };
+
+  return {
+    values: ctx.values ?? {},
+    log: (level: string, message: string) => {
+      ctx.log(level, message);
+      return { ok: true };
+    },
+    getenv: guard((name: unknown) => {
+      if (typeof name !== "string") throw new Error(`expected a variable name, got ${show(name)}`);
+      return ctx.env[name] ?? Deno.env.get(name);
+    }),
+    resolve_import: guard((from: string, p: string) => ctx.resolveImport(from, p)),
+
+    exec_run: guardAsync(async (cmd: unknown, opts: unknown) => {
+      if (typeof cmd !== "string") throw new Error(`expected a command string, got ${show(cmd)}`);
+      const o = options(opts, ["workdir", "env", "timeout"]);
+      const env: Record<string, string> = { ...ctx.env };
+      if (o.env !== undefined) {
+        if (!isRecord(o.env)) throw new Error("env must be a table of NAME = value");
+        for (const [k, v] of Object.entries(o.env)) env[k] = String(v);
+      }
+      const timeoutMs = o.timeout === undefined ? undefined : duration(o.timeout);
+      const workdir = o.workdir === undefined ? ctx.workdir : path(o.workdir, "workdir");
+      return await ctx.exec({ cmd, workdir, env, timeoutMs });
+    }),
+
+    fs_read: guard((p: unknown) => Deno.readTextFileSync(path(p))),
+    fs_write: guard((p: unknown, c: unknown) => {
+      Deno.writeTextFileSync(path(p), content(c));
+      return true;
+    }),
+    fs_append: guard((p: unknown, c: unknown) => {
+      Deno.writeTextFileSync(path(p), content(c), { append: true });
+      return true;
+    }),
+    fs_exists: guard((p: unknown) => {
+      try {
+        Deno.lstatSync(path(p));
+        return true;
+      } catch (error) {
+        if (error instanceof Deno.errors.NotFound) return false;
+        throw error;
+      }
+    }),
+    fs_mkdir: guard((p: unknown) => {
+      Deno.mkdirSync(path(p), { recursive: true });
+      return true;
+    }),
+    fs_rm: guard((p: unknown) => {
+      Deno.removeSync(path(p));
+      return true;
+    }),
+    fs_rm_r: guard((p: unknown) => {
+      try {
+        Deno.removeSync(path(p), { recursive: true });
+      } catch (error) {
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
+      }
+      return true;
+    }),
+    fs_ls: guard((p: unknown) => {
+      const names = [...Deno.readDirSync(path(p ?? "."))].map((entry) => entry.name);
+      return names.sort();
+    }),
+    fs_size: guard((p: unknown) => Deno.statSync(path(p)).size),
+    fs_copy: guard((from: unknown, to: unknown) => {
+      Deno.copyFileSync(path(from), path(to));
+      return true;
+    }),
+    fs_rename: guard((from: unknown, to: unknown) => {
+      Deno.renameSync(path(from), path(to));
+      return true;
+    }),
+    fs_tmpname: guard(() => Deno.makeTempFileSync({ prefix: "sloth-" })),
+
+    data_parse_json: guard((text: unknown) => {
+      if (typeof text !== "string") throw new Error(`expected JSON text, got ${show(text)}`);
+      try {
+        return JSON.parse(text);
+      } catch (error) {
+        throw new Error(`invalid JSON: ${(error as Error).message}`);
+      }
+    }),
+    data_to_json: guard((value: unknown) => JSON.stringify(value ?? null)),
+    data_parse_yaml: guard((text: unknown) => {
+      if (typeof text !== "string") throw new Error(`expected YAML text, got ${show(text)}`);
+      try {
+        return parseYaml(text);
+      } catch (error) {
+        throw new Error(`invalid YAML: ${(error as Error).message.split("\n")[0]}`);
+      }
+    }),
+    data_to_yaml: guard((value: unknown) => toYaml(value ?? null)),
+
+    net_http_get: guardAsync((url: unknown, opts: unknown) => request("GET", url, undefined, opts)),
+    net_http_post: guardAsync((url: unknown, body: unknown, opts: unknown) =>
+      request("POST", url, body, opts)
+    ),
+    net_download: guardAsync(async (url: unknown, p: unknown, opts: unknown) => {
+      const target = path(p);
+      const o = options(opts, ["headers", "timeout"]);
+      const response = await fetchWithTimeout(checkUrl(url), { headers: headers(o.headers) }, o);
+      if (!response.ok) {
+        await response.body?.cancel();
+        throw new Error(`${url} answered ${response.status} ${response.statusText}`);
+      }
+      const bytes = new Uint8Array(await response.arrayBuffer());
+      Deno.writeFileSync(target, bytes);
+      return { status: response.status, bytes: bytes.length, path: target };
+    }),
+  };
+}
+
+async function request(method: string, url: unknown, body: unknown, opts: unknown) {
+  const o = options(opts, ["headers", "timeout"]);
+  const h = headers(o.headers);
+  let payload: string | undefined;
+  if (typeof body === "string") payload = body;
+  else if (body !== undefined && body !== null) {
+    payload = JSON.stringify(body);
+    if (!Object.keys(h).some((k) => k.toLowerCase() === "content-type")) {
+      h["content-type"] = "application/json";
+    }
+  }
+  const response = await fetchWithTimeout(checkUrl(url), { method, headers: h, body: payload }, o);
+  const text = await response.text();
+  return {
+    status: response.status,
+    ok: response.ok,
+    body: text,
+    headers: Object.fromEntries(response.headers.entries()),
+  };
+}
+
+async function fetchWithTimeout(url: string, init: RequestInit, o: Record<string, unknown>) {
+  const ms = o.timeout === undefined ? NET_TIMEOUT_MS : duration(o.timeout);
+  try {
+    return await fetch(url, { ...init, signal: AbortSignal.timeout(ms) });
+  } catch (error) {
+    if (error instanceof DOMException && error.name === "TimeoutError") {
+      throw new Error(`${url} did not answer within ${ms}ms`);
+    }
+    throw new Error(`${url}: ${(error as Error).message}`);
+  }
+}
+
+function checkUrl(url: unknown): string {
+  if (typeof url !== "string" || !/^https?:\/\//.test(url)) {
+    throw new Error(`expected an http:// or https:// URL, got ${show(url)}`);
+  }
+  return url;
+}
+
+function headers(value: unknown): Record<string, string> {
+  if (value === undefined) return {};
+  if (!isRecord(value)) throw new Error("headers must be a table of name = value");
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, String(v)]));
+}
+
+function duration(value: unknown): number {
+  const ms = typeof value === "string" || typeof value === "number"
+    ? parseDuration(value)
+    : undefined;
+  if (ms === undefined) throw new Error(`timeout must be like "30s" or a number of seconds`);
+  return ms;
+}
+
+function options(value: unknown, known: string[]): Record<string, unknown> {
+  if (value === undefined || value === null) return {};
+  if (!isRecord(value)) throw new Error(`options must be a table, got ${show(value)}`);
+  for (const key of Object.keys(value)) {
+    if (!known.includes(key)) {
+      throw new Error(`unknown option "${key}" (known: ${known.join(", ")})`);
+    }
+  }
+  return value;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function show(value: unknown): string {
+  if (value === undefined || value === null) return "nil";
+  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "object") return "a table";
+  return `${typeof value} ${String(value)}`;
+}
+
+function message(error: unknown): string {
+  if (error instanceof Deno.errors.NotFound) {
+    return error.message.replace(
+      /^No such file or directory \(os error 2\)(: )?/,
+      "no such file or directory: ",
+    );
+  }
+  return error instanceof Error ? error.message : String(error);
+}
+
+function guard<A extends unknown[]>(fn: (...args: A) => unknown) {
+  return (...args: A): HostResult => {
+    try {
+      return { ok: true, value: fn(...args) };
+    } catch (error) {
+      return { ok: false, error: message(error) };
+    }
+  };
+}
+
+function guardAsync<A extends unknown[]>(fn: (...args: A) => Promise<unknown>) {
+  return async (...args: A): Promise<HostResult> => {
+    try {
+      return { ok: true, value: await fn(...args) };
+    } catch (error) {
+      return { ok: false, error: message(error) };
+    }
+  };
+}

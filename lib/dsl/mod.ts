@@ -1,0 +1,95 @@
+/**
+ * Lua workflows: load a file into a checked `Workflow`, and open fresh Lua
+ * states in which a task's functions run.
+ */
+import { parse as parseYaml } from "yaml";
+import { SlothError } from "../errors.ts";
+import type { Task, Workflow } from "../model/mod.ts";
+import { normalizeWorkflow } from "./normalize.ts";
+import type { LuaPool, LuaSession, SessionHooks } from "./pool.ts";
+import { displayName, resolvePath } from "./source.ts";
+
+export { LOAD_TIMEOUT_MS, LUA_MEMORY_LIMIT, LuaPool, LuaSession } from "./pool.ts";
+export type { SessionHooks } from "./pool.ts";
+export type { CallKind, CallResult } from "./protocol.ts";
+export { sourceContext } from "./source.ts";
+
+/** Everything needed to load the same workflow again, in another Lua state or on an agent. */
+export interface WorkflowSource {
+  /** Absolute path of the main file. */
+  file: string;
+  /** The directory sloth-runner started in. */
+  cwd: string;
+  values: unknown;
+}
+
+export interface LoadedWorkflow {
+  workflow: Workflow;
+  source: WorkflowSource;
+  /** Things the user should know, such as the `Modern DSLs` header being read as `TaskDefinitions`. */
+  warnings: string[];
+  /** Absolute paths of the main file and every file it imported. */
+  files: string[];
+}
+
+export async function loadWorkflow(
+  pool: LuaPool,
+  options: { file: string; cwd: string; values?: unknown; onLog?: SessionHooks["onLog"] },
+): Promise<LoadedWorkflow> {
+  const file = resolvePath(options.cwd, options.file);
+  const source: WorkflowSource = { file, cwd: options.cwd, values: options.values ?? {} };
+  const { session, opened } = await pool.open(
+    { ...source, workdir: options.cwd, env: {}, quiet: false },
+    { onLog: options.onLog ?? (() => {}) },
+  );
+  session.release();
+  const workflow = normalizeWorkflow(opened.description, {
+    file,
+    fileName: displayName(file, options.cwd),
+    cwd: options.cwd,
+  });
+  return { workflow, source, warnings: opened.warnings, files: opened.files };
+}
+
+/** The variables a task sees besides the inherited environment. */
+export function taskEnv(task: Task): Record<string, string> {
+  return { SLOTH_TASK: task.name, SLOTH_GROUP: task.group, SLOTH_WORKDIR: task.workdir };
+}
+
+/** A fresh Lua state with the workflow loaded, for running one task's functions. */
+export async function openTaskSession(
+  pool: LuaPool,
+  source: WorkflowSource,
+  task: Task,
+  hooks: SessionHooks,
+): Promise<LuaSession> {
+  const { session } = await pool.open(
+    { ...source, workdir: task.workdir, env: taskEnv(task), quiet: true },
+    hooks,
+  );
+  return session;
+}
+
+/** Reads a `--values` YAML file. */
+export async function readValues(path: string, cwd: string): Promise<unknown> {
+  const name = displayName(resolvePath(cwd, path), cwd);
+  let text: string;
+  try {
+    text = await Deno.readTextFile(resolvePath(cwd, path));
+  } catch (error) {
+    throw new SlothError(
+      "values_invalid",
+      error instanceof Deno.errors.NotFound
+        ? `values file ${name} not found`
+        : `cannot read values file ${name}: ${(error as Error).message}`,
+    );
+  }
+  try {
+    return parseYaml(text) ?? {};
+  } catch (error) {
+    throw new SlothError(
+      "values_invalid",
+      `values file ${name} is not valid YAML: ${(error as Error).message.split("\n")[0]}`,
+    );
+  }
+}

@@ -1,0 +1,311 @@
+/**
+ * The plain description the Lua side produced → a checked `Workflow`. The Lua
+ * file is untrusted input: every field is checked here, and every problem is
+ * reported with the group and task it belongs to, all at once.
+ */
+import { z } from "zod";
+import { didYouMean, SlothError } from "../errors.ts";
+import type {
+  AgentDef,
+  Command,
+  Condition,
+  Group,
+  LuaRef,
+  Target,
+  Task,
+  Workflow,
+} from "../model/mod.ts";
+import { parseDuration } from "../model/mod.ts";
+import { dirname, resolvePath } from "./source.ts";
+
+export interface NormalizeOptions {
+  /** Absolute path of the main file. */
+  file: string;
+  /** What errors call the file. */
+  fileName: string;
+  /** Where tasks run when no `workdir` is given. */
+  cwd: string;
+}
+
+const TASK_FIELDS = [
+  "name",
+  "description",
+  "command",
+  "depends_on",
+  "next_if_fail",
+  "retries",
+  "timeout",
+  "async",
+  "pre_exec",
+  "post_exec",
+  "run_if",
+  "abort_if",
+  "workdir",
+  "params",
+  "delegate_to",
+  "agent",
+] as const;
+const GROUP_FIELDS = ["description", "workdir", "delegate_to", "agents"] as const;
+
+/** Lua's empty table arrives as `{}`; where a list is expected it means an empty list. */
+const emptyAsList = (value: unknown) =>
+  isRecord(value) && Object.keys(value).length === 0 ? [] : value;
+
+const fnRef = z.object({ __lua_function: z.string() }).strict();
+const shellOrFn = z.union([z.string().min(1, "must not be empty"), fnRef], {
+  error: "must be a shell command string or a Lua function",
+});
+const names = z.union([
+  z.string().min(1),
+  z.preprocess(emptyAsList, z.array(z.string().min(1), { error: "must list task names" })),
+], { error: "must be a task name or a list of task names" });
+const address = z.string().regex(
+  /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):\d{1,5}$/,
+  'must be "host:port"',
+).refine((a) => {
+  const port = Number(a.slice(a.lastIndexOf(":") + 1));
+  return port >= 1 && port <= 65535;
+}, "has a port outside 1-65535");
+const agentDef = z.object({
+  address,
+  token_env: z.string().min(1).optional(),
+}).strict();
+const delegateTo = z.union([z.string().min(1), agentDef], {
+  error: 'must be "host:port", an agent name, or { address = "host:port" }',
+});
+const plainTable = z.preprocess(
+  (v) => Array.isArray(v) && v.length === 0 ? {} : v,
+  z.record(z.string(), z.unknown(), { error: "must be a table of name = value" }),
+);
+
+const taskSchema = z.object({
+  name: z.string({ error: "is missing (every task needs a name)" }).min(1, "must not be empty")
+    .regex(/^[^\s,]+$/, "must not contain spaces or commas"),
+  description: z.string().optional(),
+  command: shellOrFn.optional(),
+  depends_on: names.optional(),
+  next_if_fail: names.optional(),
+  retries: z.number({ error: "must be a whole number of extra attempts" }).int().min(0).max(100)
+    .optional(),
+  timeout: z.union([z.string(), z.number()]).optional(),
+  async: z.boolean({ error: "must be true or false" }).optional(),
+  pre_exec: fnRef.optional(),
+  post_exec: fnRef.optional(),
+  run_if: shellOrFn.optional(),
+  abort_if: shellOrFn.optional(),
+  workdir: z.string().min(1).optional(),
+  params: plainTable.optional(),
+  delegate_to: delegateTo.optional(),
+  agent: z.string().min(1).optional(),
+});
+
+const groupSchema = z.object({
+  description: z.string().optional(),
+  workdir: z.string().min(1).optional(),
+  delegate_to: delegateTo.optional(),
+  agents: z.preprocess(
+    (v) => Array.isArray(v) && v.length === 0 ? {} : v,
+    z.record(z.string(), agentDef, { error: "must be a table of name = { address = ... }" }),
+  ).optional(),
+});
+
+interface RawTask {
+  index?: number;
+  key?: string;
+  fields: Record<string, unknown>;
+}
+interface RawGroup {
+  name: string;
+  fields: Record<string, unknown>;
+  tasks: RawTask[];
+}
+
+export function normalizeWorkflow(description: unknown, options: NormalizeOptions): Workflow {
+  const { fileName } = options;
+  const desc = description as { missing?: boolean; invalid?: string; groups?: unknown };
+  if (desc.missing) {
+    throw new SlothError("workflow_invalid", `${fileName} does not define TaskDefinitions`, {
+      hint: "Define a global table: TaskDefinitions = { my_group = { tasks = { ... } } }",
+    });
+  }
+  if (desc.invalid) {
+    throw new SlothError(
+      "workflow_invalid",
+      `${fileName}: TaskDefinitions must be a table, got ${desc.invalid}`,
+    );
+  }
+  const rawGroups = emptyAsList(desc.groups) as RawGroup[];
+  const problems: string[] = [];
+  const groups: Group[] = [];
+  for (const raw of rawGroups) {
+    const group = normalizeGroup(raw, options, problems);
+    if (group) groups.push(group);
+  }
+  if (problems.length === 0 && groups.length === 0) {
+    problems.push("TaskDefinitions has no groups");
+  }
+  if (problems.length > 0) {
+    throw new SlothError(
+      "workflow_invalid",
+      `${fileName} is not a valid workflow:\n${problems.map((p) => `  - ${p}`).join("\n")}`,
+    );
+  }
+  return { file: options.file, groups };
+}
+
+function normalizeGroup(
+  raw: RawGroup,
+  options: NormalizeOptions,
+  problems: string[],
+): Group | undefined {
+  const label = `group "${raw.name}"`;
+  const before = problems.length;
+  if (raw.fields.tasks !== undefined) {
+    problems.push(`${label}: tasks must be a table of tasks`);
+  }
+  const fields = { ...raw.fields };
+  delete fields.tasks;
+  unknownFields(fields, GROUP_FIELDS, label, problems);
+  const parsed = groupSchema.safeParse(fields);
+  if (!parsed.success) {
+    report(parsed.error, label, problems);
+    return undefined;
+  }
+  const g = parsed.data;
+  const agents: Record<string, AgentDef> = {};
+  for (const [name, def] of Object.entries(g.agents ?? {})) {
+    agents[name] = { address: def.address, tokenEnv: def.token_env };
+  }
+  const baseDir = dirname(options.file);
+  const groupWorkdir = g.workdir ? resolvePath(baseDir, g.workdir) : options.cwd;
+
+  const tasks: Task[] = [];
+  const seen = new Set<string>();
+  for (const rawTask of emptyAsList(raw.tasks) as RawTask[]) {
+    const where = rawTask.index !== undefined ? `task #${rawTask.index}` : `task "${rawTask.key}"`;
+    const name = typeof rawTask.fields.name === "string" ? rawTask.fields.name : undefined;
+    const taskLabel = `${label} ${name ? `task "${name}"` : where}`;
+    unknownFields(rawTask.fields, TASK_FIELDS, taskLabel, problems);
+    const parsedTask = taskSchema.safeParse(rawTask.fields);
+    if (!parsedTask.success) {
+      report(parsedTask.error, taskLabel, problems);
+      continue;
+    }
+    const t = parsedTask.data;
+    if (seen.has(t.name)) {
+      problems.push(`${label}: two tasks are named "${t.name}"`);
+      continue;
+    }
+    seen.add(t.name);
+    let timeoutMs: number | undefined;
+    if (t.timeout !== undefined) {
+      timeoutMs = parseDuration(t.timeout);
+      if (timeoutMs === undefined) {
+        problems.push(
+          `${taskLabel}: timeout ${JSON.stringify(t.timeout)} is not a duration ` +
+            `(use "500ms", "30s", "2m" or a number of seconds)`,
+        );
+      }
+    }
+    const target = resolveTarget(
+      { task: t.delegate_to, agent: t.agent, group: g.delegate_to },
+      agents,
+      taskLabel,
+      problems,
+    );
+    tasks.push({
+      id: `${raw.name}.${t.name}`,
+      name: t.name,
+      group: raw.name,
+      description: t.description ?? "",
+      command: t.command === undefined ? undefined : command(t.command),
+      dependsOn: list(t.depends_on),
+      nextIfFail: list(t.next_if_fail),
+      retries: t.retries ?? 0,
+      timeoutMs,
+      async: t.async ?? false,
+      preExec: t.pre_exec && lua(t.pre_exec),
+      postExec: t.post_exec && lua(t.post_exec),
+      runIf: t.run_if === undefined ? undefined : command(t.run_if),
+      abortIf: t.abort_if === undefined ? undefined : command(t.abort_if),
+      workdir: t.workdir ? resolvePath(baseDir, t.workdir) : groupWorkdir,
+      params: t.params ?? {},
+      target: target ?? { kind: "local" },
+    });
+  }
+  if (problems.length > before) return undefined;
+  return { name: raw.name, description: g.description ?? "", tasks, agents };
+}
+
+function resolveTarget(
+  given: { task?: string | AgentSpec; agent?: string; group?: string | AgentSpec },
+  agents: Record<string, AgentDef>,
+  label: string,
+  problems: string[],
+): Target | undefined {
+  if (given.task !== undefined && given.agent !== undefined) {
+    problems.push(`${label}: set either agent or delegate_to, not both`);
+    return undefined;
+  }
+  const pick = given.task ?? given.agent ?? given.group;
+  if (pick === undefined) return { kind: "local" };
+  if (typeof pick !== "string") {
+    return { kind: "remote", address: pick.address, tokenEnv: pick.token_env };
+  }
+  const named = agents[pick];
+  if (named) {
+    return { kind: "remote", address: named.address, agent: pick, tokenEnv: named.tokenEnv };
+  }
+  if (given.agent === undefined && address.safeParse(pick).success) {
+    return { kind: "remote", address: pick };
+  }
+  const known = Object.keys(agents);
+  problems.push(
+    `${label}: unknown agent "${pick}".` +
+      (known.length
+        ? ` The group's agents are: ${known.join(", ")}.${didYouMean(pick, known)}`
+        : ' The group has no agents table; define agents = { name = { address = "host:port" } }' +
+          ' or use delegate_to = "host:port".'),
+  );
+  return undefined;
+}
+
+type AgentSpec = { address: string; token_env?: string };
+
+function unknownFields(
+  fields: Record<string, unknown>,
+  known: readonly string[],
+  label: string,
+  problems: string[],
+): void {
+  for (const key of Object.keys(fields)) {
+    if (!known.includes(key)) {
+      delete fields[key];
+      problems.push(`${label}: unknown field "${key}".${didYouMean(key, known)}`);
+    }
+  }
+}
+
+function report(error: z.ZodError, label: string, problems: string[]): void {
+  for (const issue of error.issues) {
+    const field = issue.path.filter((p) => typeof p === "string").join(".");
+    problems.push(`${label}: ${field ? `${field} ` : ""}${issue.message}`);
+  }
+}
+
+function command(value: string | { __lua_function: string }): Command & Condition {
+  return typeof value === "string" ? { kind: "shell", script: value } : lua(value);
+}
+
+function lua(value: { __lua_function: string }): LuaRef {
+  return { kind: "lua", where: value.__lua_function };
+}
+
+function list(value: string | string[] | undefined): string[] {
+  if (value === undefined) return [];
+  return typeof value === "string" ? [value] : value;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}

@@ -1,0 +1,254 @@
+/**
+ * Lua code run in every fresh Lua state before the workflow. It turns the host
+ * functions (which return `{ ok, value | error }` and never throw) into the Lua
+ * modules users see, raising errors at the caller's `file:line`, and it walks
+ * `TaskDefinitions` into plain data, keeping the functions it finds in a registry
+ * so they can be called later by `group`, `task` and field name.
+ */
+export const PRELUDE = String.raw`
+local H = __sloth_host
+__sloth_host = nil
+local getinfo = debug.getinfo
+
+local function unwrap(name, r)
+  if r.ok then return r.value end
+  error(name .. ": " .. tostring(r.error), 3)
+end
+
+local function sync(name, fn)
+  return function(...) return unwrap(name, fn(...)) end
+end
+
+local function async(name, fn)
+  return function(...) return unwrap(name, fn(...):await()) end
+end
+
+local function text(...)
+  local parts = table.pack(...)
+  for i = 1, parts.n do parts[i] = tostring(parts[i]) end
+  return table.concat(parts, " ", 1, parts.n)
+end
+
+log = {}
+for _, level in ipairs({ "debug", "info", "warn", "error" }) do
+  log[level] = function(...) H.log(level, text(...)) end
+end
+function print(...) H.log("print", text(...)) end
+
+exec = { run = async("exec.run", H.exec_run) }
+
+fs = {}
+for _, name in ipairs({ "read", "write", "append", "exists", "mkdir", "rm", "rm_r", "ls", "size",
+                        "copy", "rename", "tmpname" }) do
+  fs[name] = sync("fs." .. name, H["fs_" .. name])
+end
+
+data = {}
+for _, name in ipairs({ "parse_json", "to_json", "parse_yaml", "to_yaml" }) do
+  data[name] = sync("data." .. name, H["data_" .. name])
+end
+
+net = {}
+for _, name in ipairs({ "http_get", "http_post", "download" }) do
+  net[name] = async("net." .. name, H["net_" .. name])
+end
+
+values = H.values or {}
+unpack = table.unpack
+
+local getenv = sync("os.getenv", H.getenv)
+os.getenv = function(name) return getenv(name) end
+os.remove = fs.rm
+os.rename = fs.rename
+os.tmpname = fs.tmpname
+
+local function unavailable(name, instead)
+  return function() error(name .. " is not available in sloth-runner; use " .. instead, 2) end
+end
+os.execute = unavailable("os.execute", "exec.run(cmd)")
+io.popen = unavailable("io.popen", "exec.run(cmd)")
+os.exit = unavailable("os.exit", "return false, \"message\" from the task")
+io.open = unavailable("io.open", "fs.read(path) / fs.write(path, text)")
+io.lines = unavailable("io.lines", "fs.read(path)")
+io.write = function(...) H.log("print", text(...)); return io end
+dofile = unavailable("dofile", "import(\"path.lua\")")
+loadfile = unavailable("loadfile", "import(\"path.lua\")")
+require = unavailable("require", "import(\"path.lua\")")
+
+local imported, importing = {}, {}
+function import(path)
+  if type(path) ~= "string" then error("import: expected a file path, got " .. type(path), 2) end
+  local caller = getinfo(2, "S")
+  local file = unwrap("import", H.resolve_import(caller and caller.source or "=?", path))
+  if importing[file.id] then error("import: " .. file.name .. " imports itself (import cycle)", 2) end
+  if imported[file.id] ~= nil then return imported[file.id].value end
+  local chunk, err = load(file.source, "@" .. file.name, "t")
+  if not chunk then error(err, 0) end
+  importing[file.id] = true
+  local ok, value = pcall(chunk)
+  importing[file.id] = nil
+  if not ok then error(value, 0) end
+  imported[file.id] = { value = value }
+  return value
+end
+
+-- Walking TaskDefinitions ---------------------------------------------------
+
+local FUNCTION_FIELDS = { command = true, pre_exec = true, post_exec = true, run_if = true, abort_if = true }
+local registry = {}
+
+local function where(fn)
+  local info = getinfo(fn, "S")
+  local source = info.source or "?"
+  if source:sub(1, 1) == "@" then source = source:sub(2) end
+  return source .. ":" .. tostring(info.linedefined or 0)
+end
+
+-- Plain data only: the result crosses threads and, later, the wire.
+local function plain(value, path, seen, allow_function)
+  local kind = type(value)
+  if kind == "table" then
+    if seen[value] then error(path .. " refers to itself", 0) end
+    seen[value] = true
+    local copy = {}
+    for k, v in pairs(value) do
+      local key = type(k) == "string" and k or (math.type(k) == "integer" and k) or nil
+      if key == nil then error(path .. " has a " .. type(k) .. " key; keys must be strings or integers", 0) end
+      copy[key] = plain(v, path .. "." .. tostring(k), seen, false)
+    end
+    seen[value] = nil
+    return copy
+  elseif kind == "function" then
+    if allow_function then return { __lua_function = where(value) } end
+    error(path .. " is a function; only strings, numbers, booleans and tables can be kept", 0)
+  elseif kind == "userdata" or kind == "thread" then
+    error(path .. " is a " .. kind .. "; only strings, numbers, booleans and tables can be kept", 0)
+  end
+  return value
+end
+
+local function key(group, task, field) return group .. "\0" .. task .. "\0" .. field end
+
+local function merged(task, path)
+  local chain, seen = {}, {}
+  local current = task
+  while type(current) == "table" do
+    if seen[current] then error(path .. ".uses forms a loop", 0) end
+    seen[current] = true
+    table.insert(chain, 1, current)
+    current = rawget(current, "uses")
+  end
+  if current ~= nil then error(path .. ".uses must be a task table, got " .. type(current), 0) end
+  local fields = {}
+  for _, layer in ipairs(chain) do
+    for k, v in pairs(layer) do if k ~= "uses" then fields[k] = v end end
+  end
+  return fields
+end
+
+local function is_index(k, n) return math.type(k) == "integer" and k >= 1 and k <= n end
+
+function __sloth_collect()
+  local defs = rawget(_G, "TaskDefinitions")
+  if defs == nil then return { missing = true } end
+  if type(defs) ~= "table" then return { invalid = type(defs) } end
+  registry = {}
+  local groups = {}
+  for gname, group in pairs(defs) do
+    if type(gname) ~= "string" then error("TaskDefinitions has a " .. type(gname) .. " key; group names must be strings", 0) end
+    local gpath = "TaskDefinitions." .. gname
+    if type(group) ~= "table" then error(gpath .. " must be a table, got " .. type(group), 0) end
+    local g = { name = gname, fields = {}, tasks = {} }
+    for k, v in pairs(group) do
+      if k ~= "tasks" then g.fields[k] = plain(v, gpath .. "." .. tostring(k), {}, false) end
+    end
+    local tasks = rawget(group, "tasks")
+    if type(tasks) == "table" then
+      local n = #tasks
+      local entries = {}
+      for i = 1, n do entries[#entries + 1] = { index = i, task = tasks[i] } end
+      for k, t in pairs(tasks) do
+        if not is_index(k, n) then entries[#entries + 1] = { key = k, task = t } end
+      end
+      for _, entry in ipairs(entries) do
+        local tpath = gpath .. ".tasks[" .. (entry.index or string.format("%q", tostring(entry.key))) .. "]"
+        if type(entry.task) ~= "table" then error(tpath .. " must be a table, got " .. type(entry.task), 0) end
+        local fields = merged(entry.task, tpath)
+        local name = fields.name
+        if name == nil and type(entry.key) == "string" then name = entry.key end
+        local t = { index = entry.index, key = entry.key, fields = {} }
+        for k, v in pairs(fields) do
+          if type(v) == "function" and FUNCTION_FIELDS[k] and type(name) == "string" then
+            registry[key(gname, name, k)] = v
+          end
+          if type(k) ~= "string" then error(tpath .. " has a " .. type(k) .. " key; field names must be strings", 0) end
+          t.fields[k] = plain(v, tpath .. "." .. k, {}, FUNCTION_FIELDS[k])
+        end
+        if t.fields.name == nil and name ~= nil then t.fields.name = name end
+        g.tasks[#g.tasks + 1] = t
+      end
+    elseif tasks ~= nil then
+      g.fields.tasks = plain(tasks, gpath .. ".tasks", {}, false)
+    end
+    groups[#groups + 1] = g
+  end
+  return { groups = groups }
+end
+
+local function error_text(err)
+  if type(err) == "string" then return err end
+  return "error object is a " .. type(err) .. " value"
+end
+
+-- Runs the main chunk, then walks TaskDefinitions; never raises.
+function __sloth_main(source, name)
+  local chunk, err = load(source, "@" .. name, "t")
+  if not chunk then return { syntax = err } end
+  local ok, e = pcall(chunk)
+  if not ok then return { runtime = error_text(e) } end
+  local collected_ok, collected = pcall(__sloth_collect)
+  if not collected_ok then return { invalid = error_text(collected) } end
+  return { description = collected }
+end
+
+-- Calling a task's functions ------------------------------------------------
+
+local function describe(v)
+  if type(v) == "string" then return string.format("string %q", v) end
+  return type(v) .. (v == nil and "" or " " .. tostring(v))
+end
+
+local function strip(err)
+  if type(err) ~= "string" then return "error object is a " .. type(err) .. " value" end
+  return (err:gsub("^Error: ", ""))
+end
+
+-- kind: "command" -> ok, message, outputs; "hook" -> ok, message; "condition" -> boolean
+function __sloth_call(kind, group, task, field, ...)
+  local fn = registry[key(group, task, field)]
+  if fn == nil then return { error = "no function " .. field .. " on task " .. task } end
+  local results = table.pack(pcall(fn, ...))
+  if not results[1] then return { error = strip(results[2]) } end
+  local first, message, outputs = results[2], results[3], results[4]
+  local label = field == "command" and "the task function" or field
+  if kind == "condition" then
+    if type(first) ~= "boolean" then
+      return { error = label .. " must return a boolean, got " .. describe(first) }
+    end
+    return { value = first }
+  end
+  if type(first) ~= "boolean" then
+    return { error = label .. " must return true or false as its first value, got " .. describe(first) }
+  end
+  if message ~= nil then message = tostring(message) end
+  if kind == "command" and outputs ~= nil then
+    if type(outputs) ~= "table" then
+      return { error = label .. " returned outputs that are a " .. type(outputs) .. "; outputs must be a table" }
+    end
+    local ok, copy = pcall(plain, outputs, "outputs", {}, false)
+    if not ok then return { error = label .. " returned " .. strip(copy) } end
+    outputs = copy
+  end
+  return { ok = first, message = message, outputs = outputs }
+end
+`;

@@ -1,0 +1,54 @@
+/** Messages between the main thread and a Lua worker. One session per worker at a time. */
+import type { ErrorData } from "../errors.ts";
+import type { ExecReply, ExecRequest } from "./host.ts";
+
+export type CallKind = "command" | "hook" | "condition";
+
+export interface OpenRequest {
+  op: "open";
+  /** Absolute path of the main workflow file. */
+  file: string;
+  /** Display names are relative to this directory. */
+  cwd: string;
+  /** Relative paths of `fs`, `exec` and `net.download` start here. */
+  workdir: string;
+  values: unknown;
+  /** Seen by `os.getenv` and `exec.run` before the real environment. */
+  env: Record<string, string>;
+  /** Drop `log` and `print` from the top-level chunk (already shown when the plan was made). */
+  quiet: boolean;
+  /** Bytes of Lua memory the state may use. */
+  memoryLimit: number;
+}
+
+export interface CallRequest {
+  op: "call";
+  id: number;
+  kind: CallKind;
+  group: string;
+  task: string;
+  field: string;
+  args: unknown[];
+}
+
+export type ToWorker =
+  | OpenRequest
+  | CallRequest
+  | { op: "exec_done"; id: number; reply?: ExecReply; error?: string }
+  | { op: "close" };
+
+/** What `__sloth_call` returns. */
+export interface CallResult {
+  error?: string;
+  ok?: boolean;
+  message?: string;
+  outputs?: Record<string, unknown>;
+  value?: boolean;
+}
+
+export type FromWorker =
+  | { op: "opened"; description: unknown; warnings: string[]; files: string[] }
+  | { op: "open_failed"; error: ErrorData }
+  | { op: "called"; id: number; result: CallResult }
+  | { op: "log"; level: string; message: string }
+  | { op: "exec"; id: number; request: ExecRequest };

@@ -1,0 +1,251 @@
+/// <reference lib="deno.worker" />
+/**
+ * A Lua worker: holds one fresh Lua state per session, loads the workflow into
+ * it and calls the task functions it is asked for. Shell commands are not run
+ * here: `exec.run` asks the main thread, which owns every child process and can
+ * stop them when this worker is terminated.
+ */
+import { type LuaEngine, LuaFactory } from "wasmoon";
+import { type ErrorData, toErrorData } from "../errors.ts";
+import { createHost, type ExecReply, type HostContext } from "./host.ts";
+import { PRELUDE } from "./prelude.ts";
+import type { CallRequest, CallResult, FromWorker, OpenRequest, ToWorker } from "./protocol.ts";
+import {
+  cleanLuaError,
+  dirname,
+  displayName,
+  fixModernDsls,
+  parseLuaLocation,
+  resolvePath,
+  sortBySource,
+  sourceContext,
+} from "./source.ts";
+
+const wasmPath = decodeURIComponent(
+  new URL("./glue.wasm", import.meta.resolve("wasmoon")).pathname,
+);
+const factory = new LuaFactory(wasmPath);
+
+let engine: LuaEngine | undefined;
+let execId = 0;
+const pendingExec = new Map<number, { resolve(r: ExecReply): void; reject(e: Error): void }>();
+
+function post(message: FromWorker): void {
+  self.postMessage(message);
+}
+
+self.onmessage = (event: MessageEvent<ToWorker>) => {
+  const message = event.data;
+  switch (message.op) {
+    case "open":
+      open(message).then(post);
+      break;
+    case "call":
+      call(message).then(post);
+      break;
+    case "exec_done": {
+      const waiter = pendingExec.get(message.id);
+      pendingExec.delete(message.id);
+      if (message.reply) waiter?.resolve(message.reply);
+      else waiter?.reject(new Error(message.error ?? "command failed"));
+      break;
+    }
+    case "close":
+      closeEngine();
+      break;
+  }
+};
+
+function closeEngine(): void {
+  engine?.global.close();
+  engine = undefined;
+}
+
+/** The files one session has read, by absolute path and by display name. */
+class Sources {
+  readonly byName = new Map<string, { path: string; text: string }>();
+  readonly warnings: string[] = [];
+  constructor(readonly cwd: string) {}
+
+  read(path: string): { id: string; name: string; source: string } {
+    const name = displayName(path, this.cwd);
+    const known = this.byName.get(name);
+    if (known) return { id: path, name, source: known.text };
+    const fixed = fixModernDsls(Deno.readTextFileSync(path));
+    if (fixed.line !== undefined) {
+      this.warnings.push(
+        `${name}:${fixed.line}: "Modern DSLs = {" is not valid Lua; reading it as "TaskDefinitions = {"`,
+      );
+    }
+    this.byName.set(name, { path, text: fixed.source });
+    return { id: path, name, source: fixed.source };
+  }
+
+  resolve(fromChunk: string, relative: string) {
+    const fromName = fromChunk.startsWith("@") ? fromChunk.slice(1) : "";
+    const from = this.byName.get(fromName);
+    if (!from) throw new Error(`cannot tell which file is importing "${relative}"`);
+    const path = resolvePath(dirname(from.path), relative);
+    try {
+      return this.read(path);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) {
+        throw new Error(`${relative} not found (looked for ${displayName(path, this.cwd)})`);
+      }
+      throw error;
+    }
+  }
+
+  /** `file:line: message` plus the source around that line, when the file is one of ours. */
+  describe(message: string): { message: string; detail?: string } {
+    const text = cleanLuaError(message);
+    const at = parseLuaLocation(text);
+    const file = at && this.byName.get(at.file);
+    if (!at || !file) return { message: text };
+    return { message: text, detail: sourceContext(file.text, at.line) || undefined };
+  }
+}
+
+let quiet = false;
+
+async function open(request: OpenRequest): Promise<FromWorker> {
+  closeEngine();
+  const sources = new Sources(request.cwd);
+  quiet = request.quiet;
+  const ctx: HostContext = {
+    workdir: request.workdir,
+    env: request.env,
+    values: request.values,
+    log: (level, message) => {
+      if (!quiet) post({ op: "log", level, message });
+    },
+    exec: (execRequest) =>
+      new Promise((resolve, reject) => {
+        const id = ++execId;
+        pendingExec.set(id, { resolve, reject });
+        post({ op: "exec", id, request: execRequest });
+      }),
+    resolveImport: (from, path) => sources.resolve(from, path),
+  };
+  try {
+    let main: { name: string; source: string };
+    try {
+      main = sources.read(request.file);
+    } catch (error) {
+      return failed({
+        code: "workflow_not_found",
+        message: error instanceof Deno.errors.NotFound
+          ? `workflow file ${displayName(request.file, request.cwd)} not found`
+          : `cannot read ${request.file}: ${(error as Error).message}`,
+      });
+    }
+    engine = await factory.createEngine({
+      injectObjects: false,
+      enableProxy: false,
+      traceAllocations: true,
+    });
+    engine.global.setMemoryMax(request.memoryLimit);
+    engine.global.set("__sloth_host", createHost(ctx));
+    await engine.doString(PRELUDE);
+
+    const [loaded] = await invoke("__sloth_main", main.source, main.name) as [MainResult];
+    quiet = false;
+    if (loaded.syntax !== undefined || loaded.runtime !== undefined) {
+      const { message, detail } = sources.describe(loaded.syntax ?? loaded.runtime!);
+      return failed({ code: loaded.syntax ? "lua_syntax" : "lua_runtime", message, detail });
+    }
+    if (loaded.invalid !== undefined) {
+      return failed({
+        code: "workflow_invalid",
+        message: `${main.name}: ${cleanLuaError(loaded.invalid)}`,
+      });
+    }
+    return {
+      op: "opened",
+      description: ordered(loaded.description, main.source),
+      warnings: sources.warnings,
+      files: [...sources.byName.values()].map((f) => f.path),
+    };
+  } catch (error) {
+    return failed(errorData(error, sources));
+  }
+
+  function failed(error: ErrorData): FromWorker {
+    closeEngine();
+    return { op: "open_failed", error: { ...error, message: error.message } };
+  }
+}
+
+function errorData(error: unknown, sources: Sources): ErrorData {
+  const text = error instanceof Error ? error.message : String(error);
+  if (/not enough memory/i.test(text)) {
+    return { code: "lua_runtime", message: "the workflow used more memory than its limit" };
+  }
+  const described = sources.describe(text);
+  return { ...toErrorData(error), code: "lua_runtime", ...described };
+}
+
+interface RawTask {
+  index?: number;
+  key?: string;
+}
+interface RawGroup {
+  name: string;
+  tasks: RawTask[] | Record<string, never>;
+}
+
+/** Groups, and the keyed tasks after the listed ones, in the order the file gives them. */
+function ordered(description: unknown, source: string): unknown {
+  const groups = (description as { groups?: RawGroup[] }).groups;
+  if (!Array.isArray(groups)) return description;
+  for (const group of groups) {
+    if (!Array.isArray(group.tasks)) continue;
+    const listed = group.tasks.filter((t) => t.index !== undefined);
+    const keyed = group.tasks.filter((t) => t.index === undefined);
+    group.tasks = [...listed, ...sortBySource(keyed, (t) => String(t.key), source)];
+  }
+  return { groups: sortBySource(groups, (g) => g.name, source) };
+}
+
+interface MainResult {
+  syntax?: string;
+  runtime?: string;
+  invalid?: string;
+  description?: unknown;
+}
+
+/** Calls a global Lua function in a new coroutine, so host promises can be awaited. */
+async function invoke(name: string, ...args: unknown[]): Promise<unknown[]> {
+  const thread = engine!.global.newThread();
+  thread.lua.lua_getglobal(thread.address, name);
+  for (const arg of args) thread.pushValue(arg);
+  const results = await thread.run(args.length);
+  return [...results];
+}
+
+async function call(request: CallRequest): Promise<FromWorker> {
+  let result: CallResult;
+  if (!engine) {
+    result = { error: "the Lua state is not open" };
+  } else {
+    try {
+      const [value] = await invoke(
+        "__sloth_call",
+        request.kind,
+        request.group,
+        request.task,
+        request.field,
+        ...request.args,
+      );
+      result = value as CallResult;
+    } catch (error) {
+      const text = error instanceof Error ? error.message : String(error);
+      result = {
+        error: /not enough memory/i.test(text)
+          ? "the task used more memory than its limit"
+          : cleanLuaError(text),
+      };
+    }
+  }
+  return { op: "called", id: request.id, result };
+}

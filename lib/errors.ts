@@ -1,0 +1,126 @@
+/**
+ * Errors people can act on: every failure that is not a task's own failure is a
+ * `SlothError` with a stable code, the process exit code it maps to and, where it
+ * helps, a one-line hint. Only `cli/` and the entry points print them.
+ */
+
+/** Process exit codes. The README's table is generated from the same words. */
+export const ExitCode = {
+  ok: 0,
+  /** A task failed or timed out, or the run was aborted by `abort_if`. */
+  taskFailed: 1,
+  /** Bad command line, or a workflow that does not load or validate. */
+  usage: 2,
+  /** SIGINT or SIGTERM. */
+  interrupted: 130,
+} as const;
+export type ExitCode = typeof ExitCode[keyof typeof ExitCode];
+
+export type ErrorCode =
+  | "usage"
+  | "workflow_not_found"
+  | "lua_syntax"
+  | "lua_runtime"
+  | "lua_timeout"
+  | "workflow_invalid"
+  | "unknown_group"
+  | "unknown_task"
+  | "unknown_dependency"
+  | "unknown_agent"
+  | "dependency_cycle"
+  | "values_invalid"
+  | "remote_unsupported"
+  | "internal";
+
+const exitCodes: Record<ErrorCode, ExitCode> = {
+  usage: ExitCode.usage,
+  workflow_not_found: ExitCode.usage,
+  lua_syntax: ExitCode.usage,
+  lua_runtime: ExitCode.usage,
+  lua_timeout: ExitCode.usage,
+  workflow_invalid: ExitCode.usage,
+  unknown_group: ExitCode.usage,
+  unknown_task: ExitCode.usage,
+  unknown_dependency: ExitCode.usage,
+  unknown_agent: ExitCode.usage,
+  dependency_cycle: ExitCode.usage,
+  values_invalid: ExitCode.usage,
+  remote_unsupported: ExitCode.usage,
+  internal: ExitCode.taskFailed,
+};
+
+export interface SlothErrorOptions {
+  hint?: string;
+  /** Extra lines shown under the message, such as the Lua source around an error. */
+  detail?: string;
+  cause?: unknown;
+}
+
+export class SlothError extends Error {
+  readonly code: ErrorCode;
+  readonly exitCode: ExitCode;
+  readonly hint?: string;
+  readonly detail?: string;
+
+  constructor(code: ErrorCode, message: string, options: SlothErrorOptions = {}) {
+    super(message, { cause: options.cause });
+    this.name = "SlothError";
+    this.code = code;
+    this.exitCode = exitCodes[code];
+    this.hint = options.hint;
+    this.detail = options.detail;
+  }
+}
+
+/** The plain shape of a `SlothError`, for crossing a worker or the wire. */
+export interface ErrorData {
+  code: ErrorCode;
+  message: string;
+  hint?: string;
+  detail?: string;
+}
+
+export function toErrorData(error: unknown): ErrorData {
+  if (error instanceof SlothError) {
+    return { code: error.code, message: error.message, hint: error.hint, detail: error.detail };
+  }
+  return { code: "internal", message: error instanceof Error ? error.message : String(error) };
+}
+
+export function fromErrorData(data: ErrorData): SlothError {
+  return new SlothError(data.code, data.message, { hint: data.hint, detail: data.detail });
+}
+
+/** Closest candidate by edit distance, when it is close enough to be a likely typo. */
+export function closest(name: string, candidates: Iterable<string>): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const candidate of candidates) {
+    const d = editDistance(name.toLowerCase(), candidate.toLowerCase());
+    if (d < bestDistance) {
+      best = candidate;
+      bestDistance = d;
+    }
+  }
+  const limit = Math.max(2, Math.floor(name.length / 3));
+  return bestDistance <= limit ? best : undefined;
+}
+
+/** `Did you mean "x"?`, or an empty string when nothing is close. */
+export function didYouMean(name: string, candidates: Iterable<string>): string {
+  const match = closest(name, candidates);
+  return match === undefined ? "" : ` Did you mean "${match}"?`;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost);
+    }
+    previous = current;
+  }
+  return previous[b.length];
+}

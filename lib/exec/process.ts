@@ -1,0 +1,170 @@
+import type { ExitStatus } from "../model/mod.ts";
+
+export type Stream = "stdout" | "stderr";
+
+/** The reasons an attempt's `AbortSignal` carries; anything else counts as cancelled. */
+export type AbortReason = "timeout" | "cancelled";
+
+export interface RunOptions {
+  /** Working directory; must exist. */
+  cwd: string;
+  /** Added to the inherited environment. */
+  env?: Record<string, string>;
+  /** Aborting kills the whole process tree; `signal.reason === "timeout"` marks it a timeout. */
+  signal?: AbortSignal;
+  /** Called for every complete line, without its line ending, as it arrives. */
+  onLine?: (stream: Stream, line: string) => void;
+  /** Keep stdout and stderr and return them (each capped at `captureLimit` bytes). */
+  capture?: boolean;
+}
+
+export interface ProcessResult {
+  exit: ExitStatus;
+  stdout: string;
+  stderr: string;
+}
+
+/** Time between SIGTERM and SIGKILL when a task's tree is stopped. */
+export const KILL_GRACE_MS = 1000;
+/** A line longer than this is passed on in pieces. */
+const MAX_LINE = 64 * 1024;
+const CAPTURE_LIMIT = 16 * 1024 * 1024;
+
+/**
+ * Runs `script` with `/bin/sh -c` in a new session, so that the whole tree it
+ * starts can be signalled as one process group. Whatever the script leaves
+ * running in its group when it exits is stopped too: a task cannot leave
+ * processes behind, and its output ends when it does.
+ */
+export async function runShell(script: string, options: RunOptions): Promise<ProcessResult> {
+  const { signal } = options;
+  const captured = { stdout: new Capture(), stderr: new Capture() };
+  if (signal?.aborted) return { exit: abortedStatus(signal, null), stdout: "", stderr: "" };
+
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command("/bin/sh", {
+      args: ["-c", script],
+      cwd: options.cwd,
+      env: options.env,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      detached: true,
+    }).spawn();
+  } catch (error) {
+    return { exit: spawnFailed(error, options.cwd), stdout: "", stderr: "" };
+  }
+
+  const pumps = Promise.all(
+    (["stdout", "stderr"] as const).map((stream) =>
+      pumpLines(child[stream], (line) => {
+        if (options.capture) captured[stream].add(line);
+        options.onLine?.(stream, line);
+      })
+    ),
+  );
+
+  let killed: Promise<void> | undefined;
+  const onAbort = () => killed ??= killTree(child.pid, child.status);
+  signal?.addEventListener("abort", onAbort, { once: true });
+  const status = await child.status;
+  signal?.removeEventListener("abort", onAbort);
+
+  // Leftovers in the group keep our pipes open: stop them, then drain.
+  signalGroup(child.pid, "SIGTERM");
+  if (!await settlesWithin(pumps, KILL_GRACE_MS)) signalGroup(child.pid, "SIGKILL");
+  await pumps;
+  await killed;
+
+  const exit: ExitStatus = killed
+    ? abortedStatus(signal!, status.signal)
+    : status.signal
+    ? { reason: "exited", code: null, signal: status.signal }
+    : { reason: "exited", code: status.code, signal: null };
+  return { exit, stdout: captured.stdout.text(), stderr: captured.stderr.text() };
+}
+
+/** SIGTERM to the group, then SIGKILL after a grace period if the leader still runs. */
+async function killTree(pid: number, exited: Promise<Deno.CommandStatus>): Promise<void> {
+  signalGroup(pid, "SIGTERM");
+  if (!await settlesWithin(exited, KILL_GRACE_MS)) signalGroup(pid, "SIGKILL");
+}
+
+function signalGroup(pid: number, sig: Deno.Signal): void {
+  try {
+    Deno.kill(-pid, sig);
+  } catch {
+    // The group is already gone.
+  }
+}
+
+function abortedStatus(signal: AbortSignal, sig: string | null): ExitStatus {
+  const reason = signal.reason === "timeout" ? "timeout" : "cancelled";
+  return { reason, code: null, signal: sig };
+}
+
+function spawnFailed(error: unknown, cwd: string): ExitStatus {
+  let message = error instanceof Error ? error.message : String(error);
+  if (error instanceof Deno.errors.NotFound) {
+    message = `working directory ${cwd} does not exist`;
+  } else if (error instanceof Deno.errors.PermissionDenied) {
+    message = `permission denied starting /bin/sh in ${cwd}`;
+  }
+  return { reason: "spawn_failed", code: null, signal: null, message };
+}
+
+async function pumpLines(
+  stream: ReadableStream<Uint8Array>,
+  onLine: (line: string) => void,
+): Promise<void> {
+  const decoder = new TextDecoder();
+  let pending = "";
+  const emit = (line: string) => onLine(line.endsWith("\r") ? line.slice(0, -1) : line);
+  for await (const chunk of stream) {
+    pending += decoder.decode(chunk, { stream: true });
+    let newline: number;
+    while ((newline = pending.indexOf("\n")) >= 0) {
+      emit(pending.slice(0, newline));
+      pending = pending.slice(newline + 1);
+    }
+    while (pending.length > MAX_LINE) {
+      emit(pending.slice(0, MAX_LINE));
+      pending = pending.slice(MAX_LINE);
+    }
+  }
+  pending += decoder.decode();
+  if (pending.length > 0) emit(pending);
+}
+
+class Capture {
+  #lines: string[] = [];
+  #size = 0;
+  #truncated = false;
+
+  add(line: string): void {
+    if (this.#size > CAPTURE_LIMIT) {
+      this.#truncated = true;
+      return;
+    }
+    this.#lines.push(line);
+    this.#size += line.length + 1;
+  }
+
+  text(): string {
+    if (this.#lines.length === 0) return "";
+    const text = this.#lines.join("\n") + "\n";
+    return this.#truncated ? text + "[output truncated]\n" : text;
+  }
+}
+
+/** Whether `promise` settles within `ms`; the timer never outlives the answer. */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), ms));
+  try {
+    return await Promise.race([promise.then(() => true, () => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,3 @@
+export type { EmitEvent, LogLevel, LogStream, RunEvent } from "./events.ts";
+export { fdWriter, jsonRenderer, TextRenderer } from "./render.ts";
+export type { TextRendererOptions, Write } from "./render.ts";

@@ -1,0 +1,172 @@
+/**
+ * Renderers of the event stream. Text: task output on stdout and stderr as it
+ * comes, each line prefixed with its task; sloth-runner's own notes on stderr;
+ * a summary table at the end. JSON: one object per line on stdout, nothing else.
+ */
+import type { TaskResult, TaskStatus } from "../model/mod.ts";
+import { formatDuration } from "../model/mod.ts";
+import type { RunEvent } from "./events.ts";
+
+export type Write = (text: string) => void;
+
+const encoder = new TextEncoder();
+
+/** A writer that never writes half a line, whatever the pipe takes at once. */
+export function fdWriter(file: { writeSync(p: Uint8Array): number }): Write {
+  return (text) => {
+    let bytes = encoder.encode(text);
+    while (bytes.length > 0) bytes = bytes.subarray(file.writeSync(bytes));
+  };
+}
+
+export interface TextRendererOptions {
+  out: Write;
+  err: Write;
+  color: boolean;
+  /** Show `log.debug` lines. */
+  verbose: boolean;
+}
+
+const ansi = {
+  reset: "\x1b[0m",
+  bold: "\x1b[1m",
+  dim: "\x1b[2m",
+  red: "\x1b[31m",
+  green: "\x1b[32m",
+  yellow: "\x1b[33m",
+};
+const palette = ["\x1b[36m", "\x1b[35m", "\x1b[34m", "\x1b[33m", "\x1b[32m", "\x1b[96m"];
+
+const statusColor: Record<TaskStatus, string> = {
+  success: ansi.green,
+  failed: ansi.red,
+  timeout: ansi.red,
+  cancelled: ansi.yellow,
+  skipped: ansi.yellow,
+};
+
+export class TextRenderer {
+  #o: TextRendererOptions;
+  #colors = new Map<string, string>();
+  /** Name tasks `group.task`: set when the run has several groups. */
+  qualify = false;
+
+  constructor(options: TextRendererOptions) {
+    this.#o = options;
+  }
+
+  #paint(code: string, text: string): string {
+    return this.#o.color ? `${code}${text}${ansi.reset}` : text;
+  }
+
+  #label(id: string | undefined, task: string | undefined): string {
+    const name = id === undefined ? "workflow" : this.qualify ? id : task ?? id;
+    const key = id ?? "";
+    if (!this.#colors.has(key)) this.#colors.set(key, palette[this.#colors.size % palette.length]);
+    return this.#paint(this.#colors.get(key)!, `[${name}]`);
+  }
+
+  handle(event: RunEvent): void {
+    const { out, err } = this.#o;
+    switch (event.type) {
+      case "run_started":
+        break;
+      case "task_started": {
+        const attempt = event.attempt > 1 ? ` (attempt ${event.attempt})` : "";
+        const where = event.where === "local" ? "" : ` on ${event.where}`;
+        err(
+          `${this.#label(event.id, event.task)} ${
+            this.#paint(ansi.dim, `▶ started${where}${attempt}`)
+          }\n`,
+        );
+        break;
+      }
+      case "log": {
+        const prefix = this.#label(event.id, event.task);
+        if (event.stream === "stdout") out(`${prefix} ${event.line}\n`);
+        else if (event.stream === "stderr") err(`${prefix} ${event.line}\n`);
+        else if (event.level === "debug") {
+          if (this.#o.verbose) err(`${prefix} ${this.#paint(ansi.dim, `DEBUG ${event.line}`)}\n`);
+        } else if (event.level === "warn") {
+          err(`${prefix} ${this.#paint(ansi.yellow, "WARN")} ${event.line}\n`);
+        } else if (event.level === "error") {
+          err(`${prefix} ${this.#paint(ansi.red, "ERROR")} ${event.line}\n`);
+        } else out(`${prefix} ${event.line}\n`);
+        break;
+      }
+      case "task_finished": {
+        const r = event.result;
+        const mark = r.status === "success" ? "✔" : r.status === "skipped" ? "↷" : "✘";
+        const why = r.error ? `: ${r.error}` : "";
+        const time = r.status === "skipped" ? "" : ` (${formatDuration(r.durationMs)})`;
+        err(
+          `${this.#label(r.id, event.task)} ${
+            this.#paint(statusColor[r.status], `${mark} ${r.status}${why}`)
+          }${time}\n`,
+        );
+        break;
+      }
+      case "run_finished":
+        break;
+    }
+  }
+
+  /** The table at the end of a run, on stdout. */
+  summary(results: { task: string; result: TaskResult }[], footer: string): void {
+    const rows = results.map(({ task, result: r }) => [
+      this.qualify ? r.id : task,
+      r.status,
+      String(r.attempts),
+      r.status === "skipped" ? "-" : formatDuration(r.durationMs),
+      r.where,
+      oneLine(r.error ?? ""),
+    ]);
+    const header = ["TASK", "STATUS", "ATTEMPTS", "DURATION", "WHERE", "ERROR"];
+    const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
+    const line = (cells: string[], paint?: (i: number, cell: string) => string) =>
+      cells.map((cell, i) => {
+        const padded = i === cells.length - 1 ? cell : cell.padEnd(widths[i]);
+        return paint ? paint(i, padded) : padded;
+      }).join("  ").trimEnd() + "\n";
+    let text = "\n" + line(header, (_, cell) => this.#paint(ansi.bold, cell));
+    for (const row of rows) {
+      text += line(
+        row,
+        (i, cell) => i === 1 ? this.#paint(statusColor[row[1] as TaskStatus], cell) : cell,
+      );
+    }
+    this.#o.out(text + footer + "\n");
+  }
+}
+
+function oneLine(text: string): string {
+  const first = text.split("\n")[0];
+  return first.length > 120 ? first.slice(0, 117) + "..." : first;
+}
+
+/** `--output json`: every event as one line of JSON on stdout, keys in snake_case. */
+export function jsonRenderer(out: Write): (event: RunEvent) => void {
+  return (event) => {
+    if (event.type === "task_finished") {
+      const r = event.result;
+      out(
+        JSON.stringify({
+          type: event.type,
+          id: r.id,
+          task: event.task,
+          group: event.group,
+          status: r.status,
+          attempts: r.attempts,
+          duration_ms: Math.round(r.durationMs),
+          where: r.where,
+          error: r.error,
+          message: r.message,
+          outputs: r.outputs,
+          exit: r.exit,
+        }) + "\n",
+      );
+      return;
+    }
+    out(JSON.stringify(event) + "\n");
+  };
+}

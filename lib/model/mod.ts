@@ -1,0 +1,90 @@
+/**
+ * The plain values that flow through sloth-runner: a Lua file becomes a `Workflow`,
+ * the scheduler plans its `Task`s and every runner returns a `TaskResult`.
+ * Nothing here does I/O.
+ */
+
+export type { ExitReason, ExitStatus, TaskResult, TaskStatus } from "./result.ts";
+export { exitStatusText, isFailure } from "./result.ts";
+export { formatDuration, parseDuration } from "./duration.ts";
+
+/** Where a task runs. */
+export type Target =
+  | { kind: "local" }
+  | {
+    kind: "remote";
+    /** `host:port` of the agent. */
+    address: string;
+    /** The name under the group's `agents` table, when the task picked one by name. */
+    agent?: string;
+    /** Environment variable holding the agent's token. */
+    tokenEnv?: string;
+  };
+
+/** A Lua function in the workflow; `where` is its definition as `file:line`. */
+export interface LuaRef {
+  kind: "lua";
+  where: string;
+}
+
+export interface ShellScript {
+  kind: "shell";
+  script: string;
+}
+
+export type Command = ShellScript | LuaRef;
+export type Condition = ShellScript | LuaRef;
+
+export interface AgentDef {
+  address: string;
+  tokenEnv?: string;
+}
+
+export interface Task {
+  /** `group.task`, unique in the workflow. */
+  id: string;
+  name: string;
+  group: string;
+  description: string;
+  /** Absent for a task that only gathers its dependencies. */
+  command?: Command;
+  /** Names of tasks in the same group. */
+  dependsOn: string[];
+  /** Names of tasks in the same group; the task runs only if one of them failed. */
+  nextIfFail: string[];
+  /** Extra attempts after the first. */
+  retries: number;
+  /** Per attempt; absent means no limit. */
+  timeoutMs?: number;
+  async: boolean;
+  preExec?: LuaRef;
+  postExec?: LuaRef;
+  runIf?: Condition;
+  abortIf?: Condition;
+  /** Absolute path. */
+  workdir: string;
+  params: Record<string, unknown>;
+  target: Target;
+}
+
+export interface Group {
+  name: string;
+  description: string;
+  tasks: Task[];
+  agents: Record<string, AgentDef>;
+}
+
+export interface Workflow {
+  /** Absolute path of the main file. */
+  file: string;
+  groups: Group[];
+}
+
+export function targetText(target: Target): string {
+  if (target.kind === "local") return "local";
+  return target.agent ? `agent ${target.agent} (${target.address})` : `agent ${target.address}`;
+}
+
+export function allTasks(workflow: Workflow): Task[] {
+  return workflow.groups.flatMap((group) => group.tasks);
+}

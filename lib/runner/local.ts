@@ -1,0 +1,165 @@
+/**
+ * Runs tasks on this machine: shell strings with `/bin/sh -c`, Lua functions in
+ * a fresh Lua state on a pooled worker, with their hooks around them.
+ */
+import {
+  type CallKind,
+  type CallResult,
+  type LuaPool,
+  type LuaSession,
+  openTaskSession,
+  taskEnv,
+  type WorkflowSource,
+} from "../dsl/mod.ts";
+import { runShell } from "../exec/mod.ts";
+import type { EmitEvent, LogLevel } from "../log/mod.ts";
+import type { Condition, Task } from "../model/mod.ts";
+import { exitStatusText } from "../model/mod.ts";
+import type { AttemptContext, AttemptResult, Gate, TaskExecutor } from "../scheduler/mod.ts";
+import { SlothError } from "../errors.ts";
+
+export interface LocalRunnerOptions {
+  pool: LuaPool;
+  source: WorkflowSource;
+  emit: EmitEvent;
+}
+
+type Inputs = AttemptContext["inputs"];
+
+export class LocalRunner implements TaskExecutor {
+  #pool: LuaPool;
+  #source: WorkflowSource;
+  #emit: EmitEvent;
+
+  constructor(options: LocalRunnerOptions) {
+    this.#pool = options.pool;
+    this.#source = options.source;
+    this.#emit = options.emit;
+  }
+
+  async gate(task: Task, inputs: Inputs, signal: AbortSignal): Promise<Gate> {
+    if (!task.abortIf && !task.runIf) return { action: "run" };
+    let session: LuaSession | undefined;
+    const needsLua = task.abortIf?.kind === "lua" || task.runIf?.kind === "lua";
+    try {
+      if (needsLua) session = await this.#open(task);
+      const check = async (field: "abort_if" | "run_if", condition: Condition) => {
+        if (condition.kind === "shell") {
+          const { exit } = await runShell(condition.script, {
+            cwd: task.workdir,
+            env: taskEnv(task),
+            signal,
+            capture: true,
+          });
+          if (exit.reason === "spawn_failed") throw new Error(`${field}: ${exitStatusText(exit)}`);
+          return exit.reason === "exited" && exit.code === 0;
+        }
+        const result = await session!.call(
+          "condition",
+          { group: task.group, task: task.name, field },
+          [this.#params(task), inputs],
+          signal,
+        );
+        if (result.error !== undefined) throw new Error(`${field}: ${result.error}`);
+        return result.value === true;
+      };
+      if (task.abortIf && await check("abort_if", task.abortIf)) {
+        return { action: "abort", reason: "abort_if was true" };
+      }
+      if (task.runIf && !await check("run_if", task.runIf)) {
+        return { action: "skip", reason: "run_if was false" };
+      }
+      return { action: "run" };
+    } catch (error) {
+      return { action: "fail", error: error instanceof Error ? error.message : String(error) };
+    } finally {
+      session?.release();
+    }
+  }
+
+  async attempt(task: Task, ctx: AttemptContext): Promise<AttemptResult> {
+    const needsLua = task.command?.kind === "lua" || task.preExec || task.postExec;
+    let session: LuaSession | undefined;
+    try {
+      if (needsLua) session = await this.#open(task);
+      const params = this.#params(task);
+      const call = (kind: CallKind, field: string, args: unknown[]) =>
+        session!.call(kind, { group: task.group, task: task.name, field }, args, ctx.signal);
+
+      if (task.preExec) {
+        const failed = hookFailure(
+          "pre_exec",
+          await call("hook", "pre_exec", [params, ctx.inputs]),
+        );
+        if (failed) return failed;
+      }
+
+      let result: AttemptResult = { ok: true, outputs: {} };
+      if (task.command?.kind === "shell") {
+        const { exit } = await runShell(task.command.script, {
+          cwd: task.workdir,
+          env: taskEnv(task),
+          signal: ctx.signal,
+          onLine: (stream, line) => this.#log(task, stream, line),
+        });
+        const ok = exit.reason === "exited" && exit.code === 0;
+        result = { ok, exit, outputs: {}, error: ok ? undefined : exitStatusText(exit) };
+      } else if (task.command?.kind === "lua") {
+        const r = await call("command", "command", [params, ctx.inputs]);
+        if (r.error !== undefined) result = { ok: false, error: r.error };
+        else {
+          result = {
+            ok: r.ok === true,
+            message: r.message,
+            outputs: r.outputs ?? {},
+            error: r.ok ? undefined : r.message ?? "the task function returned false",
+          };
+        }
+      }
+      if (!result.ok) return result;
+
+      if (task.postExec) {
+        const failed = hookFailure(
+          "post_exec",
+          await call("hook", "post_exec", [params, result.outputs ?? {}]),
+        );
+        if (failed) return failed;
+      }
+      return result;
+    } catch (error) {
+      const message = error instanceof SlothError || error instanceof Error
+        ? error.message
+        : String(error);
+      return { ok: false, error: message };
+    } finally {
+      if (ctx.signal.aborted) session?.kill();
+      else session?.release();
+    }
+  }
+
+  #open(task: Task): Promise<LuaSession> {
+    return openTaskSession(this.#pool, this.#source, task, {
+      onLog: (level, message) => {
+        if (level === "print") this.#log(task, "stdout", message);
+        else this.#log(task, "log", message, level as LogLevel);
+      },
+    });
+  }
+
+  #params(task: Task): Record<string, unknown> {
+    return { ...task.params, task_name: task.name, group_name: task.group, workdir: task.workdir };
+  }
+
+  #log(task: Task, stream: "stdout" | "stderr" | "log", line: string, level?: LogLevel): void {
+    this.#emit({ type: "log", id: task.id, task: task.name, stream, level, line });
+  }
+}
+
+function hookFailure(field: string, result: CallResult): AttemptResult | undefined {
+  if (result.error !== undefined) return { ok: false, error: `${field}: ${result.error}` };
+  if (result.ok) return undefined;
+  return {
+    ok: false,
+    error: `${field} returned false${result.message ? `: ${result.message}` : ""}`,
+  };
+}

@@ -1,0 +1,2 @@
+export { LocalRunner } from "./local.ts";
+export type { LocalRunnerOptions } from "./local.ts";

@@ -1,0 +1,12 @@
+export { checkWorkflow, planRun } from "./plan.ts";
+export type { Plan, PlannedTask, Selection } from "./plan.ts";
+export { backoff, DEFAULT_MAX_PARALLEL, runPlan } from "./run.ts";
+export type {
+  AttemptContext,
+  AttemptResult,
+  Gate,
+  RunHooks,
+  RunOptions,
+  RunOutcome,
+  TaskExecutor,
+} from "./run.ts";

@@ -1,0 +1,351 @@
+/**
+ * Runs a plan over a `TaskExecutor`, with bounded parallelism.
+ *
+ * The ordering rule (also in the README): tasks are taken in plan order. A task
+ * without `async = true` waits until every task before it has finished, and no
+ * task after it starts until it has finished. An `async` task starts as soon as
+ * its `depends_on` and `next_if_fail` tasks have finished and no earlier
+ * non-async task is still pending or running, as long as fewer than
+ * `maxParallel` tasks are running.
+ */
+import type { ExitStatus, Task, TaskResult, TaskStatus } from "../model/mod.ts";
+import { exitStatusText, isFailure, targetText } from "../model/mod.ts";
+import type { Plan, PlannedTask } from "./plan.ts";
+
+export type Gate =
+  | { action: "run" }
+  | { action: "skip"; reason: string }
+  | { action: "abort"; reason: string }
+  | { action: "fail"; error: string };
+
+export interface AttemptContext {
+  attempt: number;
+  /** Outputs of each `depends_on` task, by task name. */
+  inputs: Record<string, Record<string, unknown>>;
+  /** Aborted with reason `"timeout"` or `"cancelled"`; the executor must stop the attempt. */
+  signal: AbortSignal;
+}
+
+export interface AttemptResult {
+  ok: boolean;
+  /** Why it failed, in one line. */
+  error?: string;
+  message?: string;
+  outputs?: Record<string, unknown>;
+  exit?: ExitStatus;
+}
+
+/** What runs a task: locally, or on an agent. */
+export interface TaskExecutor {
+  /** Evaluates `abort_if` and `run_if`. */
+  gate(task: Task, inputs: AttemptContext["inputs"], signal: AbortSignal): Promise<Gate>;
+  attempt(task: Task, ctx: AttemptContext): Promise<AttemptResult>;
+}
+
+export interface RunHooks {
+  onTaskStart?(task: Task, attempt: number): void;
+  onRetry?(task: Task, failedAttempt: number, error: string, delayMs: number): void;
+  onTaskFinish?(task: Task, result: TaskResult): void;
+}
+
+export interface RunOptions extends RunHooks {
+  maxParallel: number;
+  /** Aborting it interrupts the run: running tasks are cancelled, nothing new starts. */
+  signal?: AbortSignal;
+  /** Delay before retry `n` (1-based); exponential by default. */
+  retryDelayMs?: (attempt: number) => number;
+}
+
+export interface RunOutcome {
+  /** In plan order. */
+  results: TaskResult[];
+  /** Set when an `abort_if` stopped the run. */
+  aborted?: string;
+  interrupted: boolean;
+}
+
+export const DEFAULT_MAX_PARALLEL = 8;
+
+/** 250 ms, 500 ms, 1 s, … capped at 10 s. */
+export function backoff(attempt: number): number {
+  return Math.min(250 * 2 ** (attempt - 1), 10_000);
+}
+
+export function runPlan(
+  plan: Plan,
+  executor: TaskExecutor,
+  options: RunOptions,
+): Promise<RunOutcome> {
+  return new Scheduler(plan, executor, options).run();
+}
+
+type State = "pending" | "running" | "done";
+
+class Scheduler {
+  #plan: Plan;
+  #executor: TaskExecutor;
+  #options: RunOptions;
+  #state = new Map<string, State>();
+  #results = new Map<string, TaskResult>();
+  /** Tasks that failed, or were skipped because something they needed failed. */
+  #blocked = new Set<string>();
+  #running = 0;
+  #stop: { reason: string; interrupted: boolean } | undefined;
+  #cancel = new AbortController();
+  #finished!: (outcome: RunOutcome) => void;
+
+  constructor(plan: Plan, executor: TaskExecutor, options: RunOptions) {
+    this.#plan = plan;
+    this.#executor = executor;
+    this.#options = options;
+    for (const { task } of plan.tasks) this.#state.set(task.id, "pending");
+  }
+
+  run(): Promise<RunOutcome> {
+    const { signal } = this.#options;
+    const onInterrupt = () => this.#halt("run interrupted", true);
+    signal?.addEventListener("abort", onInterrupt, { once: true });
+    const done = new Promise<RunOutcome>((resolve) => this.#finished = resolve);
+    if (signal?.aborted) onInterrupt();
+    this.#schedule();
+    return done.finally(() => signal?.removeEventListener("abort", onInterrupt));
+  }
+
+  #halt(reason: string, interrupted: boolean): void {
+    this.#stop ??= { reason, interrupted };
+    this.#cancel.abort("cancelled");
+  }
+
+  #schedule(): void {
+    let earlierAllDone = true;
+    for (const planned of this.#plan.tasks) {
+      const { task } = planned;
+      const state = this.#state.get(task.id)!;
+      if (state === "running") {
+        earlierAllDone = false;
+        if (!task.async) break;
+        continue;
+      }
+      if (state === "pending") {
+        if (this.#stop) {
+          this.#skip(planned, this.#stop.reason, false);
+          continue;
+        }
+        if (!task.async && (!earlierAllDone || this.#running > 0)) break;
+        const decision = this.#readiness(planned);
+        if (decision === "wait") {
+          earlierAllDone = false;
+          continue;
+        }
+        if (decision !== "ready") {
+          this.#skip(planned, decision.reason, decision.blocked);
+          continue;
+        }
+        if (this.#running >= this.#options.maxParallel) break;
+        this.#start(planned);
+        earlierAllDone = false;
+        if (!task.async) break;
+      }
+    }
+    if (this.#running === 0 && [...this.#state.values()].every((s) => s === "done")) {
+      this.#finished({
+        results: this.#plan.tasks.map(({ task }) => this.#results.get(task.id)!),
+        aborted: this.#stop && !this.#stop.interrupted ? this.#stop.reason : undefined,
+        interrupted: this.#stop?.interrupted ?? false,
+      });
+    }
+  }
+
+  #readiness(
+    planned: PlannedTask,
+  ): "ready" | "wait" | { reason: string; blocked: boolean } {
+    const waitFor = [...planned.deps, ...planned.watches];
+    if (waitFor.some((id) => this.#state.get(id) !== "done" && this.#state.has(id))) return "wait";
+    for (const id of planned.deps) {
+      if (this.#blocked.has(id)) {
+        const dep = this.#results.get(id)!;
+        const name = id.slice(planned.task.group.length + 1);
+        const why = dep.status === "skipped" ? "was skipped" : statusPhrase(dep);
+        return { reason: `dependency "${name}" ${why}`, blocked: true };
+      }
+    }
+    if (planned.task.nextIfFail.length > 0) {
+      const failed = planned.watches.some((id) => isFailure(this.#results.get(id)!.status));
+      if (!failed) {
+        return {
+          reason: `none of next_if_fail (${planned.task.nextIfFail.join(", ")}) failed`,
+          blocked: false,
+        };
+      }
+    }
+    return "ready";
+  }
+
+  #skip(planned: PlannedTask, reason: string, blocked: boolean): void {
+    const { task } = planned;
+    if (blocked) this.#blocked.add(task.id);
+    this.#finish(task, {
+      id: task.id,
+      status: "skipped",
+      attempts: 0,
+      durationMs: 0,
+      where: targetText(task.target),
+      error: reason,
+      outputs: {},
+    });
+  }
+
+  #finish(task: Task, result: TaskResult): void {
+    this.#state.set(task.id, "done");
+    this.#results.set(task.id, result);
+    if (isFailure(result.status)) this.#blocked.add(task.id);
+    this.#options.onTaskFinish?.(task, result);
+  }
+
+  #start(planned: PlannedTask): void {
+    const { task } = planned;
+    this.#state.set(task.id, "running");
+    this.#running++;
+    this.#runTask(planned)
+      .catch((error): TaskResult => ({
+        id: task.id,
+        status: "failed",
+        attempts: 1,
+        durationMs: 0,
+        where: targetText(task.target),
+        error: `internal error: ${error instanceof Error ? error.message : String(error)}`,
+        outputs: {},
+      }))
+      .then((result) => {
+        this.#running--;
+        this.#finish(task, result);
+        this.#schedule();
+      });
+  }
+
+  async #runTask(planned: PlannedTask): Promise<TaskResult> {
+    const { task } = planned;
+    const started = performance.now();
+    const where = targetText(task.target);
+    const result = (
+      status: TaskStatus,
+      attempts: number,
+      extra: Partial<TaskResult> = {},
+    ): TaskResult => ({
+      id: task.id,
+      status,
+      attempts,
+      durationMs: performance.now() - started,
+      where,
+      outputs: {},
+      ...extra,
+    });
+
+    const inputs: AttemptContext["inputs"] = {};
+    for (const id of planned.deps) {
+      inputs[id.slice(task.group.length + 1)] = this.#results.get(id)?.outputs ?? {};
+    }
+
+    const gate = await this.#executor.gate(task, inputs, this.#cancel.signal);
+    if (gate.action === "skip") {
+      return result("skipped", 0, { error: gate.reason });
+    }
+    if (gate.action === "fail") return result("failed", 0, { error: gate.error });
+    if (gate.action === "abort") {
+      this.#halt(`run aborted by task "${task.name}": ${gate.reason}`, false);
+      return result("skipped", 0, { error: gate.reason });
+    }
+
+    const attempts = task.retries + 1;
+    let last: AttemptResult = { ok: false, error: "did not run" };
+    for (let attempt = 1; attempt <= attempts; attempt++) {
+      if (this.#cancel.signal.aborted) {
+        return result("cancelled", attempt - 1, { error: this.#stop?.reason ?? "cancelled" });
+      }
+      this.#options.onTaskStart?.(task, attempt);
+      last = await this.#attempt(task, attempt, inputs);
+      if (last.ok) {
+        return result("success", attempt, { outputs: last.outputs ?? {}, message: last.message });
+      }
+      const status = attemptStatus(last);
+      if (status === "cancelled") {
+        return result("cancelled", attempt, {
+          error: this.#stop?.reason ?? "cancelled",
+          exit: last.exit,
+        });
+      }
+      if (attempt < attempts) {
+        const delay = (this.#options.retryDelayMs ?? backoff)(attempt);
+        this.#options.onRetry?.(task, attempt, last.error ?? status, delay);
+        await sleep(delay, this.#cancel.signal);
+      } else {
+        return result(status, attempt, {
+          error: last.error,
+          message: last.message,
+          exit: last.exit,
+        });
+      }
+    }
+    return result("failed", attempts, { error: last.error });
+  }
+
+  async #attempt(task: Task, attempt: number, inputs: AttemptContext["inputs"]) {
+    const controller = new AbortController();
+    const cancel = () => controller.abort("cancelled");
+    this.#cancel.signal.addEventListener("abort", cancel, { once: true });
+    const timer = task.timeoutMs === undefined
+      ? undefined
+      : setTimeout(() => controller.abort("timeout"), task.timeoutMs);
+    try {
+      const outcome = await this.#executor.attempt(task, {
+        attempt,
+        inputs,
+        signal: controller.signal,
+      });
+      if (!outcome.ok && controller.signal.aborted) {
+        // Whatever the executor saw, the reason we stopped it is the one to report.
+        const reason = controller.signal.reason === "timeout" ? "timeout" : "cancelled";
+        const exit: ExitStatus = { code: null, signal: null, ...outcome.exit, reason };
+        const error = reason === "timeout"
+          ? `timed out after ${task.timeoutMs}ms`
+          : outcome.error ?? "cancelled";
+        return { ...outcome, exit, error };
+      }
+      return outcome;
+    } finally {
+      clearTimeout(timer);
+      this.#cancel.signal.removeEventListener("abort", cancel);
+    }
+  }
+}
+
+function attemptStatus(outcome: AttemptResult): TaskStatus {
+  switch (outcome.exit?.reason) {
+    case "timeout":
+      return "timeout";
+    case "cancelled":
+      return "cancelled";
+    default:
+      return "failed";
+  }
+}
+
+function statusPhrase(result: TaskResult): string {
+  if (result.status === "timeout") return "timed out";
+  if (result.status === "cancelled") return "was cancelled";
+  return result.exit?.reason === "exited" && result.exit.code !== null
+    ? `failed with ${exitStatusText(result.exit)}`
+    : "failed";
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
