@@ -91,19 +91,23 @@ export function fromErrorData(data: ErrorData): SlothError {
   return new SlothError(data.code, data.message, { hint: data.hint, detail: data.detail });
 }
 
-/** Closest candidate by edit distance, when it is close enough to be a likely typo. */
+/**
+ * The candidate the user most likely meant: one the name abbreviates (`cmd` for
+ * `command`), or the closest by edit distance when that is close enough to be a typo.
+ */
 export function closest(name: string, candidates: Iterable<string>): string | undefined {
-  let best: string | undefined;
-  let bestDistance = Infinity;
-  for (const candidate of candidates) {
-    const d = editDistance(name.toLowerCase(), candidate.toLowerCase());
-    if (d < bestDistance) {
-      best = candidate;
-      bestDistance = d;
-    }
-  }
+  const lower = name.toLowerCase();
+  const scored = [...candidates].map((c) => ({ c, d: editDistance(lower, c.toLowerCase()) }));
+  const byDistance = (a: { d: number }, b: { d: number }) => a.d - b.d;
+  const prefixed = scored.filter(({ c }) => c.toLowerCase().startsWith(lower)).sort(byDistance);
+  if (lower.length >= 3 && prefixed.length > 0) return prefixed[0].c;
+  const abbreviated = scored.filter(({ c }) => isSubsequence(lower, c.toLowerCase())).sort(
+    byDistance,
+  );
+  if (lower.length >= 3 && abbreviated.length > 0) return abbreviated[0].c;
+  const best = scored.sort(byDistance)[0];
   const limit = Math.max(2, Math.floor(name.length / 3));
-  return bestDistance <= limit ? best : undefined;
+  return best && best.d <= limit ? best.c : undefined;
 }
 
 /** `Did you mean "x"?`, or an empty string when nothing is close. */
@@ -123,4 +127,10 @@ function editDistance(a: string, b: string): number {
     previous = current;
   }
   return previous[b.length];
+}
+
+function isSubsequence(short: string, long: string): boolean {
+  let i = 0;
+  for (const ch of long) if (ch === short[i]) i++;
+  return i === short.length && short[0] === long[0];
 }

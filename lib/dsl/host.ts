@@ -38,6 +38,23 @@ type Fn = (...args: never[]) => HostResult | Promise<HostResult>;
 
 const NET_TIMEOUT_MS = 30_000;
 
+/**
+ * A value wasmoon can push: it fails on `null` inside tables, so nulls (JSON's
+ * and YAML's) become nil, as they would be in Lua.
+ */
+export function toLua(value: unknown): unknown {
+  if (value === null) return undefined;
+  if (Array.isArray(value)) return value.map(toLua);
+  if (typeof value === "object" && value.constructor === Object) {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) {
+      if (v !== null && v !== undefined) out[k] = toLua(v);
+    }
+    return out;
+  }
+  return value;
+}
+
 export function createHost(ctx: HostContext): Record<string, Fn | unknown> {
   const path = (p: unknown, what = "path"): string => {
     if (typeof p !== "string" || p === "") {
@@ -52,7 +69,7 @@ export function createHost(ctx: HostContext): Record<string, Fn | unknown> {
   };
 
   return {
-    values: ctx.values ?? {},
+    values: toLua(ctx.values ?? {}),
     log: (level: string, message: string) => {
       ctx.log(level, message);
       return { ok: true };
@@ -252,7 +269,7 @@ function message(error: unknown): string {
 function guard<A extends unknown[]>(fn: (...args: A) => unknown) {
   return (...args: A): HostResult => {
     try {
-      return { ok: true, value: fn(...args) };
+      return { ok: true, value: toLua(fn(...args)) };
     } catch (error) {
       return { ok: false, error: message(error) };
     }
@@ -262,7 +279,7 @@ function guard<A extends unknown[]>(fn: (...args: A) => unknown) {
 function guardAsync<A extends unknown[]>(fn: (...args: A) => Promise<unknown>) {
   return async (...args: A): Promise<HostResult> => {
     try {
-      return { ok: true, value: await fn(...args) };
+      return { ok: true, value: toLua(await fn(...args)) };
     } catch (error) {
       return { ok: false, error: message(error) };
     }

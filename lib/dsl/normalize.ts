@@ -87,7 +87,12 @@ const taskSchema = z.object({
   next_if_fail: names.optional(),
   retries: z.number({ error: "must be a whole number of extra attempts" }).int().min(0).max(100)
     .optional(),
-  timeout: z.union([z.string(), z.number()]).optional(),
+  timeout: z.union([z.string(), z.number()]).refine((v) => parseDuration(v) !== undefined, {
+    error: (issue) =>
+      `${
+        JSON.stringify(issue.input)
+      } is not a duration (use "500ms", "30s", "2m" or a number of seconds)`,
+  }).optional(),
   async: z.boolean({ error: "must be true or false" }).optional(),
   pre_exec: fnRef.optional(),
   post_exec: fnRef.optional(),
@@ -122,7 +127,12 @@ interface RawGroup {
 
 export function normalizeWorkflow(description: unknown, options: NormalizeOptions): Workflow {
   const { fileName } = options;
-  const desc = description as { missing?: boolean; invalid?: string; groups?: unknown };
+  const desc = description as {
+    missing?: boolean;
+    invalid?: string;
+    groups?: unknown;
+    problems?: unknown;
+  };
   if (desc.missing) {
     throw new SlothError("workflow_invalid", `${fileName} does not define TaskDefinitions`, {
       hint: "Define a global table: TaskDefinitions = { my_group = { tasks = { ... } } }",
@@ -135,7 +145,7 @@ export function normalizeWorkflow(description: unknown, options: NormalizeOption
     );
   }
   const rawGroups = emptyAsList(desc.groups) as RawGroup[];
-  const problems: string[] = [];
+  const problems = (emptyAsList(desc.problems) as string[] | undefined ?? []).slice();
   const groups: Group[] = [];
   for (const raw of rawGroups) {
     const group = normalizeGroup(raw, options, problems);
@@ -197,16 +207,7 @@ function normalizeGroup(
       continue;
     }
     seen.add(t.name);
-    let timeoutMs: number | undefined;
-    if (t.timeout !== undefined) {
-      timeoutMs = parseDuration(t.timeout);
-      if (timeoutMs === undefined) {
-        problems.push(
-          `${taskLabel}: timeout ${JSON.stringify(t.timeout)} is not a duration ` +
-            `(use "500ms", "30s", "2m" or a number of seconds)`,
-        );
-      }
-    }
+    const timeoutMs = t.timeout === undefined ? undefined : parseDuration(t.timeout);
     const target = resolveTarget(
       { task: t.delegate_to, agent: t.agent, group: g.delegate_to },
       agents,
@@ -259,7 +260,7 @@ function resolveTarget(
   if (given.agent === undefined && address.safeParse(pick).success) {
     return { kind: "remote", address: pick };
   }
-  const known = Object.keys(agents);
+  const known = Object.keys(agents).sort();
   problems.push(
     `${label}: unknown agent "${pick}".` +
       (known.length

@@ -177,9 +177,8 @@ export class LuaSession {
       let timer: ReturnType<typeof setTimeout> | undefined;
       if (timeoutMs !== undefined) {
         timer = setTimeout(() => {
-          const error = onTimeout?.() ?? new Error("timed out");
+          this.#waiters.get(key)?.reject(onTimeout?.() ?? new Error("timed out"));
           this.kill();
-          reject(error);
         }, timeoutMs);
       }
       const done = () => {

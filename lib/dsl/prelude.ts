@@ -10,17 +10,35 @@ local H = __sloth_host
 __sloth_host = nil
 local getinfo = debug.getinfo
 
+-- The file:line of the nearest workflow code on the stack (the prelude is "=sloth").
+local function caller()
+  for level = 2, 30 do
+    local info = getinfo(level, "Sl")
+    if info == nil then return "" end
+    if info.source:sub(1, 1) == "@" and info.currentline > 0 then
+      return info.source:sub(2) .. ":" .. info.currentline .. ": "
+    end
+  end
+  return ""
+end
+
 local function unwrap(name, r)
   if r.ok then return r.value end
-  error(name .. ": " .. tostring(r.error), 3)
+  error(caller() .. name .. ": " .. tostring(r.error), 0)
 end
 
 local function sync(name, fn)
-  return function(...) return unwrap(name, fn(...)) end
+  return function(...)
+    local value = unwrap(name, fn(...))
+    return value
+  end
 end
 
 local function async(name, fn)
-  return function(...) return unwrap(name, fn(...):await()) end
+  return function(...)
+    local value = unwrap(name, fn(...):await())
+    return value
+  end
 end
 
 local function text(...)
@@ -63,7 +81,7 @@ os.rename = fs.rename
 os.tmpname = fs.tmpname
 
 local function unavailable(name, instead)
-  return function() error(name .. " is not available in sloth-runner; use " .. instead, 2) end
+  return function() error(caller() .. name .. " is not available in sloth-runner; use " .. instead, 0) end
 end
 os.execute = unavailable("os.execute", "exec.run(cmd)")
 io.popen = unavailable("io.popen", "exec.run(cmd)")
@@ -77,10 +95,10 @@ require = unavailable("require", "import(\"path.lua\")")
 
 local imported, importing = {}, {}
 function import(path)
-  if type(path) ~= "string" then error("import: expected a file path, got " .. type(path), 2) end
+  if type(path) ~= "string" then error(caller() .. "import: expected a file path, got " .. type(path), 0) end
   local caller = getinfo(2, "S")
   local file = unwrap("import", H.resolve_import(caller and caller.source or "=?", path))
-  if importing[file.id] then error("import: " .. file.name .. " imports itself (import cycle)", 2) end
+  if importing[file.id] then error(caller() .. "import: " .. file.name .. " imports itself (import cycle)", 0) end
   if imported[file.id] ~= nil then return imported[file.id].value end
   local chunk, err = load(file.source, "@" .. file.name, "t")
   if not chunk then error(err, 0) end
@@ -104,25 +122,34 @@ local function where(fn)
   return source .. ":" .. tostring(info.linedefined or 0)
 end
 
--- Plain data only: the result crosses threads and, later, the wire.
-local function plain(value, path, seen, allow_function)
+-- Plain data only: the result crosses threads and, later, the wire. What cannot
+-- be kept is reported in problems (a list of messages) and left out.
+local function plain(value, path, seen, allow_function, problems)
   local kind = type(value)
   if kind == "table" then
-    if seen[value] then error(path .. " refers to itself", 0) end
+    if seen[value] then
+      problems[#problems + 1] = path .. " refers to itself"
+      return nil
+    end
     seen[value] = true
     local copy = {}
     for k, v in pairs(value) do
       local key = type(k) == "string" and k or (math.type(k) == "integer" and k) or nil
-      if key == nil then error(path .. " has a " .. type(k) .. " key; keys must be strings or integers", 0) end
-      copy[key] = plain(v, path .. "." .. tostring(k), seen, false)
+      if key == nil then
+        problems[#problems + 1] = path .. " has a " .. type(k) .. " key; keys must be strings or integers"
+      else
+        copy[key] = plain(v, path .. "." .. tostring(k), seen, false, problems)
+      end
     end
     seen[value] = nil
     return copy
   elseif kind == "function" then
     if allow_function then return { __lua_function = where(value) } end
-    error(path .. " is a function; only strings, numbers, booleans and tables can be kept", 0)
+    problems[#problems + 1] = path .. " is a function; only strings, numbers, booleans and tables can be kept"
+    return nil
   elseif kind == "userdata" or kind == "thread" then
-    error(path .. " is a " .. kind .. "; only strings, numbers, booleans and tables can be kept", 0)
+    problems[#problems + 1] = path .. " is a " .. kind .. "; only strings, numbers, booleans and tables can be kept"
+    return nil
   end
   return value
 end
@@ -153,14 +180,14 @@ function __sloth_collect()
   if defs == nil then return { missing = true } end
   if type(defs) ~= "table" then return { invalid = type(defs) } end
   registry = {}
-  local groups = {}
+  local groups, problems = {}, {}
   for gname, group in pairs(defs) do
     if type(gname) ~= "string" then error("TaskDefinitions has a " .. type(gname) .. " key; group names must be strings", 0) end
     local gpath = "TaskDefinitions." .. gname
     if type(group) ~= "table" then error(gpath .. " must be a table, got " .. type(group), 0) end
     local g = { name = gname, fields = {}, tasks = {} }
     for k, v in pairs(group) do
-      if k ~= "tasks" then g.fields[k] = plain(v, gpath .. "." .. tostring(k), {}, false) end
+      if k ~= "tasks" then g.fields[k] = plain(v, gpath .. "." .. tostring(k), {}, false, problems) end
     end
     local tasks = rawget(group, "tasks")
     if type(tasks) == "table" then
@@ -182,17 +209,17 @@ function __sloth_collect()
             registry[key(gname, name, k)] = v
           end
           if type(k) ~= "string" then error(tpath .. " has a " .. type(k) .. " key; field names must be strings", 0) end
-          t.fields[k] = plain(v, tpath .. "." .. k, {}, FUNCTION_FIELDS[k])
+          t.fields[k] = plain(v, tpath .. "." .. k, {}, FUNCTION_FIELDS[k], problems)
         end
         if t.fields.name == nil and name ~= nil then t.fields.name = name end
         g.tasks[#g.tasks + 1] = t
       end
     elseif tasks ~= nil then
-      g.fields.tasks = plain(tasks, gpath .. ".tasks", {}, false)
+      g.fields.tasks = plain(tasks, gpath .. ".tasks", {}, false, problems)
     end
     groups[#groups + 1] = g
   end
-  return { groups = groups }
+  return { groups = groups, problems = problems }
 end
 
 local function error_text(err)
@@ -245,9 +272,9 @@ function __sloth_call(kind, group, task, field, ...)
     if type(outputs) ~= "table" then
       return { error = label .. " returned outputs that are a " .. type(outputs) .. "; outputs must be a table" }
     end
-    local ok, copy = pcall(plain, outputs, "outputs", {}, false)
-    if not ok then return { error = label .. " returned " .. strip(copy) } end
-    outputs = copy
+    local problems = {}
+    outputs = plain(outputs, "outputs", {}, false, problems)
+    if #problems > 0 then return { error = label .. " returned " .. problems[1] } end
   end
   return { ok = first, message = message, outputs = outputs }
 end

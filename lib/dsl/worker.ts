@@ -7,7 +7,7 @@
  */
 import { type LuaEngine, LuaFactory } from "wasmoon";
 import { type ErrorData, toErrorData } from "../errors.ts";
-import { createHost, type ExecReply, type HostContext } from "./host.ts";
+import { createHost, type ExecReply, type HostContext, toLua } from "./host.ts";
 import { PRELUDE } from "./prelude.ts";
 import type { CallRequest, CallResult, FromWorker, OpenRequest, ToWorker } from "./protocol.ts";
 import {
@@ -146,7 +146,8 @@ async function open(request: OpenRequest): Promise<FromWorker> {
     });
     engine.global.setMemoryMax(request.memoryLimit);
     engine.global.set("__sloth_host", createHost(ctx));
-    await engine.doString(PRELUDE);
+    engine.global.loadString(PRELUDE, "=sloth");
+    await engine.global.run(0);
 
     const [loaded] = await invoke("__sloth_main", main.source, main.name) as [MainResult];
     quiet = false;
@@ -204,7 +205,7 @@ function ordered(description: unknown, source: string): unknown {
     const keyed = group.tasks.filter((t) => t.index === undefined);
     group.tasks = [...listed, ...sortBySource(keyed, (t) => String(t.key), source)];
   }
-  return { groups: sortBySource(groups, (g) => g.name, source) };
+  return { ...description as object, groups: sortBySource(groups, (g) => g.name, source) };
 }
 
 interface MainResult {
@@ -235,7 +236,7 @@ async function call(request: CallRequest): Promise<FromWorker> {
         request.group,
         request.task,
         request.field,
-        ...request.args,
+        ...request.args.map(toLua),
       );
       result = value as CallResult;
     } catch (error) {

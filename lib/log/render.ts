@@ -83,15 +83,9 @@ export class TextRenderer {
       }
       case "log": {
         const prefix = this.#label(event.id, event.task);
-        if (event.stream === "stdout") out(`${prefix} ${event.line}\n`);
-        else if (event.stream === "stderr") err(`${prefix} ${event.line}\n`);
-        else if (event.level === "debug") {
-          if (this.#o.verbose) err(`${prefix} ${this.#paint(ansi.dim, `DEBUG ${event.line}`)}\n`);
-        } else if (event.level === "warn") {
-          err(`${prefix} ${this.#paint(ansi.yellow, "WARN")} ${event.line}\n`);
-        } else if (event.level === "error") {
-          err(`${prefix} ${this.#paint(ansi.red, "ERROR")} ${event.line}\n`);
-        } else out(`${prefix} ${event.line}\n`);
+        for (const line of event.line.replace(/\n$/, "").split("\n")) {
+          this.#logLine(prefix, event, line);
+        }
         break;
       }
       case "task_finished": {
@@ -109,6 +103,19 @@ export class TextRenderer {
       case "run_finished":
         break;
     }
+  }
+
+  #logLine(prefix: string, event: RunEvent & { type: "log" }, line: string): void {
+    const { out, err } = this.#o;
+    if (event.stream === "stdout") out(`${prefix} ${line}\n`);
+    else if (event.stream === "stderr") err(`${prefix} ${line}\n`);
+    else if (event.level === "debug") {
+      if (this.#o.verbose) err(`${prefix} ${this.#paint(ansi.dim, `DEBUG ${line}`)}\n`);
+    } else if (event.level === "warn") {
+      err(`${prefix} ${this.#paint(ansi.yellow, "WARN")} ${line}\n`);
+    } else if (event.level === "error") {
+      err(`${prefix} ${this.#paint(ansi.red, "ERROR")} ${line}\n`);
+    } else out(`${prefix} ${line}\n`);
   }
 
   /** The table at the end of a run, on stdout. */

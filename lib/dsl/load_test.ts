@@ -1,0 +1,333 @@
+import assert from "node:assert/strict";
+import { SlothError } from "../errors.ts";
+import { tempWorkspace } from "../../tests/_helpers/mod.ts";
+import { loadWorkflow, LuaPool } from "./mod.ts";
+
+async function load(files: Record<string, string>, values: unknown = {}) {
+  await using ws = await tempWorkspace(files);
+  const pool = new LuaPool();
+  const logs: string[] = [];
+  try {
+    const loaded = await loadWorkflow(pool, {
+      file: "workflow.lua",
+      cwd: ws.dir,
+      values,
+      onLog: (level, message) => logs.push(`${level}:${message}`),
+    });
+    return { ...loaded, logs, dir: ws.dir };
+  } finally {
+    pool.close();
+  }
+}
+
+async function loadError(files: Record<string, string>): Promise<SlothError> {
+  try {
+    await load(files);
+  } catch (error) {
+    assert.ok(error instanceof SlothError, `expected a SlothError, got ${error}`);
+    return error;
+  }
+  assert.fail("the workflow loaded");
+}
+
+Deno.test("loadWorkflow() reads groups, tasks in file order, and every field", async () => {
+  const { workflow, dir } = await load({
+    "workflow.lua": `
+TaskDefinitions = {
+  build = {
+    description = "Build it",
+    workdir = "sub",
+    tasks = {
+      { name = "compile", description = "compile", command = "make", retries = 2, timeout = "30s",
+        async = true, params = { level = 3, nested = { a = { 1, 2 } } } },
+      { name = "package", command = function() return true end, depends_on = "compile",
+        next_if_fail = { "compile" }, run_if = "test -f x", abort_if = function() return false end,
+        pre_exec = function() return true end, post_exec = function() return true end,
+        workdir = "/tmp", timeout = 1.5 },
+    },
+  },
+}`,
+  });
+  assert.deepEqual(workflow.groups.map((g) => g.name), ["build"]);
+  const [compile, pack] = workflow.groups[0].tasks;
+  assert.equal(workflow.groups[0].description, "Build it");
+  assert.deepEqual(compile, {
+    id: "build.compile",
+    name: "compile",
+    group: "build",
+    description: "compile",
+    command: { kind: "shell", script: "make" },
+    dependsOn: [],
+    nextIfFail: [],
+    retries: 2,
+    timeoutMs: 30_000,
+    async: true,
+    preExec: undefined,
+    postExec: undefined,
+    runIf: undefined,
+    abortIf: undefined,
+    workdir: `${dir}/sub`,
+    params: { level: 3, nested: { a: [1, 2] } },
+    target: { kind: "local" },
+  });
+  assert.deepEqual(pack.command, { kind: "lua", where: "workflow.lua:9" });
+  assert.deepEqual(pack.dependsOn, ["compile"]);
+  assert.deepEqual(pack.nextIfFail, ["compile"]);
+  assert.deepEqual(pack.runIf, { kind: "shell", script: "test -f x" });
+  assert.equal(pack.abortIf?.kind, "lua");
+  assert.equal(pack.preExec?.kind, "lua");
+  assert.equal(pack.postExec?.kind, "lua");
+  assert.equal(pack.workdir, "/tmp");
+  assert.equal(pack.timeoutMs, 1500);
+});
+
+Deno.test("loadWorkflow() defaults a task's workdir to the directory sloth-runner started in", async () => {
+  const { workflow, dir } = await load({
+    "workflow.lua": `TaskDefinitions = { g = { tasks = { { name = "a", command = "true" } } } }`,
+  });
+  assert.equal(workflow.groups[0].tasks[0].workdir, dir);
+});
+
+Deno.test("loadWorkflow() names keyed tasks by their key and keeps the file's order of keys", async () => {
+  const { workflow } = await load({
+    "workflow.lua": `
+TaskDefinitions = {
+  zeta = { tasks = { { name = "z1", command = "true" } } },
+  alpha = {
+    tasks = {
+      { name = "listed", command = "true" },
+      third = { command = "true" },
+      first = { command = "true" },
+      ["second-one"] = { command = "true" },
+    },
+  },
+}`,
+  });
+  assert.deepEqual(workflow.groups.map((g) => g.name), ["zeta", "alpha"]);
+  assert.deepEqual(workflow.groups[1].tasks.map((t) => t.name), [
+    "listed",
+    "third",
+    "first",
+    "second-one",
+  ]);
+});
+
+Deno.test("loadWorkflow() starts a task from its `uses` table and overrides its fields", async () => {
+  const { workflow } = await load({
+    "workflow.lua": `
+local base = { command = "echo base", retries = 3, description = "from base" }
+local mid = { uses = base, retries = 1 }
+TaskDefinitions = { g = { tasks = { { name = "t", uses = mid, description = "mine" } } } }`,
+  });
+  const task = workflow.groups[0].tasks[0];
+  assert.deepEqual(task.command, { kind: "shell", script: "echo base" });
+  assert.equal(task.retries, 1);
+  assert.equal(task.description, "mine");
+});
+
+Deno.test("loadWorkflow() reads `Modern DSLs = {` as TaskDefinitions, with a warning", async () => {
+  const { workflow, warnings } = await load({
+    "workflow.lua": `-- pasted from the docs
+Modern DSLs = {
+  my_group = { tasks = { { name = "local_task", command = "echo 'Hello from local machine!'" } } }
+}`,
+  });
+  assert.equal(workflow.groups[0].tasks[0].name, "local_task");
+  assert.deepEqual(warnings, [
+    'workflow.lua:2: "Modern DSLs = {" is not valid Lua; reading it as "TaskDefinitions = {"',
+  ]);
+});
+
+Deno.test("loadWorkflow() reports a syntax error as file:line with the source around it", async () => {
+  const error = await loadError({
+    "workflow.lua": `TaskDefinitions = {
+  g = {
+    tasks = {
+      { name = "a" command = "true" },
+    },
+  },
+}`,
+  });
+  assert.equal(error.code, "lua_syntax");
+  assert.equal(error.exitCode, 2);
+  assert.match(error.message, /^workflow\.lua:4: '}' expected .*near 'command'/);
+  assert.equal(
+    error.detail,
+    [
+      "  2 |   g = {",
+      "  3 |     tasks = {",
+      '> 4 |       { name = "a" command = "true" },',
+      "  5 |     },",
+      "  6 |   },",
+    ].join("\n"),
+  );
+});
+
+Deno.test("loadWorkflow() does not accept other invalid names than the docs' header", async () => {
+  const error = await loadError({ "workflow.lua": `Modern Tasks = {}` });
+  assert.equal(error.code, "lua_syntax");
+  assert.match(error.message, /^workflow\.lua:1:/);
+});
+
+Deno.test("loadWorkflow() reports an error raised at the top level with its line", async () => {
+  const error = await loadError({
+    "workflow.lua": `local x = 1\nerror("config missing")\nTaskDefinitions = {}`,
+  });
+  assert.equal(error.code, "lua_runtime");
+  assert.equal(error.message, "workflow.lua:2: config missing");
+  assert.match(error.detail ?? "", /> 2 \| error\("config missing"\)/);
+});
+
+Deno.test("loadWorkflow() explains a file without TaskDefinitions", async () => {
+  const error = await loadError({ "workflow.lua": `Tasks = {}` });
+  assert.equal(error.code, "workflow_invalid");
+  assert.match(error.message, /does not define TaskDefinitions/);
+  assert.match(error.hint ?? "", /TaskDefinitions = \{/);
+});
+
+Deno.test("loadWorkflow() lists every invalid field, with the group and task it belongs to", async () => {
+  const error = await loadError({
+    "workflow.lua": `
+TaskDefinitions = {
+  g = {
+    tasks = {
+      { name = "a", cmd = "true", retries = "3" },
+      { name = "b", timeout = "soon", async = "yes" },
+      { description = "no name" },
+      { name = "c", params = { f = function() end } },
+    },
+  },
+}`,
+  });
+  assert.equal(error.code, "workflow_invalid");
+  const m = error.message;
+  assert.match(m, /group "g" task "a": unknown field "cmd"\. Did you mean "command"\?/);
+  assert.match(m, /group "g" task "a": retries must be a whole number/);
+  assert.match(m, /group "g" task "b": timeout "soon" is not a duration/);
+  assert.match(m, /group "g" task "b": async must be true or false/);
+  assert.match(m, /group "g" task #3: name is missing/);
+  assert.match(m, /params\.f is a function/);
+});
+
+Deno.test("loadWorkflow() rejects two tasks with the same name in a group", async () => {
+  const error = await loadError({
+    "workflow.lua": `TaskDefinitions = { g = { tasks = {
+      { name = "a", command = "true" }, { name = "a", command = "false" } } } }`,
+  });
+  assert.match(error.message, /group "g": two tasks are named "a"/);
+});
+
+Deno.test("loadWorkflow() resolves delegate_to and agent in every documented form", async () => {
+  const { workflow } = await load({
+    "workflow.lua": `
+TaskDefinitions = {
+  remote = {
+    delegate_to = { address = "localhost:50051" },
+    agents = { web = { address = "10.0.0.5:7000", token_env = "WEB_TOKEN" } },
+    tasks = {
+      { name = "inherits", command = "true" },
+      { name = "own", delegate_to = { address = "192.168.1.100:50051" }, command = "true" },
+      { name = "plain", delegate_to = "host.example:1234", command = "true" },
+      { name = "by_name", delegate_to = "web", command = "true" },
+      { name = "pt", agent = "web", command = "true" },
+    },
+  },
+  here = { tasks = { { name = "local_task", command = "true" } } },
+}`,
+  });
+  const targets = Object.fromEntries(
+    workflow.groups.flatMap((g) => g.tasks).map((t) => [t.name, t.target]),
+  );
+  assert.deepEqual(targets, {
+    inherits: { kind: "remote", address: "localhost:50051", tokenEnv: undefined },
+    own: { kind: "remote", address: "192.168.1.100:50051", tokenEnv: undefined },
+    plain: { kind: "remote", address: "host.example:1234" },
+    by_name: { kind: "remote", address: "10.0.0.5:7000", agent: "web", tokenEnv: "WEB_TOKEN" },
+    pt: { kind: "remote", address: "10.0.0.5:7000", agent: "web", tokenEnv: "WEB_TOKEN" },
+    local_task: { kind: "local" },
+  });
+});
+
+Deno.test("loadWorkflow() names the unknown agent and lists the known ones", async () => {
+  const error = await loadError({
+    "workflow.lua": `
+TaskDefinitions = { g = {
+  agents = { builder = { address = "h:1" }, tester = { address = "h:2" } },
+  tasks = { { name = "a", agent = "bulder", command = "true" } } } }`,
+  });
+  assert.equal(error.code, "workflow_invalid");
+  assert.match(
+    error.message,
+    /task "a": unknown agent "bulder"\. The group's agents are: builder, tester\. Did you mean "builder"\?/,
+  );
+});
+
+Deno.test("loadWorkflow() rejects an address without a port", async () => {
+  const error = await loadError({
+    "workflow.lua": `TaskDefinitions = { g = { delegate_to = { address = "localhost" },
+      tasks = { { name = "a", command = "true" } } } }`,
+  });
+  assert.match(error.message, /group "g": delegate_to/);
+});
+
+Deno.test("loadWorkflow() runs imports relative to the importing file and gives `values`", async () => {
+  const { workflow, files, dir, logs } = await load({
+    "workflow.lua": `
+local common = import("lib/common.lua")
+log.info("env is " .. values.env .. ", first region " .. values.regions[1])
+TaskDefinitions = { g = { tasks = { { name = common.name, command = "true" } } } }`,
+    "lib/common.lua": `local more = import("more.lua"); return { name = "from_" .. more }`,
+    "lib/more.lua": `return "import"`,
+  }, { env: "prod", regions: ["eu", "us"] });
+  assert.equal(workflow.groups[0].tasks[0].name, "from_import");
+  assert.deepEqual(files, [`${dir}/workflow.lua`, `${dir}/lib/common.lua`, `${dir}/lib/more.lua`]);
+  assert.deepEqual(logs, ["info:env is prod, first region eu"]);
+});
+
+Deno.test("loadWorkflow() reports an import that is missing at the line that imports it", async () => {
+  const error = await loadError({
+    "workflow.lua": `\nlocal x = import("nope.lua")\nTaskDefinitions = {}`,
+  });
+  assert.match(error.message, /^workflow\.lua:2: import: nope\.lua not found/);
+});
+
+Deno.test("loadWorkflow() stops a top level that never ends", async () => {
+  await using ws = await tempWorkspace({ "workflow.lua": "while true do end" });
+  const pool = new LuaPool();
+  try {
+    const started = Date.now();
+    await assert.rejects(
+      pool.open(
+        {
+          file: `${ws.dir}/workflow.lua`,
+          cwd: ws.dir,
+          workdir: ws.dir,
+          values: {},
+          env: {},
+          quiet: false,
+        },
+        { onLog: () => {} },
+        { loadTimeoutMs: 300 },
+      ),
+      (error: SlothError) => error.code === "lua_timeout" && /within 300ms/.test(error.message),
+    );
+    assert.ok(Date.now() - started < 3000);
+  } finally {
+    pool.close();
+  }
+});
+
+Deno.test("loadWorkflow() says which file is missing", async () => {
+  await using ws = await tempWorkspace();
+  const pool = new LuaPool();
+  try {
+    await assert.rejects(
+      loadWorkflow(pool, { file: "missing.lua", cwd: ws.dir }),
+      (error: SlothError) =>
+        error.code === "workflow_not_found" &&
+        error.message === "workflow file missing.lua not found",
+    );
+  } finally {
+    pool.close();
+  }
+});

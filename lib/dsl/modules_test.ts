@@ -1,0 +1,222 @@
+import assert from "node:assert/strict";
+import { tempWorkspace } from "../../tests/_helpers/mod.ts";
+import { type CallResult, loadWorkflow, LuaPool, openTaskSession } from "./mod.ts";
+
+/** Runs `body` as the function of a task and returns what `__sloth_call` made of it. */
+async function runLua(
+  body: string,
+  options: { files?: Record<string, string>; params?: unknown; inputs?: unknown } = {},
+): Promise<CallResult & { logs: string[]; dir: string }> {
+  await using ws = await tempWorkspace({
+    ...options.files,
+    "workflow.lua":
+      `TaskDefinitions = { g = { tasks = { { name = "t", command = function(params, inputs)
+${body}
+end } } } }`,
+  });
+  const pool = new LuaPool();
+  const logs: string[] = [];
+  try {
+    const loaded = await loadWorkflow(pool, { file: "workflow.lua", cwd: ws.dir });
+    const task = loaded.workflow.groups[0].tasks[0];
+    const session = await openTaskSession(pool, loaded.source, task, {
+      onLog: (level, message) => logs.push(`${level}:${message}`),
+    });
+    const result = await session.call(
+      "command",
+      { group: "g", task: "t", field: "command" },
+      [options.params ?? {}, options.inputs ?? {}],
+    );
+    session.release();
+    return { ...result, logs, dir: ws.dir };
+  } finally {
+    pool.close();
+  }
+}
+
+Deno.test("a task function's ok, message and outputs come back as given", async () => {
+  const r = await runLua(`return true, "built " .. params.name, { n = 2, list = { "a", "b" } }`, {
+    params: { name: "x" },
+  });
+  assert.deepEqual({ ok: r.ok, message: r.message, outputs: r.outputs }, {
+    ok: true,
+    message: "built x",
+    outputs: { n: 2, list: ["a", "b"] },
+  });
+});
+
+Deno.test("a task function that returns no boolean fails with a message that says so", async () => {
+  assert.equal(
+    (await runLua(`return "done"`)).error,
+    'the task function must return true or false as its first value, got string "done"',
+  );
+  assert.equal(
+    (await runLua(`return`)).error,
+    "the task function must return true or false as its first value, got nil",
+  );
+});
+
+Deno.test("error() in a task function fails with the Lua file:line", async () => {
+  const r = await runLua(`local x = 1\n  error("deploy went wrong")`);
+  assert.equal(r.error, "workflow.lua:3: deploy went wrong");
+});
+
+Deno.test("outputs that hold a function are refused with a clear message", async () => {
+  const r = await runLua(`return true, "ok", { f = function() end }`);
+  assert.equal(
+    r.error,
+    "the task function returned outputs.f is a function; only strings, numbers, booleans and tables can be kept",
+  );
+});
+
+Deno.test("log.* and print reach the task's log with their level", async () => {
+  const r = await runLua(
+    `log.info("a", 1) log.warn("b") log.error("c") log.debug("d") print("e", true) return true`,
+  );
+  assert.deepEqual(r.logs, ["info:a 1", "warn:b", "error:c", "debug:d", "print:e true"]);
+});
+
+Deno.test("exec.run returns stdout, stderr, exit_code and success, in the task's workdir", async () => {
+  const r = await runLua(
+    `
+    local ok = exec.run("echo hi; echo err >&2; pwd")
+    local bad = exec.run("exit 4")
+    local env = exec.run("echo $FOO-$SLOTH_TASK", { env = { FOO = "bar" } })
+    local sub = exec.run("pwd", { workdir = "sub" })
+    return true, "", { ok = ok, bad = bad, env = env.stdout, sub = sub.stdout }`,
+    {
+      files: { "sub/.keep": "" },
+    },
+  );
+  const out = r.outputs as Record<string, Record<string, unknown>>;
+  assert.deepEqual(out.ok, {
+    stdout: `hi\n${r.dir}\n`,
+    stderr: "err\n",
+    exit_code: 0,
+    success: true,
+  });
+  assert.equal(out.bad.exit_code, 4);
+  assert.equal(out.bad.success, false);
+  assert.equal(out.env, "bar-t\n");
+  assert.equal(out.sub, `${r.dir}/sub\n`);
+});
+
+Deno.test("exec.run stops a command at its timeout", async () => {
+  const started = Date.now();
+  const r = await runLua(`local res = exec.run("sleep 20", { timeout = "200ms" })
+    return true, "", { code = res.exit_code, success = res.success }`);
+  assert.deepEqual(r.outputs, { code: 124, success: false });
+  assert.ok(Date.now() - started < 5000);
+});
+
+Deno.test("fs functions read, write and list files relative to the task's workdir", async () => {
+  const r = await runLua(`
+    fs.mkdir("out/deep")
+    fs.write("out/a.txt", "hello")
+    fs.append("out/a.txt", " world")
+    fs.copy("out/a.txt", "out/b.txt")
+    fs.rename("out/b.txt", "out/c.txt")
+    local tmp = fs.tmpname()
+    local result = {
+      read = fs.read("out/a.txt"), size = fs.size("out/a.txt"), ls = fs.ls("out"),
+      exists = fs.exists("out/c.txt"), missing = fs.exists("nope"), tmp = fs.exists(tmp),
+    }
+    fs.rm(tmp)
+    fs.rm("out/c.txt")
+    fs.rm_r("out/deep")
+    result.after = fs.ls("out")
+    return true, "", result`);
+  assert.deepEqual(r.outputs, {
+    read: "hello world",
+    size: 11,
+    ls: ["a.txt", "c.txt", "deep"],
+    exists: true,
+    missing: false,
+    tmp: true,
+    after: ["a.txt"],
+  });
+});
+
+Deno.test("an fs error is a Lua error at the caller's line, without a JavaScript stack", async () => {
+  const r = await runLua(`\n  local text = fs.read("missing.txt")\n  return true`);
+  assert.match(r.error ?? "", /^workflow\.lua:3: fs\.read: no such file or directory/);
+  assert.doesNotMatch(r.error ?? "", /at |\.ts:/);
+});
+
+Deno.test("data converts JSON and YAML both ways, keeping lists and nested maps", async () => {
+  const r = await runLua(`
+    local j = data.parse_json('{"a": [1, 2, {"b": "c"}], "n": null}')
+    local y = data.parse_yaml("list:\\n  - x\\n  - y\\nmap:\\n  k: v\\n")
+    return true, "", {
+      j = j, y = y, json = data.to_json({ k = { 1, 2 } }), yaml = data.to_yaml({ k = "v" }),
+    }`);
+  assert.equal(r.error, undefined);
+  assert.deepEqual(r.outputs, {
+    j: { a: [1, 2, { b: "c" }] },
+    y: { list: ["x", "y"], map: { k: "v" } },
+    json: '{"k":[1,2]}',
+    yaml: "k: v\n",
+  });
+  const bad = await runLua(`local v = data.parse_json("{oops")\n  return true`);
+  assert.match(bad.error ?? "", /^workflow\.lua:2: data\.parse_json: invalid JSON/);
+});
+
+Deno.test("net.http_get, http_post and download talk to a server", async () => {
+  await using server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    async (req) => {
+      const url = new URL(req.url);
+      if (url.pathname === "/missing") return new Response("no", { status: 404 });
+      const body = req.method === "POST" ? await req.text() : "";
+      return Response.json({ method: req.method, body, type: req.headers.get("content-type") });
+    },
+  );
+  const base = `http://127.0.0.1:${server.addr.port}`;
+  const r = await runLua(`
+    local get = net.http_get("${base}/x")
+    local post = net.http_post("${base}/y", { a = 1 })
+    local dl = net.download("${base}/z", "saved.json")
+    local ok404, err404 = pcall(net.download, "${base}/missing", "nope.json")
+    return true, "", {
+      get = data.parse_json(get.body).method, status = get.status, ok = get.ok,
+      post = data.parse_json(post.body), saved = fs.read("saved.json") ~= nil,
+      bytes = dl.bytes > 0, failed = not ok404, err = err404,
+    }`);
+  assert.equal(r.error, undefined);
+  const out = r.outputs as Record<string, unknown>;
+  assert.equal(out.get, "GET");
+  assert.equal(out.status, 200);
+  assert.equal(out.ok, true);
+  assert.deepEqual(out.post, { method: "POST", body: '{"a":1}', type: "application/json" });
+  assert.equal(out.saved, true);
+  assert.equal(out.bytes, true);
+  assert.equal(out.failed, true);
+  assert.match(String(out.err), /net\.download: .*answered 404/);
+});
+
+Deno.test("os.getenv sees the real environment and the task's variables", async () => {
+  Deno.env.set("SLOTH_TEST_VAR", "visible");
+  try {
+    const r = await runLua(
+      `return true, "", { v = os.getenv("SLOTH_TEST_VAR"), t = os.getenv("SLOTH_TASK"), g = os.getenv("SLOTH_GROUP") }`,
+    );
+    assert.deepEqual(r.outputs, { v: "visible", t: "t", g: "g" });
+  } finally {
+    Deno.env.delete("SLOTH_TEST_VAR");
+  }
+});
+
+Deno.test("unpack is table.unpack, for Lua 5.1 scripts", async () => {
+  const r = await runLua(`local a, b = unpack({ 1, 2 }) return true, "", { s = a + b }`);
+  assert.deepEqual(r.outputs, { s: 3 });
+});
+
+Deno.test("os.execute and io.popen raise an error that points to exec.run", async () => {
+  for (const call of [`os.execute("ls")`, `io.popen("ls")`]) {
+    const r = await runLua(`${call}\n return true`);
+    assert.match(
+      r.error ?? "",
+      /^workflow\.lua:2: .* is not available in sloth-runner; use exec\.run\(cmd\)/,
+    );
+  }
+});

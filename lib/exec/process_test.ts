@@ -1,0 +1,99 @@
+import assert from "node:assert/strict";
+import { processAlive, tempWorkspace, waitFor } from "../../tests/_helpers/mod.ts";
+import { runShell } from "./process.ts";
+
+Deno.test("runShell() streams stdout and stderr line by line, in order per stream", async () => {
+  const lines: string[] = [];
+  const { exit } = await runShell("echo one; echo two >&2; printf 'three\\r\\nfour'", {
+    cwd: "/",
+    onLine: (stream, line) => lines.push(`${stream}:${line}`),
+  });
+  assert.deepEqual(exit, { reason: "exited", code: 0, signal: null });
+  assert.deepEqual(lines.filter((l) => l.startsWith("stdout")), [
+    "stdout:one",
+    "stdout:three",
+    "stdout:four",
+  ]);
+  assert.deepEqual(lines.filter((l) => l.startsWith("stderr")), ["stderr:two"]);
+});
+
+Deno.test("runShell() delivers a line before the command finishes", async () => {
+  let firstAt = 0;
+  const started = Date.now();
+  await runShell("echo early; sleep 0.5; echo late", {
+    cwd: "/",
+    onLine: (_, line) => {
+      if (line === "early") firstAt = Date.now() - started;
+    },
+  });
+  assert.ok(firstAt > 0 && firstAt < 400, `first line arrived after ${firstAt}ms`);
+});
+
+Deno.test("runShell() reports the exit code, the working directory and the added environment", async () => {
+  await using ws = await tempWorkspace();
+  const { exit, stdout } = await runShell('echo "$PWD $EXTRA $HOME"; exit 7', {
+    cwd: ws.dir,
+    env: { EXTRA: "yes" },
+    capture: true,
+  });
+  assert.deepEqual(exit, { reason: "exited", code: 7, signal: null });
+  assert.equal(stdout, `${ws.dir} yes ${Deno.env.get("HOME") ?? ""}\n`);
+});
+
+Deno.test("runShell() says why it could not start when the directory is missing", async () => {
+  const { exit } = await runShell("true", { cwd: "/no/such/dir" });
+  assert.equal(exit.reason, "spawn_failed");
+  assert.match(exit.message ?? "", /working directory \/no\/such\/dir does not exist/);
+});
+
+Deno.test("runShell() kills the whole process tree when its signal times out", async () => {
+  await using ws = await tempWorkspace();
+  const controller = new AbortController();
+  const started = Date.now();
+  const running = runShell(`sh -c 'sleep 30 & echo $! > child.pid; wait' & wait`, {
+    cwd: ws.dir,
+    signal: controller.signal,
+  });
+  await waitFor(async () =>
+    (await Deno.readTextFile(`${ws.dir}/child.pid`).catch(() => "")) !== ""
+  );
+  const grandchild = Number((await Deno.readTextFile(`${ws.dir}/child.pid`)).trim());
+  assert.ok(processAlive(grandchild));
+  controller.abort("timeout");
+  const { exit } = await running;
+  assert.equal(exit.reason, "timeout");
+  assert.ok(Date.now() - started < 5000);
+  await waitFor(() => !processAlive(grandchild), 3000);
+});
+
+Deno.test("runShell() escalates to SIGKILL when the tree ignores SIGTERM", async () => {
+  const controller = new AbortController();
+  const running = runShell(`trap '' TERM; echo ready; while :; do sleep 0.1; done`, {
+    cwd: "/",
+    signal: controller.signal,
+    onLine: () => controller.abort("cancelled"),
+  });
+  const { exit } = await running;
+  assert.equal(exit.reason, "cancelled");
+  assert.equal(exit.signal, "SIGKILL");
+});
+
+Deno.test("runShell() stops what the script left running in the background", async () => {
+  await using ws = await tempWorkspace();
+  const started = Date.now();
+  const { exit } = await runShell("sleep 30 & echo $! > bg.pid; echo done", {
+    cwd: ws.dir,
+    capture: true,
+  });
+  assert.equal(exit.code, 0);
+  assert.ok(Date.now() - started < 3000, "the task's output ended when it did");
+  const pid = Number((await Deno.readTextFile(`${ws.dir}/bg.pid`)).trim());
+  await waitFor(() => !processAlive(pid), 3000);
+});
+
+Deno.test("runShell() does not start when its signal is already aborted", async () => {
+  const controller = new AbortController();
+  controller.abort("cancelled");
+  const { exit } = await runShell("echo never", { cwd: "/", signal: controller.signal });
+  assert.equal(exit.reason, "cancelled");
+});

@@ -1,0 +1,130 @@
+/** Shared by tests that cross modules: temp workspaces and the CLI, in and out of process. */
+import { main } from "../../lib/cli/mod.ts";
+import type { Io } from "../../lib/cli/mod.ts";
+
+export const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
+export const FIXTURES = `${ROOT}/tests/fixtures`;
+export const MAIN_TS = `${ROOT}/main.ts`;
+
+/** A temp directory holding `files` (path → content); removed by `Symbol.asyncDispose`. */
+export async function tempWorkspace(
+  files: Record<string, string> = {},
+): Promise<{ dir: string; [Symbol.asyncDispose](): Promise<void> }> {
+  const dir = await Deno.realPath(await Deno.makeTempDir({ prefix: "sloth-test-" }));
+  for (const [path, content] of Object.entries(files)) {
+    const full = `${dir}/${path}`;
+    await Deno.mkdir(full.slice(0, full.lastIndexOf("/")), { recursive: true });
+    await Deno.writeTextFile(full, content);
+  }
+  return {
+    dir,
+    [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
+  };
+}
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI in this process, with its output captured. */
+export async function cli(args: string[], options: { cwd: string }): Promise<CliResult> {
+  let stdout = "";
+  let stderr = "";
+  const io: Io = {
+    out: (text) => stdout += text,
+    err: (text) => stderr += text,
+    color: false,
+    cwd: options.cwd,
+  };
+  const code = await main(args, io);
+  return { code, stdout, stderr };
+}
+
+/** Runs `main.ts` as its own process, exactly as a user starts it. */
+export async function cliProcess(
+  args: string[],
+  options: { cwd: string; env?: Record<string, string> },
+): Promise<CliResult> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN_TS, ...args],
+    cwd: options.cwd,
+    env: { NO_COLOR: "1", RUST_BACKTRACE: "0", ...options.env },
+    stdin: "null",
+  }).output();
+  const decoder = new TextDecoder();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+/** Starts `main.ts` without waiting, for tests that signal it. */
+export function spawnCli(
+  args: string[],
+  options: { cwd: string; env?: Record<string, string> },
+): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN_TS, ...args],
+    cwd: options.cwd,
+    env: { NO_COLOR: "1", RUST_BACKTRACE: "0", ...options.env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
+/** Whether a process with this pid exists (and is not a zombie). */
+export function processAlive(pid: number): boolean {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    return !/^\d+ \(.*\) Z /.test(stat);
+  } catch {
+    return false;
+  }
+}
+
+/** Waits until `check` holds, or throws after `ms`. */
+export async function waitFor(check: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${ms}ms`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Every file under `dir` with its content, for checking that nothing else changed. */
+export async function snapshot(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const walk = async (path: string, rel: string) => {
+    for await (const entry of Deno.readDir(path)) {
+      const full = `${path}/${entry.name}`;
+      const name = rel ? `${rel}/${entry.name}` : entry.name;
+      if (entry.isDirectory) await walk(full, name);
+      else {out[name] = entry.isSymlink
+          ? `-> ${await Deno.readLink(full)}`
+          : await Deno.readTextFile(full);}
+    }
+  };
+  await walk(dir, "");
+  return out;
+}
+
+/** A temp copy of `tests/fixtures/<name>`, so a test may change it freely. */
+export async function copyFixture(
+  name: string,
+): Promise<{ dir: string; [Symbol.asyncDispose](): Promise<void> }> {
+  const ws = await tempWorkspace();
+  const copy = async (from: string, to: string) => {
+    for await (const entry of Deno.readDir(from)) {
+      if (entry.isDirectory) {
+        await Deno.mkdir(`${to}/${entry.name}`);
+        await copy(`${from}/${entry.name}`, `${to}/${entry.name}`);
+      } else await Deno.copyFile(`${from}/${entry.name}`, `${to}/${entry.name}`);
+    }
+  };
+  await copy(`${FIXTURES}/${name}`, ws.dir);
+  return ws;
+}

@@ -1,0 +1,102 @@
+/** `list`, `validate`, `version`, `--help` and usage errors, as separate processes. */
+import assert from "node:assert/strict";
+import { cliProcess, FIXTURES, ROOT } from "../_helpers/mod.ts";
+
+const denoJson = JSON.parse(await Deno.readTextFile(`${ROOT}/deno.json`));
+
+Deno.test("list shows groups, tasks, descriptions, dependencies and where each runs", async () => {
+  const r = await cliProcess(["list", "-f", "workflow.lua"], { cwd: `${FIXTURES}/seed_pt` });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(
+    r.stdout,
+    /^my_distributed_group — Um grupo de tarefas com tarefas distribuídas\.$/m,
+  );
+  assert.match(
+    r.stdout,
+    /^ {2}remote_hello\s+agent my_remote_agent \(localhost:50051\)\s+-\s+Executa uma tarefa hello world em um agente remoto\.$/m,
+  );
+  assert.match(r.stdout, /^ {2}local_task\s+local\s+-\s+Esta tarefa é executada localmente\.$/m);
+  const deps = await cliProcess(["list", "-f", "workflow.lua"], { cwd: `${FIXTURES}/lua_task` });
+  assert.match(deps.stdout, /^ {2}consume\s+local\s+produce\s*$/m);
+});
+
+Deno.test("validate accepts a good workflow, says where tasks run, and contacts no agent", async () => {
+  const r = await cliProcess(["validate", "-f", "workflow.lua"], {
+    cwd: `${FIXTURES}/seed_en_task`,
+  });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, "workflow.lua is valid: 1 group, 2 tasks (1 remote)\n");
+});
+
+Deno.test("validate reports the problems of a bad workflow and exits 2", async () => {
+  const cycle = await cliProcess(["validate", "-f", "workflow.lua"], { cwd: `${FIXTURES}/cycle` });
+  assert.equal(cycle.code, 2);
+  assert.match(cycle.stderr, /cycle: a -> c -> b -> a/);
+  const syntax = await cliProcess(["validate", "-f", "workflow.lua"], {
+    cwd: `${FIXTURES}/syntax_error`,
+  });
+  assert.equal(syntax.code, 2);
+  assert.match(syntax.stderr, /^error: workflow\.lua:4:/m);
+});
+
+Deno.test("version prints the version from deno.json", async () => {
+  const r = await cliProcess(["version"], { cwd: ROOT });
+  assert.equal(r.code, 0);
+  assert.match(r.stdout, new RegExp(`^sloth-runner ${denoJson.version.replaceAll(".", "\\.")} `));
+  const flag = await cliProcess(["--version"], { cwd: ROOT });
+  assert.equal(flag.stdout.trim(), denoJson.version);
+});
+
+Deno.test("every command has --help, and run's help lists every flag and the exit codes", async () => {
+  for (const command of ["run", "list", "validate", "version"]) {
+    const r = await cliProcess([command, "--help"], { cwd: ROOT });
+    assert.equal(r.code, 0, command);
+    assert.match(r.stdout, new RegExp(`^Usage: sloth-runner ${command}`, "m"));
+  }
+  const run = await cliProcess(["run", "--help"], { cwd: ROOT });
+  for (
+    const flag of [
+      "--file",
+      "--group",
+      "--task",
+      "--values",
+      "--max-parallel",
+      "--dry-run",
+      "--yes",
+      "--output",
+      "--verbose",
+    ]
+  ) {
+    assert.match(run.stdout, new RegExp(flag), flag);
+  }
+  assert.match(run.stdout, /130\s+interrupted/);
+  const top = await cliProcess(["--help"], { cwd: ROOT });
+  assert.match(top.stdout, /run \[options\]/);
+});
+
+Deno.test("a bad flag is a usage error with exit code 2", async () => {
+  const r = await cliProcess(["run", "--no-such-flag"], { cwd: ROOT });
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /unknown option '--no-such-flag'/);
+  const j = await cliProcess(["run", "-j", "0"], { cwd: ROOT });
+  assert.equal(j.code, 2);
+  assert.match(j.stderr, /expected a whole number ≥ 1/);
+  const out = await cliProcess(["run", "--output", "yaml"], { cwd: ROOT });
+  assert.equal(out.code, 2);
+  assert.match(out.stderr, /Allowed choices are text, json/);
+});
+
+Deno.test("--yes is accepted", async () => {
+  const r = await cliProcess(["run", "-f", "workflow.lua", "--yes", "-t", "greet"], {
+    cwd: `${FIXTURES}/shell_task`,
+  });
+  assert.equal(r.code, 0, r.stderr);
+});
+
+Deno.test("a bad values file is reported with its name", async () => {
+  const r = await cliProcess(["run", "-f", "workflow.lua", "-v", "missing.yaml"], {
+    cwd: `${FIXTURES}/values`,
+  });
+  assert.equal(r.code, 2);
+  assert.equal(r.stderr, "error: values file missing.yaml not found\n");
+});
