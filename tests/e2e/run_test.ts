@@ -4,6 +4,7 @@ import {
   cliProcess,
   copyFixture,
   FIXTURES,
+  MAIN_TS,
   processAlive,
   snapshot,
   spawnCli,
@@ -46,7 +47,9 @@ Deno.test("a string command streams prefixed stdout and stderr, sees SLOTH_* and
   );
   assert.doesNotMatch(r.stdout, /must not run/);
   assert.match(r.stdout, /^\[independent\] independent ran$/m);
-  assert.match(r.stdout, /^4 tasks: 2 success, 1 failed, 1 skipped$/m);
+  assert.match(r.stdout, /^\[on_broken\] cleaning up after broken$/m);
+  assert.match(r.stdout, /^on_greet\s+skipped .* none of next_if_fail \(greet\) failed$/m);
+  assert.match(r.stdout, /^6 tasks: 3 success, 1 failed, 2 skipped$/m);
 });
 
 Deno.test("Lua functions get params and inputs, return outputs, and fail with clear messages", async () => {
@@ -153,7 +156,8 @@ Deno.test("a timeout kills the task's whole process tree and stops a running Lua
   assert.ok(Date.now() - started < 10_000);
   assert.match(r.stdout, /^sleeper\s+timeout\s+1 .* timed out after 500ms$/m);
   assert.match(r.stdout, /^lua_loop\s+timeout\s+1 .* timed out after 300ms$/m);
-  for (const file of ["child.pid", "grandchild.pid"]) {
+  assert.match(r.stdout, /^lua_exec\s+timeout\s+1 .* timed out after 500ms$/m);
+  for (const file of ["child.pid", "grandchild.pid", "exec.pid"]) {
     const pid = Number(await Deno.readTextFile(`${ws.dir}/${file}`));
     await waitFor(() => !processAlive(pid), 3000);
   }
@@ -288,8 +292,32 @@ Deno.test("--dry-run prints the order and where each task would run, and runs no
   assert.match(seed.stdout, /^ {2}2\. local_task\s+local$/m);
 });
 
-Deno.test("colours appear only when asked for by a terminal", async () => {
+Deno.test("colours appear on a terminal, and never off one or with NO_COLOR", async () => {
   await using ws = await copyFixture("shell_task");
   const r = await cliProcess(["run", "-f", "workflow.lua", "-t", "greet"], { cwd: ws.dir });
   assert.ok(!(r.stdout + r.stderr).includes("\x1b["));
+  // script(1) gives the command a pseudo-terminal.
+  const onTty = async (env: Record<string, string>) => {
+    const command = `${Deno.execPath()} run -A ${MAIN_TS} run -f workflow.lua -t greet`;
+    const out = await new Deno.Command("script", {
+      args: ["-qec", command, "/dev/null"],
+      cwd: ws.dir,
+      // A clean environment: CI exports NO_COLOR, which this test must control.
+      env: {
+        PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+        HOME: Deno.env.get("HOME") ?? "/",
+        ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
+        RUST_BACKTRACE: "0",
+        ...env,
+      },
+      clearEnv: true,
+    }).output();
+    return new TextDecoder().decode(out.stdout);
+  };
+  const tty = await onTty({});
+  assert.match(tty, /hello from greet/);
+  assert.ok(tty.includes("\x1b["), "colours on a terminal");
+  const noColor = await onTty({ NO_COLOR: "1" });
+  assert.match(noColor, /hello from greet/);
+  assert.ok(!noColor.includes("\x1b["), "NO_COLOR honoured");
 });
