@@ -1,0 +1,45 @@
+/** Packing a list of workspace entries into a tar stream, read as it is made. */
+import { create } from "tar";
+
+/** Each regular file is stored whole: an archive of ours never holds hard links. */
+const noHardLinks = {
+  get: () => undefined,
+  set() {
+    return this;
+  },
+  has: () => false,
+} as unknown as Map<`${number}:${number}`, string>;
+
+/**
+ * The tar stream of `paths` (relative to `root`, in the order given; directories
+ * are stored without their contents). Symlinks are stored as symlinks.
+ */
+export function packPaths(root: string, paths: string[]): AsyncIterable<Uint8Array> {
+  if (paths.length === 0) return emptyArchive();
+  return create(
+    {
+      cwd: root,
+      portable: true,
+      follow: false,
+      noDirRecurse: true,
+      linkCache: noHardLinks,
+    },
+    paths,
+  ) as unknown as AsyncIterable<Uint8Array>;
+}
+
+async function* emptyArchive(): AsyncIterable<Uint8Array> {
+  yield new Uint8Array(1024);
+}
+
+/** Re-cuts a stream into chunks of at most `size` bytes, for gRPC messages. */
+export async function* rechunk(
+  source: AsyncIterable<Uint8Array>,
+  size: number,
+): AsyncIterable<Uint8Array> {
+  for await (const chunk of source) {
+    for (let offset = 0; offset < chunk.length; offset += size) {
+      yield chunk.subarray(offset, Math.min(offset + size, chunk.length));
+    }
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * Paths inside a workspace. Everything that arrives in an archive is checked
+ * here before it touches the disk: one place to get right.
+ */
+
+export class SyncError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "SyncError";
+  }
+}
+
+const MAX_PATH = 4096;
+const MAX_COMPONENT = 255;
+const encoder = new TextEncoder();
+
+/**
+ * A relative, `/`-separated path with no `.`/`..`/empty components, or a
+ * `SyncError` saying what is wrong with it. A leading `./` is accepted.
+ */
+export function checkRelativePath(raw: string): string {
+  if (raw.includes("\0")) {
+    throw new SyncError(`refused ${JSON.stringify(raw)}: it contains a NUL byte`);
+  }
+  let path = raw;
+  while (path.startsWith("./")) path = path.slice(2);
+  if (path.endsWith("/")) path = path.slice(0, -1);
+  if (path === "" || path === ".") throw new SyncError(`refused an entry with an empty path`);
+  if (path.startsWith("/")) throw new SyncError(`refused "${raw}": absolute paths are not allowed`);
+  if (encoder.encode(path).length > MAX_PATH) {
+    throw new SyncError(`refused a path of more than ${MAX_PATH} bytes`);
+  }
+  for (const part of path.split("/")) {
+    if (part === "..") throw new SyncError(`refused "${raw}": it climbs out with ".."`);
+    if (part === "" || part === ".") {
+      throw new SyncError(`refused "${raw}": empty or "." component`);
+    }
+    if (encoder.encode(part).length > MAX_COMPONENT) {
+      throw new SyncError(`refused "${raw}": a name longer than ${MAX_COMPONENT} bytes`);
+    }
+  }
+  return path;
+}
+
+/**
+ * Whether a symlink at `path` (relative to the root) with this `target`
+ * resolves inside the root. Absolute targets never count as inside: they
+ * would mean something else on the other machine.
+ */
+export function symlinkStaysInside(path: string, target: string): boolean {
+  if (target === "" || target.startsWith("/") || target.includes("\0")) return false;
+  const parts = path.split("/").slice(0, -1);
+  for (const part of target.split("/")) {
+    if (part === "..") {
+      if (parts.length === 0) return false;
+      parts.pop();
+    } else if (part !== "." && part !== "") parts.push(part);
+  }
+  return true;
+}
+
+export function parentOf(path: string): string {
+  const slash = path.lastIndexOf("/");
+  return slash < 0 ? "" : path.slice(0, slash);
+}

@@ -1,0 +1,83 @@
+/**
+ * One walker for a workspace: what the master sends (minus `.slothignore`), and
+ * what a task left behind on the agent.
+ */
+import ignore, { type Ignore } from "ignore";
+import { symlinkStaysInside } from "./paths.ts";
+
+export type EntryType = "file" | "dir" | "symlink";
+
+export interface Entry {
+  /** Relative, `/`-separated. */
+  path: string;
+  type: EntryType;
+  /** Permission bits only (0o777). */
+  mode: number;
+  size: number;
+  /** Set for symlinks. */
+  target?: string;
+  /** Identity on this machine, for telling whether a file changed meanwhile. */
+  ino: number;
+  mtimeMs: number;
+}
+
+export interface Walk {
+  /** Sorted; a directory comes before what it holds. */
+  entries: Entry[];
+  /** Things left out, with why (symlinks that point outside, sockets, ...). */
+  skipped: string[];
+  /** Whether `.slothignore` excludes this path. */
+  ignored(path: string, isDir?: boolean): boolean;
+}
+
+export const IGNORE_FILE = ".slothignore";
+
+export async function walkWorkspace(root: string, options: { useIgnoreFile?: boolean } = {}) {
+  let rules: Ignore | undefined;
+  if (options.useIgnoreFile !== false) {
+    try {
+      rules = ignore().add(await Deno.readTextFile(`${root}/${IGNORE_FILE}`));
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+  }
+  const ignored = (path: string, isDir = false) =>
+    rules !== undefined && rules.ignores(isDir ? `${path}/` : path);
+
+  const entries: Entry[] = [];
+  const skipped: string[] = [];
+  const visit = async (dir: string, prefix: string) => {
+    const names: string[] = [];
+    for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+    names.sort();
+    for (const name of names) {
+      const path = prefix ? `${prefix}/${name}` : name;
+      const full = `${dir}/${name}`;
+      const info = await Deno.lstat(full);
+      const base = {
+        path,
+        mode: (info.mode ?? 0) & 0o777,
+        size: info.size,
+        ino: info.ino ?? 0,
+        mtimeMs: info.mtime?.getTime() ?? 0,
+      };
+      if (info.isDirectory) {
+        if (ignored(path, true)) continue;
+        entries.push({ ...base, type: "dir", size: 0 });
+        await visit(full, path);
+      } else if (ignored(path)) {
+        continue;
+      } else if (info.isFile) {
+        entries.push({ ...base, type: "file" });
+      } else if (info.isSymlink) {
+        const target = await Deno.readLink(full);
+        if (symlinkStaysInside(path, target)) entries.push({ ...base, type: "symlink", target });
+        else skipped.push(`${path}: symlink to ${target} points outside the workspace`);
+      } else {
+        skipped.push(`${path}: not a regular file, directory or symlink`);
+      }
+    }
+  };
+  await visit(root, "");
+  return { entries, skipped, ignored } satisfies Walk;
+}
