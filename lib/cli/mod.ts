@@ -3,6 +3,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from "@commande
 import denoJson from "../../deno.json" with { type: "json" };
 import { ExitCode } from "../errors.ts";
 import { DEFAULT_MAX_PARALLEL } from "../scheduler/mod.ts";
+import { agentPingCommand, agentStartCommand, withAgentOptions } from "./agent.ts";
 import { reportError } from "./report.ts";
 import { defaultIo, type Io, listCommand, runCommand, validateCommand } from "./workflow.ts";
 
@@ -94,6 +95,18 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
     .addOption(fileOption())
     .addOption(valuesOption())
     .action(async (o) => setExit(await validateCommand(io, { file: o.file, values: o.values })));
+
+  const agent = program.command("agent")
+    .description("run an agent that executes tasks for masters (see `agent start --help`)");
+  withAgentOptions(
+    agent.command("start", { isDefault: true })
+      .description("listen for tasks from masters (the default: `sloth-runner agent -p PORT`)"),
+  ).action(async (o) => setExit(await agentStartCommand(io, VERSION, o)));
+  agent.command("ping")
+    .description("check that an agent is reachable; print its version and running jobs")
+    .argument("<address>", "host:port of the agent")
+    .option("--token-file <file>", "file holding the agent's token (else SLOTH_AGENT_TOKEN)")
+    .action(async (address, o) => setExit(await agentPingCommand(io, address, o)));
 
   program.command("version")
     .description("print the version")

@@ -10,7 +10,7 @@ import {
   type Write,
 } from "../log/mod.ts";
 import { allTasks, targetText, type Task, type TaskResult, type TaskStatus } from "../model/mod.ts";
-import { LocalRunner } from "../runner/mod.ts";
+import { LocalRunner, RemoteRunner } from "../runner/mod.ts";
 import { checkWorkflow, type Plan, planRun, runPlan } from "../scheduler/mod.ts";
 import { routeByTarget } from "./route.ts";
 
@@ -65,6 +65,7 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
   const onSignal = () => interrupt.abort();
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
   for (const sig of signals) Deno.addSignalListener(sig, onSignal);
+  let remote: RemoteRunner | undefined;
   try {
     let emit: EmitEvent;
     let text: TextRenderer | undefined;
@@ -100,7 +101,10 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
       })),
     });
     const local = new LocalRunner({ pool, source: loaded.source, emit });
-    const outcome = await runPlan(plan, routeByTarget(local), {
+    remote = plan.tasks.some(({ task }) => task.target.kind === "remote")
+      ? new RemoteRunner({ source: loaded.source, files: loaded.files, emit })
+      : undefined;
+    const outcome = await runPlan(plan, routeByTarget(local, remote), {
       maxParallel: options.maxParallel,
       signal: interrupt.signal,
       onTaskStart: (task, attempt) =>
@@ -157,6 +161,7 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
     return exitCode;
   } finally {
     for (const sig of signals) Deno.removeSignalListener(sig, onSignal);
+    remote?.close();
     pool.close();
   }
 }

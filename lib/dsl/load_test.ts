@@ -69,6 +69,7 @@ TaskDefinitions = {
     workdir: `${dir}/sub`,
     params: { level: 3, nested: { a: [1, 2] } },
     target: { kind: "local" },
+    syncBack: "on_success",
   });
   assert.deepEqual(pack.command, { kind: "lua", where: "workflow.lua:9" });
   assert.deepEqual(pack.dependsOn, ["compile"]);

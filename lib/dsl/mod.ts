@@ -21,6 +21,8 @@ export interface WorkflowSource {
   /** The directory sloth-runner started in. */
   cwd: string;
   values: unknown;
+  /** The files by absolute path, when they come from a master instead of the disk. */
+  bundle?: Record<string, string>;
 }
 
 export interface LoadedWorkflow {
@@ -34,12 +36,27 @@ export interface LoadedWorkflow {
 
 export async function loadWorkflow(
   pool: LuaPool,
-  options: { file: string; cwd: string; values?: unknown; onLog?: SessionHooks["onLog"] },
+  options: {
+    file: string;
+    cwd: string;
+    values?: unknown;
+    bundle?: Record<string, string>;
+    /** Where relative paths of top-level code start; `cwd` by default. */
+    workdir?: string;
+    /** Drop the top level's `log` and `print` lines. */
+    quiet?: boolean;
+    onLog?: SessionHooks["onLog"];
+  },
 ): Promise<LoadedWorkflow> {
   const file = resolvePath(options.cwd, options.file);
-  const source: WorkflowSource = { file, cwd: options.cwd, values: options.values ?? {} };
+  const source: WorkflowSource = {
+    file,
+    cwd: options.cwd,
+    values: options.values ?? {},
+    bundle: options.bundle,
+  };
   const { session, opened } = await pool.open(
-    { ...source, workdir: options.cwd, env: {}, quiet: false },
+    { ...source, workdir: options.workdir ?? options.cwd, env: {}, quiet: options.quiet ?? false },
     { onLog: options.onLog ?? (() => {}) },
   );
   session.release();

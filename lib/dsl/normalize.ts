@@ -44,6 +44,7 @@ const TASK_FIELDS = [
   "params",
   "delegate_to",
   "agent",
+  "sync_back",
 ] as const;
 const GROUP_FIELDS = ["description", "workdir", "delegate_to", "agents"] as const;
 
@@ -102,6 +103,9 @@ const taskSchema = z.object({
   params: plainTable.optional(),
   delegate_to: delegateTo.optional(),
   agent: z.string().min(1).optional(),
+  sync_back: z.enum(["on_success", "always", "never"], {
+    error: 'must be "on_success", "always" or "never"',
+  }).optional(),
 });
 
 const groupSchema = z.object({
@@ -232,6 +236,7 @@ function normalizeGroup(
       workdir: t.workdir ? resolvePath(baseDir, t.workdir) : groupWorkdir,
       params: t.params ?? {},
       target: target ?? { kind: "local" },
+      syncBack: t.sync_back ?? "on_success",
     });
   }
   if (problems.length > before) return undefined;

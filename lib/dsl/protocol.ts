@@ -19,6 +19,8 @@ export interface OpenRequest {
   quiet: boolean;
   /** Bytes of Lua memory the state may use. */
   memoryLimit: number;
+  /** The workflow's files by absolute path, when they come from a master instead of the disk. */
+  bundle?: Record<string, string>;
 }
 
 export interface CallRequest {

@@ -65,13 +65,13 @@ function closeEngine(): void {
 class Sources {
   readonly byName = new Map<string, { path: string; text: string }>();
   readonly warnings: string[] = [];
-  constructor(readonly cwd: string) {}
+  constructor(readonly cwd: string, readonly bundle?: Record<string, string>) {}
 
   read(path: string): { id: string; name: string; source: string } {
     const name = displayName(path, this.cwd);
     const known = this.byName.get(name);
     if (known) return { id: path, name, source: known.text };
-    const fixed = fixModernDsls(Deno.readTextFileSync(path));
+    const fixed = fixModernDsls(this.#readText(path));
     if (fixed.line !== undefined) {
       this.warnings.push(
         `${name}:${fixed.line}: "Modern DSLs = {" is not valid Lua; reading it as "TaskDefinitions = {"`,
@@ -79,6 +79,13 @@ class Sources {
     }
     this.byName.set(name, { path, text: fixed.source });
     return { id: path, name, source: fixed.source };
+  }
+
+  #readText(path: string): string {
+    if (!this.bundle) return Deno.readTextFileSync(path);
+    const text = this.bundle[path];
+    if (text === undefined) throw new Deno.errors.NotFound(path);
+    return text;
   }
 
   resolve(fromChunk: string, relative: string) {
@@ -110,7 +117,7 @@ let quiet = false;
 
 async function open(request: OpenRequest): Promise<FromWorker> {
   closeEngine();
-  const sources = new Sources(request.cwd);
+  const sources = new Sources(request.cwd, request.bundle);
   quiet = request.quiet;
   const ctx: HostContext = {
     workdir: request.workdir,

@@ -23,6 +23,8 @@ export type RunEvent =
     /** Absent for lines from the workflow's top level. */
     id?: string;
     task?: string;
+    /** The agent it came from, for a remote task. */
+    agent?: string;
     stream: LogStream;
     /** Set for `log.*` lines and sloth-runner's own notes about a task. */
     level?: LogLevel;

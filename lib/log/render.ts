@@ -59,8 +59,9 @@ export class TextRenderer {
     return this.#o.color ? `${code}${text}${ansi.reset}` : text;
   }
 
-  #label(id: string | undefined, task: string | undefined): string {
-    const name = id === undefined ? "workflow" : this.qualify ? id : task ?? id;
+  #label(id: string | undefined, task: string | undefined, agent?: string): string {
+    let name = id === undefined ? "workflow" : this.qualify ? id : task ?? id;
+    if (agent) name += `@${agent}`;
     const key = id ?? "";
     if (!this.#colors.has(key)) this.#colors.set(key, palette[this.#colors.size % palette.length]);
     return this.#paint(this.#colors.get(key)!, `[${name}]`);
@@ -82,7 +83,7 @@ export class TextRenderer {
         break;
       }
       case "log": {
-        const prefix = this.#label(event.id, event.task);
+        const prefix = this.#label(event.id, event.task, event.agent);
         for (const line of event.line.replace(/\n$/, "").split("\n")) {
           this.#logLine(prefix, event, line);
         }

@@ -65,7 +65,11 @@ export interface Task {
   workdir: string;
   params: Record<string, unknown>;
   target: Target;
+  /** For remote tasks: when the agent's changes come back to this machine. */
+  syncBack: SyncBack;
 }
+
+export type SyncBack = "on_success" | "always" | "never";
 
 export interface Group {
   name: string;

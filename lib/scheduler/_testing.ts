@@ -15,6 +15,7 @@ export function task(name: string, fields: Partial<Task> = {}, group = "g"): Tas
     workdir: "/",
     params: {},
     target: { kind: "local" },
+    syncBack: "on_success",
     ...fields,
   };
 }

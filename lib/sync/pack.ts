@@ -15,7 +15,8 @@ const noHardLinks = {
  * are stored without their contents). Symlinks are stored as symlinks.
  */
 export function packPaths(root: string, paths: string[]): AsyncIterable<Uint8Array> {
-  if (paths.length === 0) return emptyArchive();
+  // An empty list is no bytes at all: unpack() reads that as an empty archive.
+  if (paths.length === 0) return emptyStream();
   return create(
     {
       cwd: root,
@@ -28,9 +29,7 @@ export function packPaths(root: string, paths: string[]): AsyncIterable<Uint8Arr
   ) as unknown as AsyncIterable<Uint8Array>;
 }
 
-async function* emptyArchive(): AsyncIterable<Uint8Array> {
-  yield new Uint8Array(1024);
-}
+async function* emptyStream(): AsyncIterable<Uint8Array> {}
 
 /** Re-cuts a stream into chunks of at most `size` bytes, for gRPC messages. */
 export async function* rechunk(

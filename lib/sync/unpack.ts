@@ -150,9 +150,11 @@ export async function unpack(
     parser.on("close", resolve);
     parser.on("abort", resolve);
   });
+  let fed = 0;
   try {
     for await (const chunk of chunks) {
       if (failure) break;
+      fed += chunk.length;
       // node-tar reads its input as Buffers; this is a view, not a copy.
       if (!parser.write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength))) {
         await new Promise<void>((resolve) => parser.once("drain", resolve));
@@ -161,6 +163,7 @@ export async function unpack(
   } catch (error) {
     fail(error);
   }
+  if (fed === 0 && !failure) return entries;
   if (!failure) parser.end();
   else parser.abort(failure);
   await ended;

@@ -1,0 +1,31 @@
+/** `sloth-agent`: the agent on its own, with the options of `sloth-runner agent start`. */
+import { Command, CommanderError } from "@commander-js/extra-typings";
+import { agentStartCommand, withAgentOptions } from "./lib/cli/agent.ts";
+import { defaultIo, reportError, VERSION } from "./lib/cli/mod.ts";
+import { ExitCode } from "./lib/errors.ts";
+
+export async function agentMain(args: string[]): Promise<number> {
+  const io = defaultIo();
+  let exitCode: number = ExitCode.ok;
+  const program = withAgentOptions(
+    new Command()
+      .name("sloth-agent")
+      .description("Run tasks for sloth-runner masters.")
+      .version(VERSION, "--version", "print the version")
+      .configureOutput({ writeOut: io.out, writeErr: io.err })
+      .exitOverride(),
+  ).action(async (o) => {
+    exitCode = await agentStartCommand(io, VERSION, o);
+  });
+  try {
+    await program.parseAsync(args, { from: "user" });
+    return exitCode;
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+    return reportError(error, io.err);
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await agentMain(Deno.args));
+}

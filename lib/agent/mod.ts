@@ -1,0 +1,96 @@
+/** Starting and stopping an agent: the service, its Lua workers and its gRPC server. */
+import { SlothError } from "../errors.ts";
+import { LuaPool } from "../dsl/mod.ts";
+import { serveAgent } from "../rpc/mod.ts";
+import { AgentService } from "./service.ts";
+
+export { AgentService } from "./service.ts";
+export type { AgentOptions } from "./service.ts";
+
+export interface StartAgentOptions {
+  version: string;
+  port: number;
+  bind: string;
+  maxConcurrent: number;
+  workRoot: string;
+  token?: string;
+  /** Allow a non-loopback address without a token. */
+  insecure: boolean;
+  log(line: string): void;
+}
+
+export interface RunningAgent {
+  port: number;
+  /** Cancels running jobs (their process trees are killed, directories removed), then closes. */
+  stop(): Promise<void>;
+}
+
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+export async function startAgent(options: StartAgentOptions): Promise<RunningAgent> {
+  if (!isLoopback(options.bind) && options.token === undefined) {
+    if (!options.insecure) {
+      throw new SlothError(
+        "usage",
+        `refusing to listen on ${options.bind} without a token: anyone who can reach it could run commands`,
+        {
+          hint:
+            "Set one with --token-file FILE or SLOTH_AGENT_TOKEN (and give the master the same), " +
+            "or pass --insecure if you really mean it.",
+        },
+      );
+    }
+    options.log(
+      `WARNING: listening on ${options.bind} WITHOUT A TOKEN (--insecure): anyone who can reach ` +
+        "this port can run commands as this user",
+    );
+  }
+  try {
+    const info = await Deno.stat(options.workRoot);
+    if (!info.isDirectory) throw new Error("not a directory");
+  } catch {
+    throw new SlothError("usage", `work root ${options.workRoot} is not a directory`);
+  }
+  const pool = new LuaPool({ maxIdle: options.maxConcurrent });
+  const service = new AgentService({
+    version: options.version,
+    maxConcurrent: options.maxConcurrent,
+    workRoot: options.workRoot,
+    pool,
+    log: options.log,
+  });
+  let server;
+  try {
+    server = await serveAgent(service, {
+      host: options.bind,
+      port: options.port,
+      token: options.token,
+      onInternalError: (error) =>
+        options.log(
+          `internal error: ${error instanceof Error ? error.stack ?? error.message : error}`,
+        ),
+    });
+  } catch (error) {
+    pool.close();
+    throw new SlothError(
+      "usage",
+      `cannot listen on ${options.bind}:${options.port}: ${(error as Error).message}`,
+    );
+  }
+  pool.warm();
+  options.log(
+    `sloth-agent ${options.version} listening on ${options.bind}:${server.port} ` +
+      `(${options.maxConcurrent} jobs at once, work root ${options.workRoot}` +
+      `${options.token ? ", token required" : ""})`,
+  );
+  return {
+    port: server.port,
+    stop: async () => {
+      await service.stop();
+      await server.close(1000);
+      pool.close();
+    },
+  };
+}

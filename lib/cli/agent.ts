@@ -1,0 +1,129 @@
+/** `sloth-runner agent [start|ping]` and the `sloth-agent` entry point. */
+import { type Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
+import { startAgent } from "../agent/mod.ts";
+import { ExitCode, SlothError } from "../errors.ts";
+import { AgentClient } from "../rpc/mod.ts";
+import type { Io } from "./workflow.ts";
+
+export const DEFAULT_AGENT_PORT = 50051;
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) {
+    throw new InvalidArgumentError("expected a port number (0-65535; 0 picks a free one).");
+  }
+  return n;
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("expected a whole number ≥ 1.");
+  return n;
+}
+
+/** The options of `agent start` and of `sloth-agent`, in one place. */
+export function withAgentOptions<C extends Command>(command: C) {
+  return command
+    .addOption(
+      new Option("-p, --port <port>", "port to listen on").argParser(port).default(
+        DEFAULT_AGENT_PORT,
+      ),
+    )
+    .addOption(new Option("--bind <addr>", "address to listen on").default("127.0.0.1"))
+    .addOption(
+      new Option("--max-concurrent <n>", "jobs that run at once; the rest wait in order")
+        .argParser(positiveInt)
+        .default(navigator.hardwareConcurrency, "number of CPUs"),
+    )
+    .addOption(
+      new Option("--work-root <dir>", "where job directories are made").default(
+        tempDir(),
+        "the OS temp dir",
+      ),
+    )
+    .addOption(
+      new Option(
+        "--token-file <file>",
+        "file holding the token masters must send (else SLOTH_AGENT_TOKEN)",
+      ),
+    )
+    .addOption(new Option("--insecure", "allow a non-loopback --bind without a token (dangerous)"));
+}
+
+export interface AgentStartOptions {
+  port: number;
+  bind: string;
+  maxConcurrent: number;
+  workRoot: string;
+  tokenFile?: string;
+  insecure?: boolean;
+}
+
+/** Runs an agent until SIGINT or SIGTERM. */
+export async function agentStartCommand(
+  io: Io,
+  version: string,
+  o: AgentStartOptions,
+): Promise<number> {
+  const agent = await startAgent({
+    version,
+    port: o.port,
+    bind: o.bind,
+    maxConcurrent: o.maxConcurrent,
+    workRoot: o.workRoot,
+    token: await readToken(o.tokenFile),
+    insecure: o.insecure ?? false,
+    log: (line) => io.err(`${new Date().toISOString()} ${line}\n`),
+  });
+  const signal = await new Promise<Deno.Signal>((resolve) => {
+    for (const sig of ["SIGINT", "SIGTERM"] as const) {
+      Deno.addSignalListener(sig, () => resolve(sig));
+    }
+  });
+  io.err(`${new Date().toISOString()} ${signal}: stopping (running jobs are cancelled)\n`);
+  await agent.stop();
+  io.err(`${new Date().toISOString()} stopped\n`);
+  return ExitCode.ok;
+}
+
+export async function agentPingCommand(
+  io: Io,
+  address: string,
+  o: { tokenFile?: string },
+): Promise<number> {
+  const client = new AgentClient(address, { token: await readToken(o.tokenFile) });
+  try {
+    const reply = await client.ping();
+    io.out(
+      `agent ${address} is reachable: sloth-runner ${reply.version}, protocol ${reply.protocol}, ` +
+        `${reply.running_jobs} running, ${reply.queued_jobs} waiting, ${reply.max_concurrent} at once\n`,
+    );
+    return ExitCode.ok;
+  } catch (error) {
+    io.err(`error: ${(error as Error).message}\n`);
+    return ExitCode.taskFailed;
+  } finally {
+    client.close();
+  }
+}
+
+/** `--token-file` wins over `SLOTH_AGENT_TOKEN`; an empty token is an error, not "no token". */
+export async function readToken(file?: string): Promise<string | undefined> {
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(file);
+    } catch (error) {
+      throw new SlothError("usage", `cannot read token file ${file}: ${(error as Error).message}`);
+    }
+    const token = text.trim();
+    if (token === "") throw new SlothError("usage", `token file ${file} is empty`);
+    return token;
+  }
+  const fromEnv = Deno.env.get("SLOTH_AGENT_TOKEN");
+  return fromEnv === undefined || fromEnv === "" ? undefined : fromEnv;
+}
+
+function tempDir(): string {
+  return Deno.env.get("TMPDIR") || "/tmp";
+}

@@ -1,0 +1,171 @@
+/** The master's side: one channel per agent, and errors people can read. */
+import * as grpc from "@grpc/grpc-js";
+import {
+  MAX_MESSAGE_BYTES,
+  pickOneof,
+  type PingResponse,
+  pingResponseSchema,
+  type RunTaskRequest,
+  type RunTaskResponse,
+  runTaskResponseSchema,
+} from "./messages.ts";
+import { protos } from "./proto.ts";
+import { messages, send } from "./stream.ts";
+
+export type RpcErrorKind = "unreachable" | "auth" | "lost" | "protocol" | "cancelled";
+
+export class RpcError extends Error {
+  constructor(readonly kind: RpcErrorKind, message: string) {
+    super(message);
+    this.name = "RpcError";
+  }
+}
+
+/** How long connecting to an agent may take before it counts as unreachable. */
+export const CONNECT_TIMEOUT_MS = 5000;
+
+const channelOptions: grpc.ChannelOptions = {
+  "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+  "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+  // An agent that dies without closing the connection is noticed within ~15 s.
+  "grpc.keepalive_time_ms": 10_000,
+  "grpc.keepalive_timeout_ms": 5_000,
+  "grpc.keepalive_permit_without_calls": 1,
+  "grpc.initial_reconnect_backoff_ms": 200,
+  "grpc.max_reconnect_backoff_ms": 2000,
+};
+
+export interface RemoteCall {
+  send(request: RunTaskRequest): Promise<void>;
+  /** No more requests. */
+  end(): void;
+  responses: AsyncIterable<RunTaskResponse>;
+  cancel(): void;
+}
+
+export class AgentClient {
+  readonly address: string;
+  #client: grpc.Client & Record<string, (...args: never[]) => unknown>;
+  #token?: string;
+
+  constructor(address: string, options: { token?: string } = {}) {
+    this.address = address;
+    this.#token = options.token;
+    const { agent } = protos();
+    this.#client = new agent(address, grpc.credentials.createInsecure(), channelOptions) as
+      & grpc.Client
+      & Record<string, (...args: never[]) => unknown>;
+  }
+
+  #metadata(): grpc.Metadata {
+    const metadata = new grpc.Metadata();
+    if (this.#token !== undefined) metadata.set("authorization", `Bearer ${this.#token}`);
+    return metadata;
+  }
+
+  /** Checks reachability, the token and the protocol, within `CONNECT_TIMEOUT_MS`. */
+  ping(timeoutMs = CONNECT_TIMEOUT_MS): Promise<PingResponse> {
+    return new Promise((resolve, reject) => {
+      const ping = this.#client.Ping as unknown as (
+        request: unknown,
+        metadata: grpc.Metadata,
+        options: grpc.CallOptions,
+        callback: (error: grpc.ServiceError | null, response: unknown) => void,
+      ) => void;
+      ping.call(
+        this.#client,
+        {},
+        this.#metadata(),
+        { deadline: Date.now() + timeoutMs },
+        (error, response) => {
+          if (error) return reject(this.describe(error));
+          const parsed = pingResponseSchema.safeParse(response);
+          if (!parsed.success) {
+            return reject(new RpcError("protocol", `agent ${this.address} sent a bad ping reply`));
+          }
+          resolve(parsed.data);
+        },
+      );
+    });
+  }
+
+  runTask(): RemoteCall {
+    const call = (this.#client.RunTask as unknown as (m: grpc.Metadata) => grpc.ClientDuplexStream<
+      unknown,
+      Record<string, unknown>
+    >).call(this.#client, this.#metadata());
+    const address = this.address;
+    const describe = (error: unknown) => this.describe(error);
+    let cancelled = false;
+    async function* responses(): AsyncIterable<RunTaskResponse> {
+      try {
+        for await (const raw of messages<Record<string, unknown>>(call)) {
+          const parsed = runTaskResponseSchema.safeParse(pickOneof(raw));
+          if (!parsed.success) {
+            call.cancel();
+            throw new RpcError(
+              "protocol",
+              `agent ${address} sent a bad message: ${
+                parsed.error.issues[0]?.message ?? "invalid"
+              }`,
+            );
+          }
+          yield parsed.data;
+        }
+      } catch (error) {
+        if (cancelled) throw new RpcError("cancelled", "cancelled");
+        throw describe(error);
+      }
+    }
+    return {
+      send: (request) => send(call, request).catch((error) => Promise.reject(describe(error))),
+      end: () => call.end(),
+      responses: responses(),
+      cancel: () => {
+        cancelled = true;
+        call.cancel();
+      },
+    };
+  }
+
+  /** A gRPC failure as one line a person can act on. */
+  describe(error: unknown): RpcError {
+    if (error instanceof RpcError) return error;
+    const e = error as Partial<grpc.ServiceError>;
+    const details = cleanDetails(e.details ?? e.message ?? String(error));
+    switch (e.code) {
+      case grpc.status.UNAVAILABLE:
+        return new RpcError(
+          /No connection established|ECONNREFUSED|connect/.test(details) ? "unreachable" : "lost",
+          /No connection established|ECONNREFUSED|connect/.test(details)
+            ? `agent ${this.address} unreachable: ${details}`
+            : `agent ${this.address} lost: ${details}`,
+        );
+      case grpc.status.DEADLINE_EXCEEDED:
+        return new RpcError(
+          "unreachable",
+          `agent ${this.address} unreachable: no answer within ${CONNECT_TIMEOUT_MS / 1000}s`,
+        );
+      case grpc.status.UNAUTHENTICATED:
+        return new RpcError(
+          "auth",
+          this.#token === undefined
+            ? `agent ${this.address} requires a token; set SLOTH_AGENT_TOKEN or token_env in the agent's definition`
+            : `agent ${this.address} refused the token`,
+        );
+      case grpc.status.CANCELLED:
+        return new RpcError("cancelled", "cancelled");
+      default:
+        return new RpcError("protocol", `agent ${this.address}: ${details}`);
+    }
+  }
+
+  close(): void {
+    this.#client.close();
+  }
+}
+
+function cleanDetails(details: string): string {
+  const last = /Last error: (?:Error: )?(.*?)(?:\. Resolution note:.*)?$/.exec(details);
+  return (last ? last[1] : details).trim().replace(/\.$/, "");
+}

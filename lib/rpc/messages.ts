@@ -1,0 +1,102 @@
+/**
+ * The wire messages as TypeScript types, and zod schemas for everything that
+ * arrives: an agent never trusts a master's message, nor a master an agent's.
+ */
+import { z } from "zod";
+
+export const PROTOCOL_VERSION = 1;
+
+/** Bytes per workspace or change-set chunk message. */
+export const CHUNK_BYTES = 1024 * 1024;
+/** Largest message either side accepts (TaskStart carries the workflow's files). */
+export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+
+const MAX_TEXT = 16 * 1024 * 1024;
+const jsonText = z.string().max(MAX_TEXT);
+
+export const taskStartSchema = z.object({
+  protocol: z.number().int().min(1),
+  group: z.string().min(1).max(1024),
+  task: z.string().min(1).max(1024),
+  files: z.array(z.object({
+    path: z.string().min(1).max(4096),
+    content: z.string().max(MAX_TEXT),
+  })).min(1).max(1000),
+  main_file: z.string().min(1).max(4096),
+  master_cwd: z.string().max(4096),
+  values_json: jsonText,
+  params_json: jsonText,
+  inputs_json: jsonText,
+  timeout_ms: z.number().int().min(0),
+  attempt: z.number().int().min(0),
+  sync_back: z.enum(["on_success", "always", "never"]),
+});
+export type TaskStart = z.infer<typeof taskStartSchema>;
+
+const bytes = z.custom<Uint8Array>((v) => v instanceof Uint8Array, "expected bytes");
+
+export const runTaskRequestSchema = z.union([
+  z.object({ start: taskStartSchema }),
+  z.object({ workspace_chunk: bytes.refine((b) => b.length <= 4 * CHUNK_BYTES, "chunk too big") }),
+  z.object({ workspace_end: z.object({ bytes: z.number().int().min(0) }) }),
+]);
+export type RunTaskRequest = z.infer<typeof runTaskRequestSchema>;
+
+export const logLineSchema = z.object({
+  stream: z.enum(["stdout", "stderr", "log"]),
+  level: z.string().max(16),
+  line: z.string().max(1024 * 1024),
+});
+export type LogLine = z.infer<typeof logLineSchema>;
+
+export const taskResultSchema = z.object({
+  ok: z.boolean(),
+  error: z.string().max(MAX_TEXT),
+  message: z.string().max(MAX_TEXT),
+  outputs_json: jsonText,
+  exit_reason: z.enum(["", "exited", "timeout", "cancelled", "spawn_failed", "agent_lost"]),
+  exit_code: z.number().int(),
+  has_exit_code: z.boolean(),
+  exit_signal: z.string().max(64),
+  duration_ms: z.number().min(0),
+});
+export type TaskResultMessage = z.infer<typeof taskResultSchema>;
+
+export const runTaskResponseSchema = z.union([
+  z.object({ log: logLineSchema }),
+  z.object({ result: taskResultSchema }),
+  z.object({
+    changes_begin: z.object({
+      deleted: z.array(z.string().max(4096)).max(10_000_000),
+      entries: z.number().int().min(0),
+    }),
+  }),
+  z.object({ changes_chunk: bytes.refine((b) => b.length <= 4 * CHUNK_BYTES, "chunk too big") }),
+  z.object({
+    changes_end: z.object({
+      bytes: z.number().int().min(0),
+      sha256: z.string().regex(/^[0-9a-f]{64}$/),
+    }),
+  }),
+]);
+export type RunTaskResponse = z.infer<typeof runTaskResponseSchema>;
+
+export const pingResponseSchema = z.object({
+  version: z.string().max(256),
+  protocol: z.number().int(),
+  running_jobs: z.number().int().min(0),
+  queued_jobs: z.number().int().min(0),
+  max_concurrent: z.number().int().min(0),
+});
+export type PingResponse = z.infer<typeof pingResponseSchema>;
+
+/**
+ * proto-loader with `oneofs: true` sets the oneof's name (`msg`) and leaves the
+ * other members unset; this keeps only the set member, so the schemas above see
+ * exactly one key.
+ */
+export function pickOneof(message: Record<string, unknown>): Record<string, unknown> {
+  const key = message.msg;
+  if (typeof key !== "string") return {};
+  return { [key]: message[key] };
+}

@@ -1,0 +1,13 @@
+export { AgentClient, CONNECT_TIMEOUT_MS, RpcError } from "./client.ts";
+export type { RemoteCall, RpcErrorKind } from "./client.ts";
+export { CHUNK_BYTES, PROTOCOL_VERSION } from "./messages.ts";
+export type {
+  LogLine,
+  PingResponse,
+  RunTaskRequest,
+  RunTaskResponse,
+  TaskResultMessage,
+  TaskStart,
+} from "./messages.ts";
+export { ProtocolError, serveAgent } from "./server.ts";
+export type { AgentHandlers, AgentServer, IncomingJob, ServeOptions } from "./server.ts";

@@ -1,0 +1,29 @@
+/** Loads the .proto files once; the only place that knows where they live. */
+import * as grpc from "@grpc/grpc-js";
+import * as loader from "@grpc/proto-loader";
+
+const protoRoot = decodeURIComponent(new URL("../../proto", import.meta.url).pathname);
+
+const options: loader.Options = {
+  keepCase: true,
+  longs: Number,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+  includeDirs: [protoRoot],
+};
+
+// deno-lint-ignore no-explicit-any
+type Package = any;
+
+let loaded: Package | undefined;
+
+export function protos(): {
+  agent: grpc.ServiceClientConstructor;
+  health: grpc.ServiceClientConstructor;
+} {
+  loaded ??= grpc.loadPackageDefinition(
+    loader.loadSync(["sloth/v1/agent.proto", "grpc/health/v1/health.proto"], options),
+  );
+  return { agent: loaded.sloth.v1.AgentService, health: loaded.grpc.health.v1.Health };
+}

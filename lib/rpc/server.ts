@@ -1,0 +1,209 @@
+/**
+ * The agent's gRPC server: the AgentService and the standard health service,
+ * every call checked against the token, every message checked against its schema.
+ */
+import * as grpc from "@grpc/grpc-js";
+import { createHash, timingSafeEqual } from "node:crypto";
+import {
+  MAX_MESSAGE_BYTES,
+  pickOneof,
+  type PingResponse,
+  type RunTaskResponse,
+} from "./messages.ts";
+import { runTaskRequestSchema, type TaskStart } from "./messages.ts";
+import { protos } from "./proto.ts";
+import { messages, send } from "./stream.ts";
+
+export interface IncomingJob {
+  /** `host:port` of the master, as the agent sees it. */
+  peer: string;
+  start: TaskStart;
+  /** The workspace's tar stream; ends at `workspace_end`, throws on anything else. */
+  workspace: AsyncIterable<Uint8Array>;
+  send(response: RunTaskResponse): Promise<void>;
+  /** Aborted when the master cancels the call or goes away. */
+  signal: AbortSignal;
+}
+
+/** An error whose message may be shown to the master: no stack, no host paths. */
+export class ProtocolError extends Error {
+  constructor(readonly status: "invalid" | "not_found" | "unavailable", message: string) {
+    super(message);
+  }
+}
+
+export interface AgentHandlers {
+  runTask(job: IncomingJob): Promise<void>;
+  ping(): PingResponse;
+}
+
+export interface ServeOptions {
+  host: string;
+  port: number;
+  token?: string;
+  /** Called for errors that are not the master's fault, with what they were. */
+  onInternalError?(error: unknown): void;
+}
+
+export interface AgentServer {
+  port: number;
+  /** Stops accepting calls; gives running calls `graceMs`, then cuts them. */
+  close(graceMs?: number): Promise<void>;
+}
+
+const serverOptions: grpc.ServerOptions = {
+  "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+  "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+  // Find a master that vanished without closing its connection.
+  "grpc.keepalive_time_ms": 10_000,
+  "grpc.keepalive_timeout_ms": 5_000,
+};
+
+export async function serveAgent(
+  handlers: AgentHandlers,
+  options: ServeOptions,
+): Promise<AgentServer> {
+  const { agent, health } = protos();
+  const server = new grpc.Server(serverOptions);
+  const authorized = tokenCheck(options.token);
+  const denied = (metadata: grpc.Metadata): grpc.ServiceError | undefined => {
+    if (authorized(metadata)) return undefined;
+    return status(grpc.status.UNAUTHENTICATED, "missing or wrong token");
+  };
+
+  server.addService(agent.service, {
+    Ping: (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      const refusal = denied(call.metadata);
+      if (refusal) return callback(refusal);
+      callback(null, handlers.ping());
+    },
+    RunTask: (call: grpc.ServerDuplexStream<Record<string, unknown>, unknown>) => {
+      const refusal = denied(call.metadata);
+      if (refusal) return call.emit("error", refusal);
+      runTask(call, handlers).catch((error) => {
+        if (error instanceof ProtocolError) {
+          const code = error.status === "not_found"
+            ? grpc.status.NOT_FOUND
+            : error.status === "unavailable"
+            ? grpc.status.UNAVAILABLE
+            : grpc.status.INVALID_ARGUMENT;
+          call.emit("error", status(code, error.message));
+        } else {
+          options.onInternalError?.(error);
+          call.emit(
+            "error",
+            status(grpc.status.INTERNAL, "internal error on the agent (see its log)"),
+          );
+        }
+      });
+    },
+  });
+
+  server.addService(health.service, {
+    Check: (
+      call: grpc.ServerUnaryCall<{ service: string }, unknown>,
+      callback: grpc.sendUnaryData<unknown>,
+    ) => {
+      const refusal = denied(call.metadata);
+      if (refusal) return callback(refusal);
+      const known = ["", "sloth.v1.AgentService"].includes(call.request.service);
+      if (!known) return callback(status(grpc.status.NOT_FOUND, "unknown service"));
+      callback(null, { status: "SERVING" });
+    },
+    Watch: (call: grpc.ServerWritableStream<{ service: string }, unknown>) => {
+      const refusal = denied(call.metadata);
+      if (refusal) return call.emit("error", refusal);
+      call.write({ status: "SERVING" });
+    },
+  });
+
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(
+      `${options.host.includes(":") ? `[${options.host}]` : options.host}:${options.port}`,
+      grpc.ServerCredentials.createInsecure(),
+      (error, bound) => error ? reject(error) : resolve(bound),
+    )
+  );
+  return {
+    port,
+    close: (graceMs = 2000) =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(() => server.forceShutdown(), graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      }),
+  };
+}
+
+async function runTask(
+  call: grpc.ServerDuplexStream<Record<string, unknown>, unknown>,
+  handlers: AgentHandlers,
+): Promise<void> {
+  const controller = new AbortController();
+  call.on("cancelled", () => controller.abort("cancelled"));
+  call.on("error", () => controller.abort("cancelled"));
+  const incoming = messages<Record<string, unknown>>(call);
+  const next = async () => {
+    const { value, done } = await incoming.next();
+    if (done) throw new ProtocolError("invalid", "the stream ended early");
+    const parsed = runTaskRequestSchema.safeParse(pickOneof(value));
+    if (!parsed.success) {
+      throw new ProtocolError(
+        "invalid",
+        `bad message: ${parsed.error.issues[0]?.message ?? "invalid"}`,
+      );
+    }
+    return parsed.data;
+  };
+  const first = await next();
+  if (!("start" in first)) throw new ProtocolError("invalid", "the first message must be start");
+  let received = 0;
+  const workspace = async function* () {
+    while (true) {
+      const message = await next();
+      if ("workspace_chunk" in message) {
+        received += message.workspace_chunk.length;
+        yield message.workspace_chunk;
+      } else if ("workspace_end" in message) {
+        if (message.workspace_end.bytes !== received) {
+          throw new ProtocolError(
+            "invalid",
+            `workspace ended after ${received} of ${message.workspace_end.bytes} bytes`,
+          );
+        }
+        return;
+      } else {
+        throw new ProtocolError("invalid", "start sent twice");
+      }
+    }
+  };
+  await handlers.runTask({
+    peer: peerAddress(call.getPeer()),
+    start: first.start,
+    workspace: workspace(),
+    send: (response) => send(call, response),
+    signal: controller.signal,
+  });
+  if (!controller.signal.aborted) call.end();
+}
+
+function peerAddress(peer: string): string {
+  return peer.replace(/^ipv[46]:/, "");
+}
+
+function status(code: grpc.status, details: string): grpc.ServiceError {
+  return Object.assign(new Error(details), { code, details, metadata: new grpc.Metadata() });
+}
+
+/** Compares in constant time: both sides are hashed to the same length first. */
+function tokenCheck(token: string | undefined): (metadata: grpc.Metadata) => boolean {
+  if (token === undefined) return () => true;
+  const expected = createHash("sha256").update(`Bearer ${token}`).digest();
+  return (metadata) => {
+    const given = metadata.get("authorization")[0];
+    if (typeof given !== "string") return false;
+    return timingSafeEqual(createHash("sha256").update(given).digest(), expected);
+  };
+}
