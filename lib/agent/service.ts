@@ -169,6 +169,7 @@ export class AgentService implements AgentHandlers {
       bundle: bundleOf(start.files),
       workdir: dir,
       quiet: true,
+      ignoreTargets: true,
     });
     const group = loaded.workflow.groups.find((g) => g.name === start.group);
     const task = group?.tasks.find((t) => t.name === start.task);

@@ -45,6 +45,8 @@ export async function loadWorkflow(
     workdir?: string;
     /** Drop the top level's `log` and `print` lines. */
     quiet?: boolean;
+    /** On an agent: do not look at where tasks would run. */
+    ignoreTargets?: boolean;
     onLog?: SessionHooks["onLog"];
   },
 ): Promise<LoadedWorkflow> {
@@ -64,6 +66,7 @@ export async function loadWorkflow(
     file,
     fileName: displayName(file, options.cwd),
     cwd: options.cwd,
+    ignoreTargets: options.ignoreTargets,
   });
   return { workflow, source, warnings: opened.warnings, files: opened.files };
 }

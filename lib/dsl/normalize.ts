@@ -25,6 +25,11 @@ export interface NormalizeOptions {
   fileName: string;
   /** Where tasks run when no `workdir` is given. */
   cwd: string;
+  /**
+   * On an agent: every task runs right there, so where tasks would run is not
+   * looked at (top-level code may compute addresses from the master's environment).
+   */
+  ignoreTargets?: boolean;
 }
 
 const TASK_FIELDS = [
@@ -179,6 +184,10 @@ function normalizeGroup(
   }
   const fields = { ...raw.fields };
   delete fields.tasks;
+  if (options.ignoreTargets) {
+    delete fields.delegate_to;
+    delete fields.agents;
+  }
   unknownFields(fields, GROUP_FIELDS, label, problems);
   const parsed = groupSchema.safeParse(fields);
   if (!parsed.success) {
@@ -199,8 +208,13 @@ function normalizeGroup(
     const where = rawTask.index !== undefined ? `task #${rawTask.index}` : `task "${rawTask.key}"`;
     const name = typeof rawTask.fields.name === "string" ? rawTask.fields.name : undefined;
     const taskLabel = `${label} ${name ? `task "${name}"` : where}`;
-    unknownFields(rawTask.fields, TASK_FIELDS, taskLabel, problems);
-    const parsedTask = taskSchema.safeParse(rawTask.fields);
+    const taskFields = { ...rawTask.fields };
+    if (options.ignoreTargets) {
+      delete taskFields.delegate_to;
+      delete taskFields.agent;
+    }
+    unknownFields(taskFields, TASK_FIELDS, taskLabel, problems);
+    const parsedTask = taskSchema.safeParse(taskFields);
     if (!parsedTask.success) {
       report(parsedTask.error, taskLabel, problems);
       continue;

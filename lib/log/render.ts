@@ -68,7 +68,7 @@ export class TextRenderer {
   }
 
   handle(event: RunEvent): void {
-    const { out, err } = this.#o;
+    const { err } = this.#o;
     switch (event.type) {
       case "run_started":
         break;

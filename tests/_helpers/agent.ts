@@ -1,0 +1,78 @@
+/** Real agent processes on 127.0.0.1, port 0, exactly as users start them. */
+import { MAIN_TS, ROOT } from "./mod.ts";
+
+export interface TestAgent {
+  address: string;
+  port: number;
+  process: Deno.ChildProcess;
+  /** Everything the agent wrote to stderr so far. */
+  log(): string;
+  /** SIGTERM, then wait for it to exit; returns its exit code. */
+  stop(signal?: Deno.Signal): Promise<number>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+export interface AgentOptions {
+  args?: string[];
+  env?: Record<string, string>;
+  /** `agent.ts` instead of `main.ts agent`. */
+  entry?: "main" | "agent";
+  port?: number;
+}
+
+export async function startAgent(options: AgentOptions = {}): Promise<TestAgent> {
+  const entry = options.entry === "agent" ? [`${ROOT}/agent.ts`] : [MAIN_TS, "agent"];
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", ...entry, "-p", String(options.port ?? 0), ...(options.args ?? [])],
+    env: { NO_COLOR: "1", RUST_BACKTRACE: "0", ...options.env },
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  const decoder = new TextDecoder();
+  const reading = (async () => {
+    for await (const chunk of child.stderr) text += decoder.decode(chunk, { stream: true });
+  })();
+  const deadline = Date.now() + 20_000;
+  let port = 0;
+  while (port === 0) {
+    const match = /listening on [^\s]+:(\d+) /.exec(text);
+    if (match) port = Number(match[1]);
+    else if (Date.now() > deadline) throw new Error(`agent did not start:\n${text}`);
+    else {
+      const exited = await Promise.race([
+        child.status.then((s) => s),
+        new Promise<undefined>((r) => setTimeout(() => r(undefined), 25)),
+      ]);
+      if (exited) {
+        await reading;
+        throw new Error(`agent exited with ${exited.code}:\n${text}`);
+      }
+    }
+  }
+  let stopped: Promise<number> | undefined;
+  const stop = (signal: Deno.Signal = "SIGTERM") => {
+    stopped ??= (async () => {
+      try {
+        child.kill(signal);
+      } catch {
+        // Already gone.
+      }
+      const status = await child.status;
+      await reading;
+      return status.code;
+    })();
+    return stopped;
+  };
+  return {
+    address: `127.0.0.1:${port}`,
+    port,
+    process: child,
+    log: () => text,
+    stop,
+    [Symbol.asyncDispose]: async () => {
+      await stop();
+    },
+  };
+}
