@@ -23,6 +23,9 @@ import type { AttemptResult } from "../scheduler/mod.ts";
 import { diffWorkspace, packPaths, rechunk, unpack } from "../sync/mod.ts";
 import { SlothError } from "../errors.ts";
 
+/** The abort reason of jobs cut short because the agent is stopping. */
+const STOPPING = "agent_stopping";
+
 export interface AgentOptions {
   version: string;
   /** Jobs that run at once; the rest wait in order. */
@@ -109,8 +112,10 @@ export class AgentService implements AgentHandlers {
       }
       await sending;
       if (controller.signal.aborted && !result.ok) {
-        const reason = controller.signal.reason === "timeout" ? "timeout" : "cancelled";
+        const why = controller.signal.reason;
+        const reason = why === "timeout" ? "timeout" : why === STOPPING ? "agent_lost" : "cancelled";
         result = { ...result, exit: { code: null, signal: null, ...result.exit, reason } };
+        if (why === STOPPING) result.error = "the agent stopped while the task ran";
       }
       outcome = result.ok ? "success" : `failed (${result.error ?? "no reason"})`;
       if (job.signal.aborted) {
@@ -152,7 +157,7 @@ export class AgentService implements AgentHandlers {
   /** Cancels every job (their process trees are killed) and waits for their directories to go. */
   async stop(): Promise<void> {
     this.#stopping = true;
-    for (const controller of this.#jobs) controller.abort("cancelled");
+    for (const controller of this.#jobs) controller.abort(STOPPING);
     const deadline = Date.now() + 5000;
     while (this.#dirs.size > 0 && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 20));

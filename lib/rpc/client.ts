@@ -154,7 +154,8 @@ export class AgentClient {
             : `agent ${this.address} refused the token`,
         );
       case grpc.status.CANCELLED:
-        return new RpcError("cancelled", "cancelled");
+        // Our own cancellations never get here (see runTask): the agent ended the call.
+        return new RpcError("lost", `agent ${this.address} lost: it cancelled the task (is it stopping?)`);
       default:
         return new RpcError("protocol", `agent ${this.address}: ${details}`);
     }

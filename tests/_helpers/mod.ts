@@ -128,3 +128,62 @@ export async function copyFixture(
   await copy(`${FIXTURES}/${name}`, ws.dir);
   return ws;
 }
+
+/** Reads a process's stdout and stderr as they come, for tests that act on what it prints. */
+export class LiveOutput {
+  stdout = "";
+  stderr = "";
+  #done: Promise<void>;
+
+  constructor(child: Deno.ChildProcess) {
+    const read = async (stream: ReadableStream<Uint8Array>, key: "stdout" | "stderr") => {
+      const decoder = new TextDecoder();
+      for await (const chunk of stream) this[key] += decoder.decode(chunk, { stream: true });
+    };
+    this.#done = Promise.all([read(child.stdout, "stdout"), read(child.stderr, "stderr")]).then(
+      () => {},
+    );
+  }
+
+  /** Waits until stdout or stderr matches. */
+  async waitFor(pattern: RegExp, ms = 15_000): Promise<RegExpExecArray> {
+    let match: RegExpExecArray | null = null;
+    await waitFor(
+      () => (match = pattern.exec(this.stdout) ?? pattern.exec(this.stderr)) !== null,
+      ms,
+    )
+      .catch(() => {
+        throw new Error(
+          `no ${pattern} within ${ms}ms; stdout:\n${this.stdout}\nstderr:\n${this.stderr}`,
+        );
+      });
+    return match!;
+  }
+
+  done(): Promise<void> {
+    return this.#done;
+  }
+}
+
+/** Pids of processes whose command line contains `text` (ours are unique per test). */
+export async function pgrep(text: string): Promise<number[]> {
+  const pids: number[] = [];
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const cmdline = (await Deno.readTextFile(`/proc/${entry.name}/cmdline`)).replaceAll(
+        "\0",
+        " ",
+      );
+      if (cmdline.includes(text) && processAlive(Number(entry.name))) pids.push(Number(entry.name));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return pids;
+}
+
+/** A number unlikely to appear in any other process's command line. */
+export function uniqueSeconds(): string {
+  return `${30 + Math.floor(Math.random() * 1000)}.${Math.floor(Math.random() * 1e6)}`;
+}
