@@ -113,7 +113,11 @@ export class AgentService implements AgentHandlers {
       await sending;
       if (controller.signal.aborted && !result.ok) {
         const why = controller.signal.reason;
-        const reason = why === "timeout" ? "timeout" : why === STOPPING ? "agent_lost" : "cancelled";
+        const reason = why === "timeout"
+          ? "timeout"
+          : why === STOPPING
+          ? "agent_lost"
+          : "cancelled";
         result = { ...result, exit: { code: null, signal: null, ...result.exit, reason } };
         if (why === STOPPING) result.error = "the agent stopped while the task ran";
       }

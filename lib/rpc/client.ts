@@ -155,7 +155,10 @@ export class AgentClient {
         );
       case grpc.status.CANCELLED:
         // Our own cancellations never get here (see runTask): the agent ended the call.
-        return new RpcError("lost", `agent ${this.address} lost: it cancelled the task (is it stopping?)`);
+        return new RpcError(
+          "lost",
+          `agent ${this.address} lost: it cancelled the task (is it stopping?)`,
+        );
       default:
         return new RpcError("protocol", `agent ${this.address}: ${details}`);
     }
@@ -169,4 +172,32 @@ export class AgentClient {
 function cleanDetails(details: string): string {
   const last = /Last error: (?:Error: )?(.*?)(?:\. Resolution note:.*)?$/.exec(details);
   return (last ? last[1] : details).trim().replace(/\.$/, "");
+}
+
+/** The standard gRPC health check of an agent: "SERVING", or an `RpcError`. */
+export async function healthCheck(
+  address: string,
+  options: { token?: string } = {},
+): Promise<string> {
+  const { health } = protos();
+  const client = new health(address, grpc.credentials.createInsecure(), channelOptions);
+  const describer = new AgentClient(address, options);
+  const metadata = new grpc.Metadata();
+  if (options.token !== undefined) metadata.set("authorization", `Bearer ${options.token}`);
+  try {
+    return await new Promise<string>((resolve, reject) => {
+      const check = (client as unknown as Record<string, (...args: unknown[]) => void>).Check;
+      check.call(
+        client,
+        { service: "" },
+        metadata,
+        { deadline: Date.now() + CONNECT_TIMEOUT_MS },
+        (error: grpc.ServiceError | null, reply: { status: string }) =>
+          error ? reject(describer.describe(error)) : resolve(reply.status),
+      );
+    });
+  } finally {
+    client.close();
+    describer.close();
+  }
 }

@@ -1,4 +1,4 @@
-export { AgentClient, CONNECT_TIMEOUT_MS, RpcError } from "./client.ts";
+export { AgentClient, CONNECT_TIMEOUT_MS, healthCheck, RpcError } from "./client.ts";
 export type { RemoteCall, RpcErrorKind } from "./client.ts";
 export { CHUNK_BYTES, PROTOCOL_VERSION } from "./messages.ts";
 export type {

@@ -216,3 +216,60 @@ Deno.test("an agent refuses a non-loopback address without a token, unless --ins
   assert.match(r.stderr, /refusing to listen on 0\.0\.0\.0 without a token/);
   assert.match(r.stderr, /hint: Set one with --token-file FILE or SLOTH_AGENT_TOKEN/);
 });
+
+Deno.test("on the agent, Lua sees the same values, imports and modules as on the master", async () => {
+  await using agent = await startAgent();
+  await using ws = await tempWorkspace({
+    "values.yaml": "region: eu-west\nlimits: { cpu: 4 }\n",
+    "lib/helpers.lua": `return { greet = function(who) return "hello " .. who end }`,
+    "workflow.lua": `
+local helpers = import("lib/helpers.lua")
+TaskDefinitions = { g = { tasks = {
+  { name = "remote_lua", delegate_to = "${agent.address}",
+    command = function(params)
+      local r = exec.run("echo shell-ok")
+      fs.write("made-by-lua.txt", helpers.greet(values.region))
+      log.info(helpers.greet("agent") .. " cpu=" .. values.limits.cpu .. " " .. r.stdout)
+      return true, "ok", { region = values.region }
+    end },
+} } }`,
+  });
+  const r = await cliProcess(["run", "-f", "workflow.lua", "-v", "values.yaml"], { cwd: ws.dir });
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /^\[remote_lua@[^\]]+\] hello agent cpu=4 shell-ok$/m);
+  assert.equal(await Deno.readTextFile(`${ws.dir}/made-by-lua.txt`), "hello eu-west");
+});
+
+Deno.test("the executable bit, empty directories and inner symlinks reach the agent", async () => {
+  await using agent = await startAgent();
+  await using ws = await tempWorkspace({
+    "tool.sh": "#!/bin/sh\necho tool ran\n",
+    "workflow.lua": `TaskDefinitions = { g = { tasks = {
+      { name = "check", delegate_to = "${agent.address}",
+        command = "./tool.sh; test -d empty && echo empty-dir; readlink link" },
+    } } }`,
+  });
+  await Deno.chmod(`${ws.dir}/tool.sh`, 0o755);
+  await Deno.mkdir(`${ws.dir}/empty`);
+  await Deno.symlink("tool.sh", `${ws.dir}/link`);
+  const r = await cliProcess(["run", "-f", "workflow.lua"], { cwd: ws.dir });
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /\] tool ran$/m);
+  assert.match(r.stdout, /\] empty-dir$/m);
+  assert.match(r.stdout, /\] tool\.sh$/m);
+});
+
+Deno.test("a symlink that points outside the workspace is not sent, with a warning", async () => {
+  await using agent = await startAgent();
+  await using ws = await tempWorkspace({
+    "workflow.lua": `TaskDefinitions = { g = { tasks = {
+      { name = "t", delegate_to = "${agent.address}", command = "test ! -e etc && echo not-there" },
+    } } }`,
+  });
+  await Deno.symlink("/etc", `${ws.dir}/etc`);
+  const r = await cliProcess(["run", "-f", "workflow.lua"], { cwd: ws.dir });
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stderr, /WARN not sent: etc: symlink to \/etc points outside the workspace/);
+  assert.match(r.stdout, /\] not-there$/m);
+  assert.equal(await Deno.readLink(`${ws.dir}/etc`), "/etc");
+});
