@@ -93,16 +93,16 @@ export function createHost(ctx: HostContext): Record<string, Fn | unknown> {
       return await ctx.exec({ cmd, workdir, env, timeoutMs });
     }),
 
-    fs_read: guard((p: unknown) => Deno.readTextFileSync(path(p))),
-    fs_write: guard((p: unknown, c: unknown) => {
+    fs_read: fsGuard((p: unknown) => Deno.readTextFileSync(path(p))),
+    fs_write: fsGuard((p: unknown, c: unknown) => {
       Deno.writeTextFileSync(path(p), content(c));
       return true;
     }),
-    fs_append: guard((p: unknown, c: unknown) => {
+    fs_append: fsGuard((p: unknown, c: unknown) => {
       Deno.writeTextFileSync(path(p), content(c), { append: true });
       return true;
     }),
-    fs_exists: guard((p: unknown) => {
+    fs_exists: fsGuard((p: unknown) => {
       try {
         Deno.lstatSync(path(p));
         return true;
@@ -111,15 +111,15 @@ export function createHost(ctx: HostContext): Record<string, Fn | unknown> {
         throw error;
       }
     }),
-    fs_mkdir: guard((p: unknown) => {
+    fs_mkdir: fsGuard((p: unknown) => {
       Deno.mkdirSync(path(p), { recursive: true });
       return true;
     }),
-    fs_rm: guard((p: unknown) => {
+    fs_rm: fsGuard((p: unknown) => {
       Deno.removeSync(path(p));
       return true;
     }),
-    fs_rm_r: guard((p: unknown) => {
+    fs_rm_r: fsGuard((p: unknown) => {
       try {
         Deno.removeSync(path(p), { recursive: true });
       } catch (error) {
@@ -127,20 +127,20 @@ export function createHost(ctx: HostContext): Record<string, Fn | unknown> {
       }
       return true;
     }),
-    fs_ls: guard((p: unknown) => {
+    fs_ls: fsGuard((p: unknown) => {
       const names = [...Deno.readDirSync(path(p ?? "."))].map((entry) => entry.name);
       return names.sort();
     }),
-    fs_size: guard((p: unknown) => Deno.statSync(path(p)).size),
-    fs_copy: guard((from: unknown, to: unknown) => {
+    fs_size: fsGuard((p: unknown) => Deno.statSync(path(p)).size),
+    fs_copy: fsGuard((from: unknown, to: unknown) => {
       Deno.copyFileSync(path(from), path(to));
       return true;
     }),
-    fs_rename: guard((from: unknown, to: unknown) => {
+    fs_rename: fsGuard((from: unknown, to: unknown) => {
       Deno.renameSync(path(from), path(to));
       return true;
     }),
-    fs_tmpname: guard(() => Deno.makeTempFileSync({ prefix: "sloth-" })),
+    fs_tmpname: fsGuard(() => Deno.makeTempFileSync({ prefix: "sloth-" })),
 
     data_parse_json: guard((text: unknown) => {
       if (typeof text !== "string") throw new Error(`expected JSON text, got ${show(text)}`);
@@ -256,14 +256,35 @@ function show(value: unknown): string {
   return `${typeof value} ${String(value)}`;
 }
 
-function message(error: unknown): string {
-  if (error instanceof Deno.errors.NotFound) {
-    return error.message.replace(
-      /^No such file or directory \(os error 2\)(: )?/,
-      "no such file or directory: ",
-    );
+const fsReasons: [new (...args: never[]) => Error, string][] = [
+  [Deno.errors.NotFound, "no such file or directory"],
+  [Deno.errors.PermissionDenied, "permission denied"],
+  [Deno.errors.AlreadyExists, "already exists"],
+  [Deno.errors.IsADirectory, "is a directory"],
+  [Deno.errors.NotADirectory, "not a directory"],
+];
+
+/** A file system error as `path: reason`, with the path as the user wrote it. */
+function fsError(error: unknown, path: unknown): Error {
+  for (const [type, reason] of fsReasons) {
+    if (error instanceof type) return new Error(`${String(path)}: ${reason}`);
   }
+  return error instanceof Error ? error : new Error(String(error));
+}
+
+function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/** `guard` for fs functions: errors name the path the user gave. */
+function fsGuard<A extends unknown[]>(fn: (...args: A) => unknown) {
+  return guard((...args: A) => {
+    try {
+      return fn(...args);
+    } catch (error) {
+      throw fsError(error, args[0]);
+    }
+  });
 }
 
 function guard<A extends unknown[]>(fn: (...args: A) => unknown) {

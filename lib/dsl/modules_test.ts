@@ -139,7 +139,10 @@ Deno.test("fs functions read, write and list files relative to the task's workdi
 
 Deno.test("an fs error is a Lua error at the caller's line, without a JavaScript stack", async () => {
   const r = await runLua(`\n  local text = fs.read("missing.txt")\n  return true`);
-  assert.match(r.error ?? "", /^workflow\.lua:3: fs\.read: no such file or directory/);
+  assert.match(
+    r.error ?? "",
+    /^workflow\.lua:3: fs\.read: missing\.txt: no such file or directory/,
+  );
   assert.doesNotMatch(r.error ?? "", /at |\.ts:/);
 });
 
