@@ -15,13 +15,17 @@ export interface TestAgent {
 export interface AgentOptions {
   args?: string[];
   env?: Record<string, string>;
-  /** `agent.ts` instead of `main.ts agent`. */
-  entry?: "main" | "agent";
+  /** `agent.ts`, or `main.ts agent start`, instead of `main.ts agent`. */
+  entry?: "main" | "agent" | "start";
   port?: number;
 }
 
 export async function startAgent(options: AgentOptions = {}): Promise<TestAgent> {
-  const entry = options.entry === "agent" ? [`${ROOT}/agent.ts`] : [MAIN_TS, "agent"];
+  const entry = options.entry === "agent"
+    ? [`${ROOT}/agent.ts`]
+    : options.entry === "start"
+    ? [MAIN_TS, "agent", "start"]
+    : [MAIN_TS, "agent"];
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", ...entry, "-p", String(options.port ?? 0), ...(options.args ?? [])],
     env: { NO_COLOR: "1", RUST_BACKTRACE: "0", ...options.env },

@@ -6,7 +6,8 @@ import { cliProcess, copyFixture, snapshot, tempWorkspace } from "../_helpers/mo
 const lua = (s: TemplateStringsArray, ...v: unknown[]) => String.raw(s, ...v);
 
 Deno.test("a remote task creates, modifies, deletes and chmods files, and they land on the master", async () => {
-  await using agent = await startAgent();
+  await using workRoot = await tempWorkspace();
+  await using agent = await startAgent({ args: ["--work-root", workRoot.dir] });
   await using ws = await tempWorkspace({
     "keep.txt": "keep\n",
     "modify.txt": "before\n",
@@ -204,10 +205,12 @@ Deno.test("agent ping reports reachability, version and running jobs", async () 
   assert.match(down.stderr, /agent 127\.0\.0\.1:1 unreachable/);
 });
 
-Deno.test("agent.ts is the same agent as `sloth-runner agent`", async () => {
-  await using agent = await startAgent({ entry: "agent" });
-  const r = await cliProcess(["agent", "ping", agent.address], { cwd: "/tmp" });
-  assert.equal(r.code, 0, r.stderr);
+Deno.test("agent.ts and `agent start` are the same agent as `sloth-runner agent`", async () => {
+  for (const entry of ["agent", "start"] as const) {
+    await using agent = await startAgent({ entry });
+    const r = await cliProcess(["agent", "ping", agent.address], { cwd: "/tmp" });
+    assert.equal(r.code, 0, r.stderr);
+  }
 });
 
 Deno.test("an agent refuses a non-loopback address without a token, unless --insecure", async () => {

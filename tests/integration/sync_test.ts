@@ -21,8 +21,13 @@ Deno.test("10 parallel remote tasks on 2 agents all land their files", async () 
   assert.equal(r.code, 0, r.stdout + r.stderr);
   const files = await snapshot(ws.dir);
   for (let i = 0; i < 10; i++) assert.equal(files[`out-${i}.txt`], `${i}\n`);
-  assert.equal(a.log().match(/job \d+ g\.t\d/g)?.length, 5);
-  assert.equal(b.log().match(/job \d+ g\.t\d/g)?.length, 5);
+  for (const agent of [a, b]) {
+    const peers = [...agent.log().matchAll(/job \d+ g\.t\d \(attempt 1\) from (\S+):/g)].map((m) =>
+      m[1]
+    );
+    assert.equal(peers.length, 5);
+    assert.equal(new Set(peers).size, 1, "one channel per agent per run");
+  }
 });
 
 Deno.test("two parallel remote tasks that change the same file: one lands, the other fails naming the file", async () => {
