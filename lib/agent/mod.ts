@@ -1,7 +1,12 @@
 /** Starting and stopping an agent: the service, its Lua workers and its gRPC server. */
 import { SlothError } from "../errors.ts";
 import { LuaPool } from "../dsl/mod.ts";
-import { serveAgent } from "../rpc/mod.ts";
+import {
+  certificateProblems,
+  serveAgent,
+  type ServerTlsFiles,
+  TlsConfigError,
+} from "../rpc/mod.ts";
 import { AgentService } from "./service.ts";
 
 export { AgentService } from "./service.ts";
@@ -16,6 +21,7 @@ export interface StartAgentOptions {
   token?: string;
   /** Allow a non-loopback address without a token. */
   insecure: boolean;
+  tls?: ServerTlsFiles;
   log(line: string): void;
 }
 
@@ -30,7 +36,12 @@ export function isLoopback(host: string): boolean {
 }
 
 export async function startAgent(options: StartAgentOptions): Promise<RunningAgent> {
-  if (!isLoopback(options.bind) && options.token === undefined) {
+  if (options.tls) {
+    const problems = certificateProblems(options.tls.cert, "agent");
+    if (problems.length > 0) throw new SlothError("usage", problems.join("\n"));
+  }
+  const mutualTls = options.tls?.clientCa !== undefined;
+  if (!isLoopback(options.bind) && options.token === undefined && !mutualTls) {
     if (!options.insecure) {
       throw new SlothError(
         "usage",
@@ -67,6 +78,7 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
       host: options.bind,
       port: options.port,
       token: options.token,
+      tls: options.tls,
       onInternalError: (error) =>
         options.log(
           `internal error: ${error instanceof Error ? error.stack ?? error.message : error}`,
@@ -74,6 +86,7 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
     });
   } catch (error) {
     pool.close();
+    if (error instanceof TlsConfigError) throw new SlothError("usage", error.message);
     throw new SlothError(
       "usage",
       `cannot listen on ${options.bind}:${options.port}: ${(error as Error).message}`,
@@ -83,7 +96,8 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
   options.log(
     `sloth-agent ${options.version} listening on ${options.bind}:${server.port} ` +
       `(${options.maxConcurrent} jobs at once, work root ${options.workRoot}` +
-      `${options.token ? ", token required" : ""})`,
+      `${options.token ? ", token required" : ""}` +
+      `${options.tls ? (mutualTls ? ", mutual TLS" : ", TLS") : ""})`,
   );
   return {
     port: server.port,

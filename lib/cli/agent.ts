@@ -2,7 +2,7 @@
 import { type Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
 import { startAgent } from "../agent/mod.ts";
 import { ExitCode, SlothError } from "../errors.ts";
-import { AgentClient } from "../rpc/mod.ts";
+import { AgentClient, type ServerTlsFiles, type TlsFiles } from "../rpc/mod.ts";
 import type { Io } from "./workflow.ts";
 
 export const DEFAULT_AGENT_PORT = 50051;
@@ -47,7 +47,40 @@ export function withAgentOptions<C extends Command>(command: C) {
         "file holding the token masters must send (else SLOTH_AGENT_TOKEN)",
       ),
     )
-    .addOption(new Option("--insecure", "allow a non-loopback --bind without a token (dangerous)"));
+    .addOption(new Option("--insecure", "allow a non-loopback --bind without a token (dangerous)"))
+    .addOption(new Option("--tls-cert <file>", "serve TLS with this certificate (PEM, X.509 v3)"))
+    .addOption(new Option("--tls-key <file>", "the private key of --tls-cert (PEM)"))
+    .addOption(
+      new Option(
+        "--tls-client-ca <file>",
+        "mutual TLS: accept only clients whose certificate this CA signed",
+      ),
+    );
+}
+
+/** `--tls-ca/--tls-cert/--tls-key` of a master, falling back to SLOTH_TLS_CA/CERT/KEY. */
+export const masterTlsOptions = {
+  ca: () =>
+    new Option("--tls-ca <file>", "talk TLS to agents, trusting this CA (else SLOTH_TLS_CA)"),
+  cert: () =>
+    new Option("--tls-cert <file>", "client certificate for mutual TLS (else SLOTH_TLS_CERT)"),
+  key: () => new Option("--tls-key <file>", "key of --tls-cert (else SLOTH_TLS_KEY)"),
+};
+
+export function masterTls(
+  o: { tlsCa?: string; tlsCert?: string; tlsKey?: string },
+): TlsFiles | undefined {
+  const pick = (flag: string | undefined, env: string) => flag ?? (Deno.env.get(env) || undefined);
+  const files = {
+    ca: pick(o.tlsCa, "SLOTH_TLS_CA"),
+    cert: pick(o.tlsCert, "SLOTH_TLS_CERT"),
+    key: pick(o.tlsKey, "SLOTH_TLS_KEY"),
+  };
+  if (!files.ca && !files.cert && !files.key) return undefined;
+  if ((files.cert === undefined) !== (files.key === undefined)) {
+    throw new SlothError("usage", "a client certificate needs both --tls-cert and --tls-key");
+  }
+  return files;
 }
 
 export interface AgentStartOptions {
@@ -57,6 +90,9 @@ export interface AgentStartOptions {
   workRoot: string;
   tokenFile?: string;
   insecure?: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsClientCa?: string;
 }
 
 /** Runs an agent until SIGINT or SIGTERM. */
@@ -73,6 +109,7 @@ export async function agentStartCommand(
     workRoot: o.workRoot,
     token: await readToken(o.tokenFile),
     insecure: o.insecure ?? false,
+    tls: agentTls(o),
     log: (line) => io.err(`${new Date().toISOString()} ${line}\n`),
   });
   const signal = await new Promise<Deno.Signal>((resolve) => {
@@ -86,12 +123,23 @@ export async function agentStartCommand(
   return ExitCode.ok;
 }
 
+function agentTls(o: AgentStartOptions): ServerTlsFiles | undefined {
+  if (!o.tlsCert && !o.tlsKey && !o.tlsClientCa) return undefined;
+  if (!o.tlsCert || !o.tlsKey) {
+    throw new SlothError("usage", "TLS needs both --tls-cert and --tls-key");
+  }
+  return { cert: o.tlsCert, key: o.tlsKey, clientCa: o.tlsClientCa };
+}
+
 export async function agentPingCommand(
   io: Io,
   address: string,
-  o: { tokenFile?: string },
+  o: { tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string },
 ): Promise<number> {
-  const client = new AgentClient(address, { token: await readToken(o.tokenFile) });
+  const client = new AgentClient(address, {
+    token: await readToken(o.tokenFile),
+    tls: masterTls(o),
+  });
   try {
     const reply = await client.ping();
     io.out(

@@ -3,7 +3,13 @@ import { Command, CommanderError, InvalidArgumentError, Option } from "@commande
 import denoJson from "../../deno.json" with { type: "json" };
 import { ExitCode } from "../errors.ts";
 import { DEFAULT_MAX_PARALLEL } from "../scheduler/mod.ts";
-import { agentPingCommand, agentStartCommand, withAgentOptions } from "./agent.ts";
+import {
+  agentPingCommand,
+  agentStartCommand,
+  masterTls,
+  masterTlsOptions,
+  withAgentOptions,
+} from "./agent.ts";
 import { reportError } from "./report.ts";
 import { defaultIo, type Io, listCommand, runCommand, validateCommand } from "./workflow.ts";
 
@@ -68,6 +74,9 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
         .choices(["text", "json"] as const).default("text" as const),
     )
     .option("--verbose", "also show log.debug lines")
+    .addOption(masterTlsOptions.ca())
+    .addOption(masterTlsOptions.cert())
+    .addOption(masterTlsOptions.key())
     .addHelpText("after", EXIT_CODES_HELP)
     .action(async (o) => {
       setExit(
@@ -80,6 +89,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
           dryRun: o.dryRun,
           output: o.output,
           verbose: o.verbose,
+          tls: masterTls(o),
         }),
       );
     });
@@ -106,6 +116,9 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
     .description("check that an agent is reachable; print its version and running jobs")
     .argument("<address>", "host:port of the agent")
     .option("--token-file <file>", "file holding the agent's token (else SLOTH_AGENT_TOKEN)")
+    .addOption(masterTlsOptions.ca())
+    .addOption(masterTlsOptions.cert())
+    .addOption(masterTlsOptions.key())
     .action(async (address, o) => setExit(await agentPingCommand(io, address, o)));
 
   program.command("version")

@@ -12,6 +12,7 @@ import {
 import { allTasks, targetText, type Task, type TaskResult, type TaskStatus } from "../model/mod.ts";
 import { LocalRunner, RemoteRunner } from "../runner/mod.ts";
 import { checkWorkflow, type Plan, planRun, runPlan } from "../scheduler/mod.ts";
+import type { TlsFiles } from "../rpc/mod.ts";
 import { routeByTarget } from "./route.ts";
 
 export interface Io {
@@ -57,6 +58,8 @@ export interface RunCommandOptions extends LoadOptions {
   dryRun?: boolean;
   output: "text" | "json";
   verbose?: boolean;
+  /** TLS for agents whose definition has none. */
+  tls?: TlsFiles;
 }
 
 export async function runCommand(io: Io, options: RunCommandOptions): Promise<number> {
@@ -102,7 +105,7 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
     });
     const local = new LocalRunner({ pool, source: loaded.source, emit });
     remote = plan.tasks.some(({ task }) => task.target.kind === "remote")
-      ? new RemoteRunner({ source: loaded.source, files: loaded.files, emit })
+      ? new RemoteRunner({ source: loaded.source, files: loaded.files, emit, tls: options.tls })
       : undefined;
     const outcome = await runPlan(plan, routeByTarget(local, remote), {
       maxParallel: options.maxParallel,

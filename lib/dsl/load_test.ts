@@ -219,12 +219,12 @@ Deno.test("loadWorkflow() rejects two tasks with the same name in a group", asyn
 });
 
 Deno.test("loadWorkflow() resolves delegate_to and agent in every documented form", async () => {
-  const { workflow } = await load({
+  const { workflow, dir } = await load({
     "workflow.lua": `
 TaskDefinitions = {
   remote = {
     delegate_to = { address = "localhost:50051" },
-    agents = { web = { address = "10.0.0.5:7000", token_env = "WEB_TOKEN" } },
+    agents = { web = { address = "10.0.0.5:7000", token_env = "WEB_TOKEN", tls = { ca = "certs/ca.pem" } } },
     tasks = {
       { name = "inherits", command = "true" },
       { name = "own", delegate_to = { address = "192.168.1.100:50051" }, command = "true" },
@@ -240,11 +240,23 @@ TaskDefinitions = {
     workflow.groups.flatMap((g) => g.tasks).map((t) => [t.name, t.target]),
   );
   assert.deepEqual(targets, {
-    inherits: { kind: "remote", address: "localhost:50051", tokenEnv: undefined },
-    own: { kind: "remote", address: "192.168.1.100:50051", tokenEnv: undefined },
+    inherits: { kind: "remote", address: "localhost:50051", tokenEnv: undefined, tls: undefined },
+    own: { kind: "remote", address: "192.168.1.100:50051", tokenEnv: undefined, tls: undefined },
     plain: { kind: "remote", address: "host.example:1234" },
-    by_name: { kind: "remote", address: "10.0.0.5:7000", agent: "web", tokenEnv: "WEB_TOKEN" },
-    pt: { kind: "remote", address: "10.0.0.5:7000", agent: "web", tokenEnv: "WEB_TOKEN" },
+    by_name: {
+      kind: "remote",
+      address: "10.0.0.5:7000",
+      agent: "web",
+      tokenEnv: "WEB_TOKEN",
+      tls: { ca: `${dir}/certs/ca.pem`, cert: undefined, key: undefined },
+    },
+    pt: {
+      kind: "remote",
+      address: "10.0.0.5:7000",
+      agent: "web",
+      tokenEnv: "WEB_TOKEN",
+      tls: { ca: `${dir}/certs/ca.pem`, cert: undefined, key: undefined },
+    },
     local_task: { kind: "local" },
   });
 });

@@ -72,9 +72,19 @@ const address = z.string().regex(
   const port = Number(a.slice(a.lastIndexOf(":") + 1));
   return port >= 1 && port <= 65535;
 }, "has a port outside 1-65535");
+const tlsDef = z.object({
+  ca: z.string().min(1).optional(),
+  cert: z.string().min(1).optional(),
+  key: z.string().min(1).optional(),
+}, { error: "tls must be a table { ca = ..., cert = ..., key = ... }" }).strict()
+  .refine(
+    (t) => (t.cert === undefined) === (t.key === undefined),
+    "tls needs both cert and key, or neither",
+  );
 const agentDef = z.object({
   address,
   token_env: z.string().min(1).optional(),
+  tls: tlsDef.optional(),
 }).strict();
 const delegateTo = z.union([z.string().min(1), agentDef], {
   error: 'must be "host:port", an agent name, or { address = "host:port" }',
@@ -195,11 +205,17 @@ function normalizeGroup(
     return undefined;
   }
   const g = parsed.data;
+  const baseDir = dirname(options.file);
+  const tlsPaths = (t: z.infer<typeof tlsDef> | undefined) =>
+    t && {
+      ca: t.ca && resolvePath(baseDir, t.ca),
+      cert: t.cert && resolvePath(baseDir, t.cert),
+      key: t.key && resolvePath(baseDir, t.key),
+    };
   const agents: Record<string, AgentDef> = {};
   for (const [name, def] of Object.entries(g.agents ?? {})) {
-    agents[name] = { address: def.address, tokenEnv: def.token_env };
+    agents[name] = { address: def.address, tokenEnv: def.token_env, tls: tlsPaths(def.tls) };
   }
-  const baseDir = dirname(options.file);
   const groupWorkdir = g.workdir ? resolvePath(baseDir, g.workdir) : options.cwd;
 
   const tasks: Task[] = [];
@@ -231,6 +247,7 @@ function normalizeGroup(
       agents,
       taskLabel,
       problems,
+      tlsPaths,
     );
     tasks.push({
       id: `${raw.name}.${t.name}`,
@@ -262,6 +279,7 @@ function resolveTarget(
   agents: Record<string, AgentDef>,
   label: string,
   problems: string[],
+  tlsPaths: (t: AgentSpec["tls"]) => AgentDef["tls"],
 ): Target | undefined {
   if (given.task !== undefined && given.agent !== undefined) {
     problems.push(`${label}: set either agent or delegate_to, not both`);
@@ -270,11 +288,22 @@ function resolveTarget(
   const pick = given.task ?? given.agent ?? given.group;
   if (pick === undefined) return { kind: "local" };
   if (typeof pick !== "string") {
-    return { kind: "remote", address: pick.address, tokenEnv: pick.token_env };
+    return {
+      kind: "remote",
+      address: pick.address,
+      tokenEnv: pick.token_env,
+      tls: tlsPaths(pick.tls),
+    };
   }
   const named = agents[pick];
   if (named) {
-    return { kind: "remote", address: named.address, agent: pick, tokenEnv: named.tokenEnv };
+    return {
+      kind: "remote",
+      address: named.address,
+      agent: pick,
+      tokenEnv: named.tokenEnv,
+      tls: named.tls,
+    };
   }
   if (given.agent === undefined && address.safeParse(pick).success) {
     return { kind: "remote", address: pick };
@@ -290,7 +319,7 @@ function resolveTarget(
   return undefined;
 }
 
-type AgentSpec = { address: string; token_env?: string };
+type AgentSpec = z.infer<typeof agentDef>;
 
 function unknownFields(
   fields: Record<string, unknown>,

@@ -19,7 +19,15 @@ export type Target =
     agent?: string;
     /** Environment variable holding the agent's token. */
     tokenEnv?: string;
+    /** TLS files for this agent (absolute paths). */
+    tls?: TlsPaths;
   };
+
+export interface TlsPaths {
+  ca?: string;
+  cert?: string;
+  key?: string;
+}
 
 /** A Lua function in the workflow; `where` is its definition as `file:line`. */
 export interface LuaRef {
@@ -38,6 +46,7 @@ export type Condition = ShellScript | LuaRef;
 export interface AgentDef {
   address: string;
   tokenEnv?: string;
+  tls?: TlsPaths;
 }
 
 export interface Task {

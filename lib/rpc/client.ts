@@ -11,6 +11,7 @@ import {
 } from "./messages.ts";
 import { protos } from "./proto.ts";
 import { messages, send } from "./stream.ts";
+import { clientCredentials, diagnoseTls, looksLikeTls, type TlsFiles } from "./tls.ts";
 
 export type RpcErrorKind = "unreachable" | "auth" | "lost" | "protocol" | "cancelled";
 
@@ -47,12 +48,16 @@ export class AgentClient {
   readonly address: string;
   #client: grpc.Client & Record<string, (...args: never[]) => unknown>;
   #token?: string;
+  #tls?: TlsFiles;
 
-  constructor(address: string, options: { token?: string } = {}) {
+  /** `tls` set: talk TLS (with a client certificate when it has one); else plaintext. */
+  constructor(address: string, options: { token?: string; tls?: TlsFiles } = {}) {
     this.address = address;
     this.#token = options.token;
+    this.#tls = options.tls;
     const { agent } = protos();
-    this.#client = new agent(address, grpc.credentials.createInsecure(), channelOptions) as
+    const { credentials, options: extra } = channelFor(address, options.tls);
+    this.#client = new agent(address, credentials, { ...channelOptions, ...extra }) as
       & grpc.Client
       & Record<string, (...args: never[]) => unknown>;
   }
@@ -78,7 +83,7 @@ export class AgentClient {
         this.#metadata(),
         { deadline: Date.now() + timeoutMs },
         (error, response) => {
-          if (error) return reject(this.describe(error));
+          if (error) return this.#describeFirstContact(error).then(reject);
           const parsed = pingResponseSchema.safeParse(response);
           if (!parsed.success) {
             return reject(new RpcError("protocol", `agent ${this.address} sent a bad ping reply`));
@@ -128,19 +133,41 @@ export class AgentClient {
     };
   }
 
+  /** The first call to an agent is where TLS problems show: say which certificate and why. */
+  async #describeFirstContact(error: grpc.ServiceError): Promise<RpcError> {
+    const details = error.details ?? error.message;
+    if (error.code !== grpc.status.UNAVAILABLE) return this.describe(error);
+    if (this.#tls && looksLikeTls(details)) {
+      return new RpcError(
+        "unreachable",
+        await diagnoseTls(this.address, this.#tls, cleanDetails(details)),
+      );
+    }
+    if (!this.#tls && (looksLikeTls(details) || /ECONNRESET|EPIPE|Protocol error/.test(details))) {
+      return new RpcError(
+        "unreachable",
+        `agent ${this.address} unreachable: ${
+          cleanDetails(details)
+        } (does it use TLS? pass --tls-ca)`,
+      );
+    }
+    return this.describe(error);
+  }
+
   /** A gRPC failure as one line a person can act on. */
   describe(error: unknown): RpcError {
     if (error instanceof RpcError) return error;
     const e = error as Partial<grpc.ServiceError>;
     const details = cleanDetails(e.details ?? e.message ?? String(error));
     switch (e.code) {
-      case grpc.status.UNAVAILABLE:
+      case grpc.status.UNAVAILABLE: {
+        const raw = e.details ?? e.message ?? "";
+        const never = /No connection established|ECONNREFUSED/.test(raw);
         return new RpcError(
-          /No connection established|ECONNREFUSED|connect/.test(details) ? "unreachable" : "lost",
-          /No connection established|ECONNREFUSED|connect/.test(details)
-            ? `agent ${this.address} unreachable: ${details}`
-            : `agent ${this.address} lost: ${details}`,
+          never ? "unreachable" : "lost",
+          `agent ${this.address} ${never ? "unreachable" : "lost"}: ${details}`,
         );
+      }
       case grpc.status.DEADLINE_EXCEEDED:
         return new RpcError(
           "unreachable",
@@ -167,6 +194,11 @@ export class AgentClient {
   close(): void {
     this.#client.close();
   }
+}
+
+function channelFor(address: string, tls: TlsFiles | undefined) {
+  if (!tls) return { credentials: grpc.credentials.createInsecure(), options: {} };
+  return clientCredentials(address, tls);
 }
 
 function cleanDetails(details: string): string {

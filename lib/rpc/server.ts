@@ -13,6 +13,7 @@ import {
 import { runTaskRequestSchema, type TaskStart } from "./messages.ts";
 import { protos } from "./proto.ts";
 import { messages, send } from "./stream.ts";
+import { serverCredentials, type ServerTlsFiles } from "./tls.ts";
 
 export interface IncomingJob {
   /** `host:port` of the master, as the agent sees it. */
@@ -41,6 +42,8 @@ export interface ServeOptions {
   host: string;
   port: number;
   token?: string;
+  /** Serve TLS (mutual TLS with `clientCa`); plaintext when absent. */
+  tls?: ServerTlsFiles;
   /** Called for errors that are not the master's fault, with what they were. */
   onInternalError?(error: unknown): void;
 }
@@ -120,7 +123,7 @@ export async function serveAgent(
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(
       `${options.host.includes(":") ? `[${options.host}]` : options.host}:${options.port}`,
-      grpc.ServerCredentials.createInsecure(),
+      options.tls ? serverCredentials(options.tls) : grpc.ServerCredentials.createInsecure(),
       (error, bound) => error ? reject(error) : resolve(bound),
     )
   );

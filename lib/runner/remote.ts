@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import type { WorkflowSource } from "../dsl/mod.ts";
 import type { EmitEvent, LogLevel } from "../log/mod.ts";
 import type { ExitStatus, Task } from "../model/mod.ts";
-import { AgentClient, CHUNK_BYTES, PROTOCOL_VERSION, RpcError } from "../rpc/mod.ts";
+import { AgentClient, CHUNK_BYTES, PROTOCOL_VERSION, RpcError, type TlsFiles } from "../rpc/mod.ts";
 import type { AttemptContext, AttemptResult, Gate, TaskExecutor } from "../scheduler/mod.ts";
 import { applyChanges, packPaths, rechunk, SyncError, walkWorkspace } from "../sync/mod.ts";
 
@@ -16,6 +16,8 @@ export interface RemoteRunnerOptions {
   /** Absolute paths of the workflow's files (the main one first). */
   files: string[];
   emit: EmitEvent;
+  /** TLS for agents whose definition has no `tls` of its own (--tls-ca and friends). */
+  tls?: TlsFiles;
 }
 
 type Remote = Extract<Task["target"], { kind: "remote" }>;
@@ -176,19 +178,25 @@ export class RemoteRunner implements TaskExecutor {
     this.#clients.clear();
   }
 
+  #key(target: Remote): string {
+    return JSON.stringify([target.address, tokenFor(target), target.tls ?? this.#options.tls]);
+  }
+
   #client(target: Remote): AgentClient {
-    const token = tokenFor(target);
-    const key = `${target.address}\0${token ?? ""}`;
+    const key = this.#key(target);
     let client = this.#clients.get(key);
     if (!client) {
-      client = new AgentClient(target.address, { token });
+      client = new AgentClient(target.address, {
+        token: tokenFor(target),
+        tls: target.tls ?? this.#options.tls,
+      });
       this.#clients.set(key, client);
     }
     return client;
   }
 
   #ping(client: AgentClient, target: Remote): Promise<void> {
-    const key = `${target.address}\0${tokenFor(target) ?? ""}`;
+    const key = this.#key(target);
     let ready = this.#ready.get(key);
     if (!ready) {
       ready = client.ping().then((reply) => {
