@@ -3,9 +3,11 @@ import { SlothError } from "../errors.ts";
 import { LuaPool } from "../dsl/mod.ts";
 import {
   certificateProblems,
+  isLoopbackHost,
   serveAgent,
   type ServerTlsFiles,
   TlsConfigError,
+  writeLocalToken,
 } from "../rpc/mod.ts";
 import { AgentService } from "./service.ts";
 
@@ -31,17 +33,13 @@ export interface RunningAgent {
   stop(): Promise<void>;
 }
 
-export function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
-}
-
 export async function startAgent(options: StartAgentOptions): Promise<RunningAgent> {
   if (options.tls) {
     const problems = certificateProblems(options.tls.cert, "agent");
     if (problems.length > 0) throw new SlothError("usage", problems.join("\n"));
   }
   const mutualTls = options.tls?.clientCa !== undefined;
-  if (!isLoopback(options.bind) && options.token === undefined && !mutualTls) {
+  if (!isLoopbackHost(options.bind) && options.token === undefined && !mutualTls) {
     if (!options.insecure) {
       throw new SlothError(
         "usage",
@@ -72,12 +70,16 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
     pool,
     log: options.log,
   });
+  // On loopback without a token, the token is made once the port is known (see local_token.ts).
+  let token = options.token;
+  const makeLocalToken = token === undefined && !mutualTls && isLoopbackHost(options.bind);
+  let localTokenFile: string | undefined;
   let server;
   try {
     server = await serveAgent(service, {
       host: options.bind,
       port: options.port,
-      token: options.token,
+      token: () => token,
       tls: options.tls,
       onInternalError: (error) =>
         options.log(
@@ -92,11 +94,17 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
       `cannot listen on ${options.bind}:${options.port}: ${(error as Error).message}`,
     );
   }
+  if (makeLocalToken) {
+    const made = await writeLocalToken(server.port);
+    token = made.token;
+    localTokenFile = made.path;
+  }
   pool.warm();
   options.log(
     `sloth-agent ${options.version} listening on ${options.bind}:${server.port} ` +
       `(${options.maxConcurrent} jobs at once, work root ${options.workRoot}` +
       `${options.token ? ", token required" : ""}` +
+      `${localTokenFile ? `, token for this user's masters in ${localTokenFile}` : ""}` +
       `${options.tls ? (mutualTls ? ", mutual TLS" : ", TLS") : ""})`,
   );
   return {
@@ -105,6 +113,7 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
       await service.stop();
       await server.close(1000);
       pool.close();
+      if (localTokenFile) await Deno.remove(localTokenFile).catch(() => {});
     },
   };
 }

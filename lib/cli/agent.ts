@@ -2,7 +2,7 @@
 import { type Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
 import { startAgent } from "../agent/mod.ts";
 import { ExitCode, SlothError } from "../errors.ts";
-import { AgentClient, type ServerTlsFiles, type TlsFiles } from "../rpc/mod.ts";
+import { AgentClient, readLocalToken, type ServerTlsFiles, type TlsFiles } from "../rpc/mod.ts";
 import type { Io } from "./workflow.ts";
 
 export const DEFAULT_AGENT_PORT = 50051;
@@ -101,13 +101,16 @@ export async function agentStartCommand(
   version: string,
   o: AgentStartOptions,
 ): Promise<number> {
+  const token = await readToken(o.tokenFile);
+  // Tasks inherit the agent's environment: the token must not be in it.
+  Deno.env.delete("SLOTH_AGENT_TOKEN");
   const agent = await startAgent({
     version,
     port: o.port,
     bind: o.bind,
     maxConcurrent: o.maxConcurrent,
     workRoot: o.workRoot,
-    token: await readToken(o.tokenFile),
+    token,
     insecure: o.insecure ?? false,
     tls: agentTls(o),
     log: (line) => io.err(`${new Date().toISOString()} ${line}\n`),
@@ -136,10 +139,8 @@ export async function agentPingCommand(
   address: string,
   o: { tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string },
 ): Promise<number> {
-  const client = new AgentClient(address, {
-    token: await readToken(o.tokenFile),
-    tls: masterTls(o),
-  });
+  const token = (await readToken(o.tokenFile)) ?? readLocalToken(address);
+  const client = new AgentClient(address, { token, tls: masterTls(o) });
   try {
     const reply = await client.ping();
     io.out(

@@ -13,3 +13,4 @@ export { ProtocolError, serveAgent } from "./server.ts";
 export type { AgentHandlers, AgentServer, IncomingJob, ServeOptions } from "./server.ts";
 export { certificateProblems, TlsConfigError } from "./tls.ts";
 export type { ServerTlsFiles, TlsFiles } from "./tls.ts";
+export { isLoopbackHost, localTokenPath, readLocalToken, writeLocalToken } from "./local_token.ts";

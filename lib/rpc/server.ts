@@ -41,7 +41,8 @@ export interface AgentHandlers {
 export interface ServeOptions {
   host: string;
   port: number;
-  token?: string;
+  /** The token calls must carry, if any (asked for each call: it may be set after binding). */
+  token?: string | (() => string | undefined);
   /** Serve TLS (mutual TLS with `clientCa`); plaintext when absent. */
   tls?: ServerTlsFiles;
   /** Called for errors that are not the master's fault, with what they were. */
@@ -201,12 +202,20 @@ function status(code: grpc.status, details: string): grpc.ServiceError {
 }
 
 /** Compares in constant time: both sides are hashed to the same length first. */
-function tokenCheck(token: string | undefined): (metadata: grpc.Metadata) => boolean {
-  if (token === undefined) return () => true;
-  const expected = createHash("sha256").update(`Bearer ${token}`).digest();
+function tokenCheck(token: ServeOptions["token"]): (metadata: grpc.Metadata) => boolean {
+  const current = typeof token === "function" ? token : () => token;
+  let cached: { token: string; digest: Uint8Array } | undefined;
   return (metadata) => {
+    const expected = current();
+    if (expected === undefined) return true;
+    if (cached?.token !== expected) {
+      cached = {
+        token: expected,
+        digest: createHash("sha256").update(`Bearer ${expected}`).digest(),
+      };
+    }
     const given = metadata.get("authorization")[0];
     if (typeof given !== "string") return false;
-    return timingSafeEqual(createHash("sha256").update(given).digest(), expected);
+    return timingSafeEqual(createHash("sha256").update(given).digest(), cached.digest);
   };
 }

@@ -7,7 +7,14 @@ import { createHash } from "node:crypto";
 import type { WorkflowSource } from "../dsl/mod.ts";
 import type { EmitEvent, LogLevel } from "../log/mod.ts";
 import type { ExitStatus, Task } from "../model/mod.ts";
-import { AgentClient, CHUNK_BYTES, PROTOCOL_VERSION, RpcError, type TlsFiles } from "../rpc/mod.ts";
+import {
+  AgentClient,
+  CHUNK_BYTES,
+  PROTOCOL_VERSION,
+  readLocalToken,
+  RpcError,
+  type TlsFiles,
+} from "../rpc/mod.ts";
 import type { AttemptContext, AttemptResult, Gate, TaskExecutor } from "../scheduler/mod.ts";
 import { applyChanges, packPaths, rechunk, SyncError, walkWorkspace } from "../sync/mod.ts";
 
@@ -241,7 +248,8 @@ function tokenFor(target: Remote): string | undefined {
     return value;
   }
   const fromEnv = Deno.env.get("SLOTH_AGENT_TOKEN");
-  return fromEnv === "" ? undefined : fromEnv;
+  if (fromEnv) return fromEnv;
+  return readLocalToken(target.address);
 }
 
 function fromWire(result: {

@@ -276,3 +276,31 @@ Deno.test("a symlink that points outside the workspace is not sent, with a warni
   assert.match(r.stdout, /\] not-there$/m);
   assert.equal(await Deno.readLink(`${ws.dir}/etc`), "/etc");
 });
+
+Deno.test("a loopback agent without a token makes one only its own user can read; other users are refused", async () => {
+  await using state = await tempWorkspace();
+  const env = { XDG_RUNTIME_DIR: state.dir };
+  const agent = await startAgent({ env });
+  const tokenFile = `${state.dir}/sloth-runner/agent-${agent.port}.token`;
+  assert.match(
+    agent.log(),
+    new RegExp(`token for this user's masters in ${tokenFile.replaceAll(".", "\\.")}`),
+  );
+  assert.equal((await Deno.stat(tokenFile)).mode! & 0o777, 0o600);
+  assert.equal((await Deno.stat(`${state.dir}/sloth-runner`)).mode! & 0o777, 0o700);
+  await using ws = await tempWorkspace({
+    "workflow.lua":
+      `TaskDefinitions = { g = { tasks = { { name = "t", delegate_to = "localhost:${agent.port}", command = "true" } } } }`,
+  });
+  const same = await cliProcess(["run", "-f", "workflow.lua"], { cwd: ws.dir, env });
+  assert.equal(same.code, 0, same.stdout + same.stderr);
+  await using elsewhere = await tempWorkspace();
+  const other = await cliProcess(["run", "-f", "workflow.lua"], {
+    cwd: ws.dir,
+    env: { XDG_RUNTIME_DIR: elsewhere.dir },
+  });
+  assert.equal(other.code, 1);
+  assert.match(other.stdout, /requires a token/);
+  await agent.stop();
+  await assert.rejects(Deno.stat(tokenFile), Deno.errors.NotFound);
+});
