@@ -1,9 +1,11 @@
 /** Starting and stopping an agent: the service, its Lua workers and its gRPC server. */
 import { SlothError } from "../errors.ts";
-import { LuaPool } from "../dsl/mod.ts";
+import { probeBwrap } from "../exec/mod.ts";
+import type { Limits } from "../sync/mod.ts";
 import {
   certificateProblems,
   isLoopbackHost,
+  localTokenDir,
   serveAgent,
   type ServerTlsFiles,
   TlsConfigError,
@@ -24,6 +26,12 @@ export interface StartAgentOptions {
   /** Allow a non-loopback address without a token. */
   insecure: boolean;
   tls?: ServerTlsFiles;
+  /** The token file, if the token came from one: tasks must not see it. */
+  tokenFile?: string;
+  /** Shell commands under bubblewrap: when it works (auto), always, or never. */
+  sandbox: "auto" | "bwrap" | "none";
+  taskNetwork: boolean;
+  limits?: Limits;
   log(line: string): void;
 }
 
@@ -62,12 +70,25 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
   } catch {
     throw new SlothError("usage", `work root ${options.workRoot} is not a directory`);
   }
-  const pool = new LuaPool({ maxIdle: options.maxConcurrent });
+  const bwrap = await chooseSandbox(options);
+  const workRoot = await Deno.realPath(options.workRoot);
+  const secrets = [
+    options.tokenFile,
+    options.tls?.cert,
+    options.tls?.key,
+    options.tls?.clientCa,
+    localTokenDir(),
+  ].filter((p): p is string => p !== undefined).map((p) =>
+    p.startsWith("/") ? p : `${Deno.cwd()}/${p}`
+  );
   const service = new AgentService({
     version: options.version,
     maxConcurrent: options.maxConcurrent,
-    workRoot: options.workRoot,
-    pool,
+    workRoot,
+    bwrap,
+    taskNetwork: options.taskNetwork,
+    secrets,
+    limits: options.limits,
     log: options.log,
   });
   // On loopback without a token, the token is made once the port is known (see local_token.ts).
@@ -87,7 +108,6 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
         ),
     });
   } catch (error) {
-    pool.close();
     if (error instanceof TlsConfigError) throw new SlothError("usage", error.message);
     throw new SlothError(
       "usage",
@@ -99,21 +119,42 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
     token = made.token;
     localTokenFile = made.path;
   }
-  pool.warm();
   options.log(
     `sloth-agent ${options.version} listening on ${options.bind}:${server.port} ` +
       `(${options.maxConcurrent} jobs at once, work root ${options.workRoot}` +
       `${options.token ? ", token required" : ""}` +
       `${localTokenFile ? `, token for this user's masters in ${localTokenFile}` : ""}` +
-      `${options.tls ? (mutualTls ? ", mutual TLS" : ", TLS") : ""})`,
+      `${options.tls ? (mutualTls ? ", mutual TLS" : ", TLS") : ""}` +
+      `, shell sandbox ${bwrap ? "bwrap" : "none"}, task network ${
+        options.taskNetwork ? "on" : "off"
+      })`,
   );
   return {
     port: server.port,
     stop: async () => {
       await service.stop();
       await server.close(1000);
-      pool.close();
       if (localTokenFile) await Deno.remove(localTokenFile).catch(() => {});
     },
   };
+}
+
+/** bwrap when asked for (or, with auto, when it works here); a loud warning when auto finds none. */
+async function chooseSandbox(options: StartAgentOptions): Promise<boolean> {
+  if (options.sandbox === "none") {
+    options.log("WARNING: --sandbox none: shell commands of tasks run unconfined, as this user");
+    return false;
+  }
+  const problem = await probeBwrap();
+  if (problem === undefined) return true;
+  if (options.sandbox === "bwrap") {
+    throw new SlothError("usage", `--sandbox bwrap, but bubblewrap cannot run here: ${problem}`, {
+      hint: "Install it (Debian: apt-get install bubblewrap), or choose --sandbox none explicitly.",
+    });
+  }
+  options.log(
+    `WARNING: shell commands of tasks run WITHOUT a sandbox: ${problem}. ` +
+      "Install bubblewrap (apt-get install bubblewrap) to confine them to their workspace.",
+  );
+  return false;
 }

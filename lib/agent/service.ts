@@ -5,7 +5,8 @@
  * the directory whatever happened.
  */
 import { createHash } from "node:crypto";
-import { loadWorkflow, type LuaPool } from "../dsl/mod.ts";
+import { loadWorkflow, LUA_WASM_PATH, LuaPool } from "../dsl/mod.ts";
+import { bwrapSandbox, type Sandbox } from "../exec/mod.ts";
 import type { RunEvent } from "../log/mod.ts";
 import type { Task } from "../model/mod.ts";
 import { exitStatusText, formatDuration } from "../model/mod.ts";
@@ -17,10 +18,11 @@ import {
   PROTOCOL_VERSION,
   ProtocolError,
   type TaskResultMessage,
+  type TaskStart,
 } from "../rpc/mod.ts";
 import { LocalRunner } from "../runner/mod.ts";
-import type { AttemptResult } from "../scheduler/mod.ts";
-import { diffWorkspace, packPaths, rechunk, unpack } from "../sync/mod.ts";
+import type { AttemptContext, AttemptResult } from "../scheduler/mod.ts";
+import { diffWorkspace, type Limits, packPaths, rechunk, SyncError, unpack } from "../sync/mod.ts";
 import { SlothError } from "../errors.ts";
 
 /** The abort reason of jobs cut short because the agent is stopping. */
@@ -32,7 +34,14 @@ export interface AgentOptions {
   maxConcurrent: number;
   /** Where job directories are made. */
   workRoot: string;
-  pool: LuaPool;
+  /** Run shell commands under bubblewrap. */
+  bwrap: boolean;
+  /** Give tasks (shell and Lua) a network. */
+  taskNetwork: boolean;
+  /** Files tasks must not see: the token file, TLS files, the local token directory. */
+  secrets: string[];
+  /** Limits on what a master may send. */
+  limits?: Limits;
   /** One line per job and per notable event. */
   log(line: string): void;
 }
@@ -71,13 +80,41 @@ export class AgentService implements AgentHandlers {
     job.signal.addEventListener("abort", onCancel, { once: true });
     this.#jobs.add(controller);
     let outcome = "error";
-    let dir: string | undefined;
+    let jobRoot: string | undefined;
+    let pool: LuaPool | undefined;
     await this.#acquire();
     try {
-      dir = await Deno.makeTempDir({ dir: this.#o.workRoot, prefix: `sloth-job-${id}-` });
-      this.#dirs.add(dir);
-      const before = await unpack(dir, job.workspace, { mode: "fresh" });
-      const task = await this.#loadTask(job, dir);
+      // ws/ is the task's workspace; tmp/ its TMPDIR. Only jobRoot is writable to the task.
+      jobRoot = await Deno.realPath(
+        await Deno.makeTempDir({ dir: this.#o.workRoot, prefix: `sloth-job-${id}-` }),
+      );
+      this.#dirs.add(jobRoot);
+      const ws = `${jobRoot}/ws`;
+      const tmp = `${jobRoot}/tmp`;
+      await Deno.mkdir(ws);
+      await Deno.mkdir(tmp);
+      const before = await unpack(ws, job.workspace, { mode: "fresh", limits: this.#o.limits });
+      const sandbox = this.#sandbox(jobRoot);
+      const env = { TMPDIR: tmp };
+      const source = {
+        file: start.main_file,
+        cwd: start.master_cwd,
+        values: parseJson(start.values_json, "values_json"),
+        bundle: bundleOf(start.files),
+      };
+      let task: Task;
+      if (start.shell_command !== "") {
+        task = shellTask(start, ws);
+      } else {
+        pool = new LuaPool({
+          maxIdle: 1,
+          permissions: this.#permissions(jobRoot),
+          sandbox,
+          env,
+          tmpdir: tmp,
+        });
+        task = await this.#loadTask(pool, job, ws);
+      }
 
       const timeoutMs = start.timeout_ms;
       const timer = timeoutMs > 0
@@ -92,19 +129,10 @@ export class AgentService implements AgentHandlers {
       };
       let result: AttemptResult;
       try {
-        const runner = new LocalRunner({
-          pool: this.#o.pool,
-          source: {
-            file: start.main_file,
-            cwd: start.master_cwd,
-            values: JSON.parse(start.values_json || "{}"),
-            bundle: bundleOf(start.files),
-          },
-          emit,
-        });
+        const runner = new LocalRunner({ pool, source, emit, sandbox, env });
         result = await runner.attempt(task, {
           attempt: start.attempt,
-          inputs: JSON.parse(start.inputs_json || "{}"),
+          inputs: parseJson(start.inputs_json, "inputs_json") as AttemptContext["inputs"],
           signal: controller.signal,
         });
       } finally {
@@ -129,10 +157,10 @@ export class AgentService implements AgentHandlers {
       await job.send({ result: toWire(result, performance.now() - started) });
       const sendBack = start.sync_back === "always" ||
         (start.sync_back === "on_success" && result.ok);
-      if (sendBack) await this.#sendChanges(job, dir, before);
+      if (sendBack) await this.#sendChanges(job, ws, before);
     } catch (error) {
-      if (error instanceof SlothError) {
-        // The workflow did not load here: a task failure the master should show.
+      if (error instanceof SlothError || error instanceof SyncError) {
+        // The workflow did not load here, or the workspace was refused: a failure the master shows.
         outcome = `failed (${error.message})`;
         await job.send({
           result: toWire({ ok: false, error: error.message }, performance.now() - started),
@@ -146,16 +174,41 @@ export class AgentService implements AgentHandlers {
     } finally {
       job.signal.removeEventListener("abort", onCancel);
       this.#jobs.delete(controller);
+      pool?.close();
       this.#release();
-      if (dir) {
-        await Deno.remove(dir, { recursive: true }).catch(() => {});
-        this.#dirs.delete(dir);
+      if (jobRoot) {
+        await Deno.remove(jobRoot, { recursive: true }).catch(() => {});
+        this.#dirs.delete(jobRoot);
       }
       this.#o.log(
         `job ${id} ${start.group}.${start.task} (attempt ${start.attempt}) from ${job.peer}: ` +
           `${outcome} in ${formatDuration(performance.now() - started)}`,
       );
     }
+  }
+
+  #sandbox(jobRoot: string): Sandbox | undefined {
+    if (!this.#o.bwrap) return undefined;
+    return bwrapSandbox({
+      jobRoot,
+      workRoot: this.#o.workRoot,
+      hide: this.#o.secrets,
+      network: this.#o.taskNetwork,
+    });
+  }
+
+  /** Lua of a job may read and write its own directory, and nothing else of the disk. */
+  #permissions(jobRoot: string): Deno.PermissionOptionsObject {
+    return {
+      read: [jobRoot, LUA_WASM_PATH],
+      write: [jobRoot],
+      net: this.#o.taskNetwork,
+      env: false,
+      run: false,
+      ffi: false,
+      sys: false,
+      import: false,
+    };
   }
 
   /** Cancels every job (their process trees are killed) and waits for their directories to go. */
@@ -169,12 +222,12 @@ export class AgentService implements AgentHandlers {
     for (const dir of this.#dirs) await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 
-  async #loadTask(job: IncomingJob, dir: string): Promise<Task> {
+  async #loadTask(pool: LuaPool, job: IncomingJob, dir: string): Promise<Task> {
     const { start } = job;
-    const loaded = await loadWorkflow(this.#o.pool, {
+    const loaded = await loadWorkflow(pool, {
       file: start.main_file,
       cwd: start.master_cwd,
-      values: JSON.parse(start.values_json || "{}"),
+      values: parseJson(start.values_json, "values_json"),
       bundle: bundleOf(start.files),
       workdir: dir,
       quiet: true,
@@ -188,13 +241,7 @@ export class AgentService implements AgentHandlers {
         `no task "${start.task}" in group "${start.group}" of the workflow sent`,
       );
     }
-    let params: Record<string, unknown> = task.params;
-    try {
-      const parsed = JSON.parse(start.params_json || "{}");
-      if (parsed && typeof parsed === "object" && !Array.isArray(parsed)) params = parsed;
-    } catch {
-      throw new ProtocolError("invalid", "params_json is not JSON");
-    }
+    const params = parseJson(start.params_json, "params_json");
     return { ...task, workdir: dir, params, target: { kind: "local" } };
   }
 
@@ -226,6 +273,38 @@ export class AgentService implements AgentHandlers {
     if (next) next();
     else this.#running--;
   }
+}
+
+/** The task of a shell-only job, made from what the master sent. */
+function shellTask(start: TaskStart, workdir: string): Task {
+  return {
+    id: `${start.group}.${start.task}`,
+    name: start.task,
+    group: start.group,
+    description: "",
+    command: { kind: "shell", script: start.shell_command },
+    dependsOn: [],
+    nextIfFail: [],
+    retries: 0,
+    async: false,
+    workdir,
+    params: {},
+    target: { kind: "local" },
+    syncBack: start.sync_back,
+  };
+}
+
+function parseJson(text: string, field: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(text || "{}");
+  } catch {
+    throw new ProtocolError("invalid", `${field} is not JSON`);
+  }
+  if (!value || typeof value !== "object" || Array.isArray(value)) {
+    throw new ProtocolError("invalid", `${field} must be a JSON object`);
+  }
+  return value as Record<string, unknown>;
 }
 
 function bundleOf(files: { path: string; content: string }[]): Record<string, string> {

@@ -1,6 +1,7 @@
 /** `sloth-runner agent [start|ping]` and the `sloth-agent` entry point. */
 import { type Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
 import { startAgent } from "../agent/mod.ts";
+import { DEFAULT_LIMITS } from "../sync/mod.ts";
 import { ExitCode, SlothError } from "../errors.ts";
 import { AgentClient, readLocalToken, type ServerTlsFiles, type TlsFiles } from "../rpc/mod.ts";
 import type { Io } from "./workflow.ts";
@@ -55,7 +56,38 @@ export function withAgentOptions<C extends Command>(command: C) {
         "--tls-client-ca <file>",
         "mutual TLS: accept only clients whose certificate this CA signed",
       ),
+    )
+    .addOption(
+      new Option(
+        "--sandbox <mode>",
+        "run tasks' shell commands under bubblewrap: auto (when it works), bwrap, none",
+      )
+        .choices(["auto", "bwrap", "none"] as const).default("auto" as const),
+    )
+    .addOption(
+      new Option("--task-network <on|off>", "whether tasks (shell and Lua) may use the network")
+        .choices(["on", "off"] as const).default("on" as const),
+    )
+    .addOption(
+      new Option("--max-workspace-bytes <n>", "largest workspace a master may send (file content)")
+        .argParser(byteCount).default(DEFAULT_LIMITS.maxTotalBytes, "64 GiB"),
+    )
+    .addOption(
+      new Option("--max-workspace-entries <n>", "most files, directories and links in a workspace")
+        .argParser(positiveInt).default(DEFAULT_LIMITS.maxEntries),
+    )
+    .addOption(
+      new Option("--max-file-bytes <n>", "largest single file in a workspace")
+        .argParser(byteCount).default(DEFAULT_LIMITS.maxFileBytes, "16 GiB"),
     );
+}
+
+/** `1048576`, `512k`, `100M`, `2G` (powers of 1024). */
+function byteCount(value: string): number {
+  const match = /^(\d+)([kKmMgGtT]?)i?[bB]?$/.exec(value.trim());
+  if (!match) throw new InvalidArgumentError("expected a size such as 1048576, 512K, 100M or 2G.");
+  const power = " kmgt".indexOf(match[2].toLowerCase() || " ");
+  return Number(match[1]) * 1024 ** power;
 }
 
 /** `--tls-ca/--tls-cert/--tls-key` of a master, falling back to SLOTH_TLS_CA/CERT/KEY. */
@@ -93,6 +125,11 @@ export interface AgentStartOptions {
   tlsCert?: string;
   tlsKey?: string;
   tlsClientCa?: string;
+  sandbox: "auto" | "bwrap" | "none";
+  taskNetwork: "on" | "off";
+  maxWorkspaceBytes: number;
+  maxWorkspaceEntries: number;
+  maxFileBytes: number;
 }
 
 /** Runs an agent until SIGINT or SIGTERM. */
@@ -111,8 +148,16 @@ export async function agentStartCommand(
     maxConcurrent: o.maxConcurrent,
     workRoot: o.workRoot,
     token,
+    tokenFile: o.tokenFile,
     insecure: o.insecure ?? false,
     tls: agentTls(o),
+    sandbox: o.sandbox,
+    taskNetwork: o.taskNetwork === "on",
+    limits: {
+      maxTotalBytes: o.maxWorkspaceBytes,
+      maxEntries: o.maxWorkspaceEntries,
+      maxFileBytes: o.maxFileBytes,
+    },
     log: (line) => io.err(`${new Date().toISOString()} ${line}\n`),
   });
   const signal = await new Promise<Deno.Signal>((resolve) => {

@@ -28,6 +28,8 @@ export interface HostContext {
   workdir: string;
   /** Variables `os.getenv` sees before the real environment. */
   env: Record<string, string>;
+  /** Where `fs.tmpname` makes files. */
+  tmpdir?: string;
   values: unknown;
   log(level: string, message: string): void;
   exec(request: ExecRequest): Promise<ExecReply>;
@@ -76,7 +78,14 @@ export function createHost(ctx: HostContext): Record<string, Fn | unknown> {
     },
     getenv: guard((name: unknown) => {
       if (typeof name !== "string") throw new Error(`expected a variable name, got ${show(name)}`);
-      return ctx.env[name] ?? Deno.env.get(name);
+      if (name in ctx.env) return ctx.env[name];
+      try {
+        return Deno.env.get(name);
+      } catch (error) {
+        // A sandboxed worker has no environment: every variable is unset there.
+        if (error instanceof Deno.errors.NotCapable) return undefined;
+        throw error;
+      }
     }),
     resolve_import: guard((from: string, p: string) => ctx.resolveImport(from, p)),
 
@@ -140,7 +149,7 @@ export function createHost(ctx: HostContext): Record<string, Fn | unknown> {
       Deno.renameSync(path(from), path(to));
       return true;
     }),
-    fs_tmpname: fsGuard(() => Deno.makeTempFileSync({ prefix: "sloth-" })),
+    fs_tmpname: fsGuard(() => Deno.makeTempFileSync({ prefix: "sloth-", dir: ctx.tmpdir })),
 
     data_parse_json: guard((text: unknown) => {
       if (typeof text !== "string") throw new Error(`expected JSON text, got ${show(text)}`);
@@ -209,6 +218,9 @@ async function fetchWithTimeout(url: string, init: RequestInit, o: Record<string
     if (error instanceof DOMException && error.name === "TimeoutError") {
       throw new Error(`${url} did not answer within ${ms}ms`);
     }
+    if (error instanceof Deno.errors.NotCapable) {
+      throw new Error(`${url}: tasks on this agent have no network (--task-network off)`);
+    }
     throw new Error(`${url}: ${(error as Error).message}`);
   }
 }
@@ -262,6 +274,7 @@ const fsReasons: [new (...args: never[]) => Error, string][] = [
   [Deno.errors.AlreadyExists, "already exists"],
   [Deno.errors.IsADirectory, "is a directory"],
   [Deno.errors.NotADirectory, "not a directory"],
+  [Deno.errors.NotCapable, "outside what this task may touch (the agent's sandbox)"],
 ];
 
 /** A file system error as `path: reason`, with the path as the user wrote it. */

@@ -9,8 +9,8 @@ import { normalizeWorkflow } from "./normalize.ts";
 import type { LuaPool, LuaSession, SessionHooks } from "./pool.ts";
 import { displayName, resolvePath } from "./source.ts";
 
-export { LOAD_TIMEOUT_MS, LUA_MEMORY_LIMIT, LuaPool, LuaSession } from "./pool.ts";
-export type { SessionHooks } from "./pool.ts";
+export { LOAD_TIMEOUT_MS, LUA_MEMORY_LIMIT, LUA_WASM_PATH, LuaPool, LuaSession } from "./pool.ts";
+export type { LuaPoolOptions, SessionHooks } from "./pool.ts";
 export type { CallKind, CallResult } from "./protocol.ts";
 export { sourceContext } from "./source.ts";
 

@@ -6,7 +6,7 @@
  * its `exec.run` calls started.
  */
 import { fromErrorData, SlothError } from "../errors.ts";
-import { runShell } from "../exec/mod.ts";
+import { runShell, type Sandbox } from "../exec/mod.ts";
 import type { ExecReply, ExecRequest } from "./host.ts";
 import type { CallKind, CallResult, FromWorker, OpenRequest, ToWorker } from "./protocol.ts";
 
@@ -27,13 +27,50 @@ export const LUA_MEMORY_LIMIT = 256 * 1024 * 1024;
 
 const workerUrl = new URL("./worker.ts", import.meta.url);
 
+/** The Lua runtime's own file, which a sandboxed worker must still be able to read. */
+export const LUA_WASM_PATH = decodeURIComponent(
+  new URL("./glue.wasm", import.meta.resolve("wasmoon")).pathname,
+);
+
+export interface LuaPoolOptions {
+  /** Idle workers kept for later sessions. */
+  maxIdle?: number;
+  /**
+   * Deno permissions of the workers (the agent's sandbox); the process's own
+   * when absent. Needs `--unstable-worker-options`.
+   */
+  permissions?: Deno.PermissionOptionsObject;
+  /** Where `exec.run` commands run (the agent's sandbox); directly when absent. */
+  sandbox?: Sandbox;
+  /** Added to the environment of `exec.run` commands. */
+  env?: Record<string, string>;
+  /** Where `fs.tmpname` makes files. */
+  tmpdir?: string;
+}
+
 export class LuaPool {
   #idle: Worker[] = [];
-  #maxIdle: number;
+  #options: LuaPoolOptions;
   #closed = false;
 
-  constructor(options: { maxIdle?: number } = {}) {
-    this.#maxIdle = options.maxIdle ?? 4;
+  constructor(options: LuaPoolOptions = {}) {
+    this.#options = options;
+  }
+
+  get sandbox(): Sandbox | undefined {
+    return this.#options.sandbox;
+  }
+
+  get env(): Record<string, string> {
+    return this.#options.env ?? {};
+  }
+
+  #spawn(): Worker {
+    const permissions = this.#options.permissions;
+    return new Worker(workerUrl, {
+      type: "module",
+      ...(permissions ? { deno: { permissions } } : {}),
+    } as WorkerOptions);
   }
 
   /** Opens a fresh Lua state with the workflow loaded. Throws `SlothError` if it does not load. */
@@ -43,10 +80,10 @@ export class LuaPool {
     options: { loadTimeoutMs?: number } = {},
   ): Promise<{ session: LuaSession; opened: Opened }> {
     if (this.#closed) throw new SlothError("internal", "the Lua pool is closed");
-    const worker = this.#idle.pop() ?? new Worker(workerUrl, { type: "module" });
+    const worker = this.#idle.pop() ?? this.#spawn();
     const session = new LuaSession(this, worker, hooks, request.workdir);
     const opened = await session.open(
-      { ...request, op: "open", memoryLimit: LUA_MEMORY_LIMIT },
+      { ...request, op: "open", memoryLimit: LUA_MEMORY_LIMIT, tmpdir: this.#options.tmpdir },
       options.loadTimeoutMs ?? LOAD_TIMEOUT_MS,
     );
     return { session, opened };
@@ -55,12 +92,12 @@ export class LuaPool {
   /** Starts a worker ahead of need, so the first task does not pay for it. */
   warm(): void {
     if (!this.#closed && this.#idle.length === 0) {
-      this.#idle.push(new Worker(workerUrl, { type: "module" }));
+      this.#idle.push(this.#spawn());
     }
   }
 
   giveBack(worker: Worker): void {
-    if (this.#closed || this.#idle.length >= this.#maxIdle) worker.terminate();
+    if (this.#closed || this.#idle.length >= (this.#options.maxIdle ?? 4)) worker.terminate();
     else this.#idle.push(worker);
   }
 
@@ -229,9 +266,10 @@ export class LuaSession {
     try {
       const { exit, stdout, stderr } = await runShell(request.cmd, {
         cwd: request.workdir || this.#workdir,
-        env: request.env,
+        env: { ...this.#pool.env, ...request.env },
         signal: controller.signal,
         capture: true,
+        sandbox: this.#pool.sandbox,
       });
       if (exit.reason === "spawn_failed") throw new Error(exit.message);
       const code = exit.reason === "timeout" ? 124 : exit.code ?? 128;

@@ -21,6 +21,8 @@ export interface OpenRequest {
   memoryLimit: number;
   /** The workflow's files by absolute path, when they come from a master instead of the disk. */
   bundle?: Record<string, string>;
+  /** Where `fs.tmpname` makes files; the OS temp dir when absent. */
+  tmpdir?: string;
 }
 
 export interface CallRequest {

@@ -121,6 +121,7 @@ async function open(request: OpenRequest): Promise<FromWorker> {
   quiet = request.quiet;
   const ctx: HostContext = {
     workdir: request.workdir,
+    tmpdir: request.tmpdir,
     env: request.env,
     values: request.values,
     log: (level, message) => {

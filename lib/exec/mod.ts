@@ -1,2 +1,4 @@
 export { KILL_GRACE_MS, runShell } from "./process.ts";
 export type { AbortReason, ProcessResult, RunOptions, Stream } from "./process.ts";
+export { bwrapSandbox, probeBwrap } from "./sandbox.ts";
+export type { Sandbox, SandboxOptions } from "./sandbox.ts";

@@ -1,4 +1,5 @@
 import type { ExitStatus } from "../model/mod.ts";
+import type { Sandbox } from "./sandbox.ts";
 
 export type Stream = "stdout" | "stderr";
 
@@ -16,6 +17,8 @@ export interface RunOptions {
   onLine?: (stream: Stream, line: string) => void;
   /** Keep stdout and stderr and return them (each capped at `captureLimit` bytes). */
   capture?: boolean;
+  /** Run inside this sandbox instead of directly. */
+  sandbox?: Sandbox;
 }
 
 export interface ProcessResult {
@@ -42,9 +45,11 @@ export async function runShell(script: string, options: RunOptions): Promise<Pro
   if (signal?.aborted) return { exit: abortedStatus(signal, null), stdout: "", stderr: "" };
 
   let child: Deno.ChildProcess;
+  const { cmd, args } = options.sandbox?.command(script, options.cwd) ??
+    { cmd: "/bin/sh", args: ["-c", script] };
   try {
-    child = new Deno.Command("/bin/sh", {
-      args: ["-c", script],
+    child = new Deno.Command(cmd, {
+      args,
       cwd: options.cwd,
       env: options.env,
       stdin: "null",

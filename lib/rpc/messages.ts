@@ -30,6 +30,7 @@ export const taskStartSchema = z.object({
   timeout_ms: z.number().int().min(0),
   attempt: z.number().int().min(0),
   sync_back: z.enum(["on_success", "always", "never"]),
+  shell_command: z.string().max(1024 * 1024),
 });
 export type TaskStart = z.infer<typeof taskStartSchema>;
 

@@ -13,4 +13,10 @@ export { ProtocolError, serveAgent } from "./server.ts";
 export type { AgentHandlers, AgentServer, IncomingJob, ServeOptions } from "./server.ts";
 export { certificateProblems, TlsConfigError } from "./tls.ts";
 export type { ServerTlsFiles, TlsFiles } from "./tls.ts";
-export { isLoopbackHost, localTokenPath, readLocalToken, writeLocalToken } from "./local_token.ts";
+export {
+  isLoopbackHost,
+  localTokenDir,
+  localTokenPath,
+  readLocalToken,
+  writeLocalToken,
+} from "./local_token.ts";

@@ -11,7 +11,7 @@ import {
   taskEnv,
   type WorkflowSource,
 } from "../dsl/mod.ts";
-import { runShell } from "../exec/mod.ts";
+import { runShell, type Sandbox } from "../exec/mod.ts";
 import type { EmitEvent, LogLevel } from "../log/mod.ts";
 import type { Condition, Task } from "../model/mod.ts";
 import { exitStatusText } from "../model/mod.ts";
@@ -19,22 +19,35 @@ import type { AttemptContext, AttemptResult, Gate, TaskExecutor } from "../sched
 import { SlothError } from "../errors.ts";
 
 export interface LocalRunnerOptions {
-  pool: LuaPool;
+  /** Lua workers; needed only by tasks with Lua functions. */
+  pool?: LuaPool;
   source: WorkflowSource;
   emit: EmitEvent;
+  /** Where shell commands run (the agent's sandbox); directly when absent. */
+  sandbox?: Sandbox;
+  /** Added to every command's environment. */
+  env?: Record<string, string>;
 }
 
 type Inputs = AttemptContext["inputs"];
 
 export class LocalRunner implements TaskExecutor {
-  #pool: LuaPool;
+  #pool?: LuaPool;
   #source: WorkflowSource;
   #emit: EmitEvent;
+  #sandbox?: Sandbox;
+  #env: Record<string, string>;
 
   constructor(options: LocalRunnerOptions) {
     this.#pool = options.pool;
     this.#source = options.source;
     this.#emit = options.emit;
+    this.#sandbox = options.sandbox;
+    this.#env = options.env ?? {};
+  }
+
+  #taskEnv(task: Task): Record<string, string> {
+    return { ...this.#env, ...taskEnv(task) };
   }
 
   async gate(task: Task, inputs: Inputs, signal: AbortSignal): Promise<Gate> {
@@ -47,9 +60,10 @@ export class LocalRunner implements TaskExecutor {
         if (condition.kind === "shell") {
           const { exit } = await runShell(condition.script, {
             cwd: task.workdir,
-            env: taskEnv(task),
+            env: this.#taskEnv(task),
             signal,
             capture: true,
+            sandbox: this.#sandbox,
           });
           if (exit.reason === "spawn_failed") throw new Error(`${field}: ${exitStatusText(exit)}`);
           return exit.reason === "exited" && exit.code === 0;
@@ -98,7 +112,8 @@ export class LocalRunner implements TaskExecutor {
       if (task.command?.kind === "shell") {
         const { exit } = await runShell(task.command.script, {
           cwd: task.workdir,
-          env: taskEnv(task),
+          env: this.#taskEnv(task),
+          sandbox: this.#sandbox,
           signal: ctx.signal,
           onLine: (stream, line) => this.#log(task, stream, line),
         });
@@ -138,6 +153,7 @@ export class LocalRunner implements TaskExecutor {
   }
 
   #open(task: Task): Promise<LuaSession> {
+    if (!this.#pool) throw new Error("this task needs Lua, and no Lua workers were given");
     return openTaskSession(this.#pool, this.#source, task, {
       onLog: (level, message) => {
         if (level === "print") this.#log(task, "stdout", message);

@@ -92,6 +92,9 @@ export class RemoteRunner implements TaskExecutor {
               timeout_ms: task.timeoutMs ?? 0,
               attempt: ctx.attempt,
               sync_back: task.syncBack,
+              shell_command: task.command?.kind === "shell" && !task.preExec && !task.postExec
+                ? task.command.script
+                : "",
             },
           });
           let bytes = 0;

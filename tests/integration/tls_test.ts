@@ -17,7 +17,7 @@ Deno.test("TLS: a master that trusts the agent's CA runs the task; one without T
   await using agent = await startAgent({
     args: ["--tls-cert", certs.agentCert, "--tls-key", certs.agentKey],
   });
-  assert.match(agent.log(), /, TLS\)/);
+  assert.match(agent.log(), /, TLS, /);
   await using ws = await tempWorkspace({ "workflow.lua": workflow(agent.address) });
   const ok = await cliProcess(["run", "-f", "workflow.lua", "--tls-ca", certs.ca], { cwd: ws.dir });
   assert.equal(ok.code, 0, ok.stdout + ok.stderr);
