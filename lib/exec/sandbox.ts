@@ -55,6 +55,8 @@ export function bwrapSandbox(options: SandboxOptions): Sandbox {
     else if (exists(path)) args.push("--ro-bind", "/dev/null", path);
   }
   args.push("--bind", options.jobRoot, options.jobRoot);
+  // Empty and read-only: the job's directory (mounted above) stays the one writable place.
+  for (const dir of hiddenDirs) args.push("--remount-ro", dir);
   args.push("--setenv", "TMPDIR", `${options.jobRoot}/tmp`);
   return {
     command: (script, cwd) => ({
