@@ -32,6 +32,8 @@ export interface StartAgentOptions {
   sandbox: "auto" | "bwrap" | "none";
   taskNetwork: boolean;
   limits?: Limits;
+  /** Longest wait for the next message while a master uploads a workspace. */
+  idleTimeoutMs?: number;
   log(line: string): void;
 }
 
@@ -101,6 +103,7 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
       host: options.bind,
       port: options.port,
       token: () => token,
+      idleTimeoutMs: options.idleTimeoutMs,
       tls: options.tls,
       onInternalError: (error) =>
         options.log(

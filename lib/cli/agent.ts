@@ -2,6 +2,7 @@
 import { type Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
 import { startAgent } from "../agent/mod.ts";
 import { DEFAULT_LIMITS } from "../sync/mod.ts";
+import { parseDuration } from "../model/mod.ts";
 import { ExitCode, SlothError } from "../errors.ts";
 import { AgentClient, readLocalToken, type ServerTlsFiles, type TlsFiles } from "../rpc/mod.ts";
 import type { Io } from "./workflow.ts";
@@ -77,9 +78,21 @@ export function withAgentOptions<C extends Command>(command: C) {
         .argParser(positiveInt).default(DEFAULT_LIMITS.maxEntries),
     )
     .addOption(
+      new Option("--idle-timeout <duration>", "end an upload that sends nothing for this long")
+        .argParser(duration).default(30_000, "30s"),
+    )
+    .addOption(
       new Option("--max-file-bytes <n>", "largest single file in a workspace")
         .argParser(byteCount).default(DEFAULT_LIMITS.maxFileBytes, "16 GiB"),
     );
+}
+
+function duration(value: string): number {
+  const ms = parseDuration(value);
+  if (ms === undefined) {
+    throw new InvalidArgumentError('expected a duration such as "500ms", "30s" or "2m".');
+  }
+  return ms;
 }
 
 /** `1048576`, `512k`, `100M`, `2G` (powers of 1024). */
@@ -130,6 +143,7 @@ export interface AgentStartOptions {
   maxWorkspaceBytes: number;
   maxWorkspaceEntries: number;
   maxFileBytes: number;
+  idleTimeout: number;
 }
 
 /** Runs an agent until SIGINT or SIGTERM. */
@@ -153,6 +167,7 @@ export async function agentStartCommand(
     tls: agentTls(o),
     sandbox: o.sandbox,
     taskNetwork: o.taskNetwork === "on",
+    idleTimeoutMs: o.idleTimeout,
     limits: {
       maxTotalBytes: o.maxWorkspaceBytes,
       maxEntries: o.maxWorkspaceEntries,

@@ -6,6 +6,7 @@
  * its `exec.run` calls started.
  */
 import { fromErrorData, SlothError } from "../errors.ts";
+import { parseDuration } from "../model/mod.ts";
 import { runShell, type Sandbox } from "../exec/mod.ts";
 import type { ExecReply, ExecRequest } from "./host.ts";
 import type { CallKind, CallResult, FromWorker, OpenRequest, ToWorker } from "./protocol.ts";
@@ -20,10 +21,21 @@ export interface Opened {
   files: string[];
 }
 
-/** Time the top-level chunk may take before it is stopped. */
-export const LOAD_TIMEOUT_MS = 10_000;
-/** Bytes of memory one Lua state may use. */
-export const LUA_MEMORY_LIMIT = 256 * 1024 * 1024;
+/** Time the top-level chunk may take before it is stopped; SLOTH_LUA_TIMEOUT changes it. */
+export const LOAD_TIMEOUT_MS = envNumber("SLOTH_LUA_TIMEOUT", parseDuration) ?? 10_000;
+/** Bytes of memory one Lua state may use; SLOTH_LUA_MEMORY (bytes) changes it. */
+export const LUA_MEMORY_LIMIT = envNumber("SLOTH_LUA_MEMORY", (v) => {
+  const n = Number(v);
+  return Number.isInteger(n) && n >= 1024 * 1024 ? n : undefined;
+}) ?? 256 * 1024 * 1024;
+
+function envNumber(name: string, parse: (value: string) => number | undefined): number | undefined {
+  const value = Deno.env.get(name);
+  if (value === undefined || value === "") return undefined;
+  const parsed = parse(value);
+  if (parsed === undefined) throw new SlothError("usage", `${name}=${value} is not valid`);
+  return parsed;
+}
 
 const workerUrl = new URL("./worker.ts", import.meta.url);
 

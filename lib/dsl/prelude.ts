@@ -255,7 +255,11 @@ function __sloth_call(kind, group, task, field, ...)
   local fn = registry[key(group, task, field)]
   if fn == nil then return { error = "no function " .. field .. " on task " .. task } end
   local results = table.pack(pcall(fn, ...))
-  if not results[1] then return { error = strip(results[2]) } end
+  if not results[1] then
+    local e = strip(results[2])
+    if e:find("not enough memory", 1, true) then return { error = "not enough memory" } end
+    return { error = e }
+  end
   local first, message, outputs = results[2], results[3], results[4]
   local label = field == "command" and "the task function" or field
   if kind == "condition" then

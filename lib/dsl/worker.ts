@@ -114,11 +114,13 @@ class Sources {
 }
 
 let quiet = false;
+let memoryLimit = 0;
 
 async function open(request: OpenRequest): Promise<FromWorker> {
   closeEngine();
   const sources = new Sources(request.cwd, request.bundle);
   quiet = request.quiet;
+  memoryLimit = request.memoryLimit;
   const ctx: HostContext = {
     workdir: request.workdir,
     tmpdir: request.tmpdir,
@@ -159,6 +161,12 @@ async function open(request: OpenRequest): Promise<FromWorker> {
 
     const [loaded] = await invoke("__sloth_main", main.source, main.name) as [MainResult];
     quiet = false;
+    if (loaded.runtime !== undefined && /not enough memory/.test(loaded.runtime)) {
+      return failed({
+        code: "lua_runtime",
+        message: `${main.name}: ${memoryMessage(request.memoryLimit)}`,
+      });
+    }
     if (loaded.syntax !== undefined || loaded.runtime !== undefined) {
       const { message, detail } = sources.describe(loaded.syntax ?? loaded.runtime!);
       return failed({ code: loaded.syntax ? "lua_syntax" : "lua_runtime", message, detail });
@@ -176,7 +184,7 @@ async function open(request: OpenRequest): Promise<FromWorker> {
       files: [...sources.byName.values()].map((f) => f.path),
     };
   } catch (error) {
-    return failed(errorData(error, sources));
+    return failed(errorData(error, sources, request.memoryLimit));
   }
 
   function failed(error: ErrorData): FromWorker {
@@ -185,10 +193,15 @@ async function open(request: OpenRequest): Promise<FromWorker> {
   }
 }
 
-function errorData(error: unknown, sources: Sources): ErrorData {
+function memoryMessage(limit: number): string {
+  return `the Lua code used more than its memory limit of ${Math.round(limit / 1024 / 1024)} MiB ` +
+    "(SLOTH_LUA_MEMORY)";
+}
+
+function errorData(error: unknown, sources: Sources, memoryLimit: number): ErrorData {
   const text = error instanceof Error ? error.message : String(error);
   if (/not enough memory/i.test(text)) {
-    return { code: "lua_runtime", message: "the workflow used more memory than its limit" };
+    return { code: "lua_runtime", message: memoryMessage(memoryLimit) };
   }
   const described = sources.describe(text);
   return { ...toErrorData(error), code: "lua_runtime", ...described };
@@ -250,9 +263,7 @@ async function call(request: CallRequest): Promise<FromWorker> {
     } catch (error) {
       const text = error instanceof Error ? error.message : String(error);
       result = {
-        error: /not enough memory/i.test(text)
-          ? "the task used more memory than its limit"
-          : cleanLuaError(text),
+        error: /not enough memory/i.test(text) ? memoryMessage(memoryLimit) : cleanLuaError(text),
       };
     }
   }

@@ -45,6 +45,8 @@ export interface ServeOptions {
   token?: string | (() => string | undefined);
   /** Serve TLS (mutual TLS with `clientCa`); plaintext when absent. */
   tls?: ServerTlsFiles;
+  /** Longest wait for the next message of an upload (IDLE_TIMEOUT_MS by default). */
+  idleTimeoutMs?: number;
   /** Called for errors that are not the master's fault, with what they were. */
   onInternalError?(error: unknown): void;
 }
@@ -61,7 +63,12 @@ const serverOptions: grpc.ServerOptions = {
   // Find a master that vanished without closing its connection.
   "grpc.keepalive_time_ms": 10_000,
   "grpc.keepalive_timeout_ms": 5_000,
+  // One connection cannot open streams without end.
+  "grpc.max_concurrent_streams": 64,
 };
+
+/** By default, a master must send each message of the upload within this time, or the call ends. */
+export const IDLE_TIMEOUT_MS = 30_000;
 
 export async function serveAgent(
   handlers: AgentHandlers,
@@ -84,7 +91,7 @@ export async function serveAgent(
     RunTask: (call: grpc.ServerDuplexStream<Record<string, unknown>, unknown>) => {
       const refusal = denied(call.metadata);
       if (refusal) return call.emit("error", refusal);
-      runTask(call, handlers).catch((error) => {
+      runTask(call, handlers, options.idleTimeoutMs ?? IDLE_TIMEOUT_MS).catch((error) => {
         if (error instanceof ProtocolError) {
           const code = error.status === "not_found"
             ? grpc.status.NOT_FOUND
@@ -144,13 +151,26 @@ export async function serveAgent(
 async function runTask(
   call: grpc.ServerDuplexStream<Record<string, unknown>, unknown>,
   handlers: AgentHandlers,
+  idleTimeoutMs: number,
 ): Promise<void> {
   const controller = new AbortController();
   call.on("cancelled", () => controller.abort("cancelled"));
   call.on("error", () => controller.abort("cancelled"));
   const incoming = messages<Record<string, unknown>>(call);
   const next = async () => {
-    const { value, done } = await incoming.next();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const idle = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(new ProtocolError("invalid", `nothing received for ${idleTimeoutMs}ms`));
+      }, idleTimeoutMs);
+    });
+    let result: IteratorResult<Record<string, unknown>>;
+    try {
+      result = await Promise.race([incoming.next(), idle]);
+    } finally {
+      clearTimeout(timer);
+    }
+    const { value, done } = result;
     if (done) throw new ProtocolError("invalid", "the stream ended early");
     const parsed = runTaskRequestSchema.safeParse(pickOneof(value));
     if (!parsed.success) {

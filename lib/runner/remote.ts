@@ -16,7 +16,14 @@ import {
   type TlsFiles,
 } from "../rpc/mod.ts";
 import type { AttemptContext, AttemptResult, Gate, TaskExecutor } from "../scheduler/mod.ts";
-import { applyChanges, packPaths, rechunk, SyncError, walkWorkspace } from "../sync/mod.ts";
+import {
+  applyChanges,
+  limitsFromEnv,
+  packPaths,
+  rechunk,
+  SyncError,
+  walkWorkspace,
+} from "../sync/mod.ts";
 
 export interface RemoteRunnerOptions {
   source: WorkflowSource;
@@ -169,7 +176,12 @@ export class RemoteRunner implements TaskExecutor {
           const deleted = changes.deleted;
           await this.#serialized(
             task.workdir,
-            () => applyChanges(task.workdir, archive, deleted, { sent, ignored: walk.ignored }),
+            () =>
+              applyChanges(task.workdir, archive, deleted, {
+                sent,
+                ignored: walk.ignored,
+                limits: limitsFromEnv(),
+              }),
           );
         }
         return result;

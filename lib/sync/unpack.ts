@@ -25,6 +25,27 @@ export const DEFAULT_LIMITS: Limits = {
   maxTotalBytes: 64 * 1024 ** 3,
 };
 
+/**
+ * The master's limits on change sets coming back from agents: the defaults,
+ * or SLOTH_SYNC_MAX_BYTES, SLOTH_SYNC_MAX_ENTRIES and SLOTH_SYNC_MAX_FILE_BYTES.
+ */
+export function limitsFromEnv(): Limits {
+  const read = (name: string, fallback: number) => {
+    const value = Deno.env.get(name);
+    if (value === undefined || value === "") return fallback;
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0) {
+      throw new SyncError(`${name}=${value} is not a whole number`);
+    }
+    return n;
+  };
+  return {
+    maxTotalBytes: read("SLOTH_SYNC_MAX_BYTES", DEFAULT_LIMITS.maxTotalBytes),
+    maxEntries: read("SLOTH_SYNC_MAX_ENTRIES", DEFAULT_LIMITS.maxEntries),
+    maxFileBytes: read("SLOTH_SYNC_MAX_FILE_BYTES", DEFAULT_LIMITS.maxFileBytes),
+  };
+}
+
 export interface UnpackedEntry {
   path: string;
   type: EntryType;
