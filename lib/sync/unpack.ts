@@ -91,6 +91,12 @@ export async function unpack(
     (_code: string, message: string | Error) =>
       fail(new SyncError(`bad archive: ${message instanceof Error ? message.message : message}`)),
   );
+  // node-tar cuts names at a NUL byte; a name that goes on after one is an attack, not a name.
+  parser.on("meta", (meta: string) => {
+    if (/\0[^\0]/.test(meta)) {
+      fail(new SyncError("refused an entry whose name contains a NUL byte"));
+    }
+  });
   parser.on("entry", (entry: ReadEntry) => {
     if (failure) return entry.resume();
     try {
@@ -98,6 +104,13 @@ export async function unpack(
       if (entries.has(path)) {
         throw new SyncError(`refused "${path}": it appears twice in the archive`);
       }
+      const linkParent = symlinkAmongParents(path, entries);
+      if (linkParent) {
+        throw new SyncError(
+          `refused "${path}": ${linkParent} is a symlink, and nothing is written through it`,
+        );
+      }
+      if (options.mode === "check") ensureParents(root, path, { create: false });
       if (entries.size >= limits.maxEntries) {
         throw new SyncError(`refused the archive: more than ${limits.maxEntries} entries`);
       }
@@ -196,8 +209,27 @@ export async function unpack(
   return entries;
 }
 
-/** Creates missing parent directories; refuses to go through anything that is not one. */
-export function ensureParents(root: string, path: string): void {
+function symlinkAmongParents(
+  path: string,
+  entries: Map<string, UnpackedEntry>,
+): string | undefined {
+  let parent = parentOf(path);
+  while (parent !== "") {
+    if (entries.get(parent)?.type === "symlink") return parent;
+    parent = parentOf(parent);
+  }
+  return undefined;
+}
+
+/**
+ * Creates missing parent directories (or, with `create: false`, only checks);
+ * refuses to go through anything that is not a real directory.
+ */
+export function ensureParents(
+  root: string,
+  path: string,
+  options: { create?: boolean } = {},
+): void {
   let current = root;
   const parent = parentOf(path);
   if (parent === "") return;
@@ -209,8 +241,10 @@ export function ensureParents(root: string, path: string): void {
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
     }
-    if (!info) Deno.mkdirSync(current, { mode: 0o755 });
-    else if (!info.isDirectory) {
+    if (!info) {
+      if (options.create === false) return;
+      Deno.mkdirSync(current, { mode: 0o755 });
+    } else if (!info.isDirectory) {
       throw new SyncError(
         `refused "${path}": ${current.slice(root.length + 1)} is ${
           info.isSymlink ? "a symlink" : "not a directory"

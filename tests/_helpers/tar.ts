@@ -10,6 +10,40 @@ export interface RawEntry {
   mode?: number;
   /** Size to claim in the header, when it should differ from the data. */
   size?: number;
+  /** Put the path in a PAX extended header (long names, NUL bytes). */
+  pax?: boolean;
+}
+
+const encoder = new TextEncoder();
+
+function block(fields: ConstructorParameters<typeof Header>[0]): Uint8Array {
+  const buffer = Buffer.alloc(512);
+  new Header(fields).encode(buffer, 0);
+  return new Uint8Array(buffer);
+}
+
+function padded(data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(Math.ceil(data.length / 512) * 512);
+  out.set(data);
+  return out;
+}
+
+/** A PAX 'x' header carrying `path` exactly, bytes and all. */
+function paxHeader(path: string): Uint8Array[] {
+  const record = (length: number) => encoder.encode(`${length} path=${path}\n`);
+  let length = record(0).length;
+  while (record(length).length !== length) length = record(length).length;
+  const body = record(length);
+  return [
+    block({
+      path: "PaxHeader",
+      type: "ExtendedHeader",
+      size: body.length,
+      mode: 0o644,
+      mtime: new Date(0),
+    }),
+    padded(body),
+  ];
 }
 
 /** Encodes entries as a tar stream, with no checks at all on what they say. */
@@ -17,34 +51,36 @@ export function rawTar(entries: RawEntry[], options: { end?: boolean } = {}): Ui
   const parts: Uint8Array[] = [];
   for (const entry of entries) {
     const data = typeof entry.data === "string"
-      ? new TextEncoder().encode(entry.data)
+      ? encoder.encode(entry.data)
       : entry.data ?? new Uint8Array();
-    const header = new Header({
-      path: entry.path,
+    if (entry.pax) parts.push(...paxHeader(entry.path));
+    parts.push(block({
+      path: entry.pax ? "pax-placeholder" : entry.path,
       type: entry.type ?? "File",
       mode: entry.mode ?? 0o644,
       size: entry.size ?? data.length,
       linkpath: entry.linkpath,
       mtime: new Date(0),
-    });
-    const block = Buffer.alloc(512);
-    header.encode(block, 0);
-    parts.push(new Uint8Array(block));
-    if (data.length > 0) {
-      const padded = new Uint8Array(Math.ceil(data.length / 512) * 512);
-      padded.set(data);
-      parts.push(padded);
-    }
+    }));
+    if (data.length > 0) parts.push(padded(data));
   }
   if (options.end !== false) parts.push(new Uint8Array(1024));
-  const total = parts.reduce((n, p) => n + p.length, 0);
-  const out = new Uint8Array(total);
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let offset = 0;
   for (const part of parts) {
     out.set(part, offset);
     offset += part.length;
   }
   return out;
+}
+
+/** The bytes a hostile case sends: its archive, cut short, or garbage instead. */
+export function hostileBytes(
+  c: { entries: RawEntry[]; cutAt?: number; garbage?: Uint8Array },
+): Uint8Array {
+  if (c.garbage) return c.garbage;
+  const archive = rawTar(c.entries);
+  return c.cutAt === undefined ? archive : archive.subarray(0, c.cutAt);
 }
 
 export async function* streamOf(...chunks: Uint8Array[]): AsyncIterable<Uint8Array> {
