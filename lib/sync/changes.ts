@@ -71,6 +71,7 @@ export async function applyChanges(
 ): Promise<{ written: number; deleted: number }> {
   const deleted = deletedRaw.map(checkRelativePath);
   const entries = await unpack(root, readFile(archive), { mode: "check", limits: options.limits });
+  for (const path of deleted) ensureParents(root, path, { create: false });
   for (const path of [...entries.keys(), ...deleted]) {
     checkUnchanged(root, path, options);
   }
