@@ -155,7 +155,8 @@ export class LuaSession {
         }),
     );
     if (reply.op === "open_failed") {
-      this.kill();
+      // The worker closed the state itself and is fine for the next session.
+      this.release();
       throw fromErrorData(reply.error);
     }
     if (reply.op !== "opened") throw new SlothError("internal", `unexpected reply ${reply.op}`);

@@ -100,3 +100,25 @@ Deno.test("a bad values file is reported with its name", async () => {
   assert.equal(r.code, 2);
   assert.equal(r.stderr, "error: values file missing.yaml not found\n");
 });
+
+Deno.test("validate stops a top level that never ends, within its time limit", async () => {
+  const r = await cliProcess(["validate", "-f", "workflow.lua"], {
+    cwd: `${FIXTURES}/hostile/lua_loop`,
+    env: { SLOTH_LUA_TIMEOUT: "1s" },
+  });
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /^error: the workflow did not finish loading within 1000ms$/m);
+  assert.match(r.stderr, /^hint: Look for an endless loop/m);
+});
+
+Deno.test("validate stops a top level that eats memory, at its memory limit", async () => {
+  const r = await cliProcess(["validate", "-f", "workflow.lua"], {
+    cwd: `${FIXTURES}/hostile/lua_bomb`,
+    env: { SLOTH_LUA_MEMORY: String(64 * 1024 * 1024) },
+  });
+  assert.equal(r.code, 2);
+  assert.equal(
+    r.stderr,
+    "error: workflow.lua: the Lua code used more than its memory limit of 64 MiB (SLOTH_LUA_MEMORY)\n",
+  );
+});
