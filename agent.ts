@@ -1,7 +1,7 @@
 /** `sloth-agent`: the agent on its own, with the options of `sloth-runner agent start`. */
 import { Command, CommanderError } from "@commander-js/extra-typings";
-import { agentStartCommand, withAgentOptions } from "./lib/cli/agent.ts";
 import { defaultIo, reportError, VERSION } from "./lib/cli/mod.ts";
+import { withAgentOptions } from "./lib/cli/options.ts";
 import { ExitCode } from "./lib/errors.ts";
 
 export async function agentMain(args: string[]): Promise<number> {
@@ -15,6 +15,7 @@ export async function agentMain(args: string[]): Promise<number> {
       .configureOutput({ writeOut: io.out, writeErr: io.err })
       .exitOverride(),
   ).action(async (o) => {
+    const { agentStartCommand } = await import("./lib/cli/agent.ts");
     exitCode = await agentStartCommand(io, VERSION, o);
   });
   try {

@@ -1,7 +1,7 @@
 /** Starting and stopping an agent: the service, its Lua workers and its gRPC server. */
 import { SlothError } from "../errors.ts";
 import { probeBwrap } from "../exec/mod.ts";
-import type { Limits } from "../sync/mod.ts";
+import { DEFAULT_LIMITS, type Limits } from "../sync/mod.ts";
 import {
   certificateProblems,
   isLoopbackHost,
@@ -31,7 +31,8 @@ export interface StartAgentOptions {
   /** Shell commands under bubblewrap: when it works (auto), always, or never. */
   sandbox: "auto" | "bwrap" | "none";
   taskNetwork: boolean;
-  limits?: Limits;
+  /** Limits on what a master may send; each missing one is the default. */
+  limits?: Partial<Limits>;
   /** Longest wait for the next message while a master uploads a workspace. */
   idleTimeoutMs?: number;
   log(line: string): void;
@@ -90,7 +91,7 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
     bwrap,
     taskNetwork: options.taskNetwork,
     secrets,
-    limits: options.limits,
+    limits: { ...DEFAULT_LIMITS, ...definedOnly(options.limits ?? {}) },
     log: options.log,
   });
   // On loopback without a token, the token is made once the port is known (see local_token.ts).
@@ -160,4 +161,8 @@ async function chooseSandbox(options: StartAgentOptions): Promise<boolean> {
       "Install bubblewrap (apt-get install bubblewrap) to confine them to their workspace.",
   );
   return false;
+}
+
+function definedOnly<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

@@ -2,21 +2,25 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from "@commander-js/extra-typings";
 import denoJson from "../../deno.json" with { type: "json" };
 import { ExitCode } from "../errors.ts";
-import { DEFAULT_MAX_PARALLEL } from "../scheduler/mod.ts";
-import {
-  agentPingCommand,
-  agentStartCommand,
-  masterTls,
-  masterTlsOptions,
-  withAgentOptions,
-} from "./agent.ts";
+import { defaultIo, type Io } from "./io.ts";
+import { masterTls, masterTlsOptions, positiveInt, withAgentOptions } from "./options.ts";
 import { reportError } from "./report.ts";
-import { defaultIo, type Io, listCommand, runCommand, validateCommand } from "./workflow.ts";
 
 export const VERSION = denoJson.version;
 export { reportError } from "./report.ts";
-export { defaultIo } from "./workflow.ts";
-export type { Io } from "./workflow.ts";
+export { defaultIo } from "./io.ts";
+export type { Io } from "./io.ts";
+
+/** Tasks running at once by default (`-j`). */
+const DEFAULT_MAX_PARALLEL = 8;
+
+// The commands load their modules when they run, so `--help` and `version` stay fast;
+// those that load a workflow start their Lua worker first, so the two overlap.
+const workflowCommands = async () => {
+  (await import("../dsl/mod.ts")).LuaPool.prestart();
+  return await import("./workflow.ts");
+};
+const agentCommands = () => import("./agent.ts");
 
 const EXIT_CODES_HELP = `
 Exit codes:
@@ -29,12 +33,6 @@ function names(value: string, previous: string[] | undefined): string[] {
   const list = value.split(",").map((s) => s.trim()).filter(Boolean);
   if (list.length === 0) throw new InvalidArgumentError("expected one or more names.");
   return [...(previous ?? []), ...list];
-}
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("expected a whole number ≥ 1.");
-  return n;
 }
 
 const fileOption = () => new Option("-f, --file <file>", "workflow file").default("workflow.lua");
@@ -79,6 +77,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
     .addOption(masterTlsOptions.key())
     .addHelpText("after", EXIT_CODES_HELP)
     .action(async (o) => {
+      const { runCommand } = await workflowCommands();
       setExit(
         await runCommand(io, {
           file: o.file,
@@ -98,20 +97,29 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
     .description("list groups and tasks, their dependencies and where each runs")
     .addOption(fileOption())
     .addOption(valuesOption())
-    .action(async (o) => setExit(await listCommand(io, { file: o.file, values: o.values })));
+    .action(async (o) => {
+      const { listCommand } = await workflowCommands();
+      setExit(await listCommand(io, { file: o.file, values: o.values }));
+    });
 
   program.command("validate")
     .description("check a workflow without running anything or contacting any agent")
     .addOption(fileOption())
     .addOption(valuesOption())
-    .action(async (o) => setExit(await validateCommand(io, { file: o.file, values: o.values })));
+    .action(async (o) => {
+      const { validateCommand } = await workflowCommands();
+      setExit(await validateCommand(io, { file: o.file, values: o.values }));
+    });
 
   const agent = program.command("agent")
     .description("run an agent that executes tasks for masters (see `agent start --help`)");
   withAgentOptions(
     agent.command("start", { isDefault: true })
       .description("listen for tasks from masters (the default: `sloth-runner agent -p PORT`)"),
-  ).action(async (o) => setExit(await agentStartCommand(io, VERSION, o)));
+  ).action(async (o) => {
+    const { agentStartCommand } = await agentCommands();
+    setExit(await agentStartCommand(io, VERSION, o));
+  });
   agent.command("ping")
     .description("check that an agent is reachable; print its version and running jobs")
     .argument("<address>", "host:port of the agent")
@@ -119,7 +127,10 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
     .addOption(masterTlsOptions.ca())
     .addOption(masterTlsOptions.cert())
     .addOption(masterTlsOptions.key())
-    .action(async (address, o) => setExit(await agentPingCommand(io, address, o)));
+    .action(async (address, o) => {
+      const { agentPingCommand } = await agentCommands();
+      setExit(await agentPingCommand(io, address, o));
+    });
 
   program.command("version")
     .description("print the version")

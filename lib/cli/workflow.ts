@@ -10,29 +10,11 @@ import {
   type Write,
 } from "../log/mod.ts";
 import { allTasks, targetText, type Task, type TaskResult, type TaskStatus } from "../model/mod.ts";
-import { LocalRunner, RemoteRunner } from "../runner/mod.ts";
+import { loadRemoteRunner, LocalRunner, type RemoteRunner } from "../runner/mod.ts";
 import { checkWorkflow, type Plan, planRun, runPlan } from "../scheduler/mod.ts";
-import type { TlsFiles } from "../rpc/mod.ts";
+import type { TlsPaths } from "../model/mod.ts";
+import type { Io } from "./io.ts";
 import { routeByTarget } from "./route.ts";
-
-export interface Io {
-  out: Write;
-  err: Write;
-  /** Colours on stdout. */
-  color: boolean;
-  cwd: string;
-}
-
-export function defaultIo(): Io {
-  const tty = Deno.stdout.isTerminal();
-  const noColor = (Deno.env.get("NO_COLOR") ?? "") !== "";
-  return {
-    out: fdWriter(Deno.stdout),
-    err: fdWriter(Deno.stderr),
-    color: tty && !noColor,
-    cwd: Deno.cwd(),
-  };
-}
 
 interface LoadOptions {
   file: string;
@@ -59,7 +41,7 @@ export interface RunCommandOptions extends LoadOptions {
   output: "text" | "json";
   verbose?: boolean;
   /** TLS for agents whose definition has none. */
-  tls?: TlsFiles;
+  tls?: TlsPaths;
 }
 
 export async function runCommand(io: Io, options: RunCommandOptions): Promise<number> {
@@ -104,9 +86,15 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
       })),
     });
     const local = new LocalRunner({ pool, source: loaded.source, emit });
-    remote = plan.tasks.some(({ task }) => task.target.kind === "remote")
-      ? new RemoteRunner({ source: loaded.source, files: loaded.files, emit, tls: options.tls })
-      : undefined;
+    if (plan.tasks.some(({ task }) => task.target.kind === "remote")) {
+      const RemoteRunner = await loadRemoteRunner();
+      remote = new RemoteRunner({
+        source: loaded.source,
+        files: loaded.files,
+        emit,
+        tls: options.tls,
+      });
+    }
     const outcome = await runPlan(plan, routeByTarget(local, remote), {
       maxParallel: options.maxParallel,
       signal: interrupt.signal,

@@ -4,7 +4,6 @@
  * throws: the prelude raises the error in Lua, at the caller's line, so a user
  * never sees a JavaScript stack.
  */
-import { parse as parseYaml, stringify as toYaml } from "yaml";
 import { parseDuration } from "../model/mod.ts";
 
 export type HostResult = { ok: true; value?: unknown } | { ok: false; error: string };
@@ -160,15 +159,19 @@ export function createHost(ctx: HostContext): Record<string, Fn | unknown> {
       }
     }),
     data_to_json: guard((value: unknown) => JSON.stringify(value ?? null)),
-    data_parse_yaml: guard((text: unknown) => {
+    // The YAML library loads on first use: most workflows never need it.
+    data_parse_yaml: guardAsync(async (text: unknown) => {
       if (typeof text !== "string") throw new Error(`expected YAML text, got ${show(text)}`);
+      const { parse } = await import("yaml");
       try {
-        return parseYaml(text);
+        return parse(text);
       } catch (error) {
         throw new Error(`invalid YAML: ${(error as Error).message.split("\n")[0]}`);
       }
     }),
-    data_to_yaml: guard((value: unknown) => toYaml(value ?? null)),
+    data_to_yaml: guardAsync(async (value: unknown) =>
+      (await import("yaml")).stringify(value ?? null)
+    ),
 
     net_http_get: guardAsync((url: unknown, opts: unknown) => request("GET", url, undefined, opts)),
     net_http_post: guardAsync((url: unknown, body: unknown, opts: unknown) =>

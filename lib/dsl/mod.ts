@@ -2,10 +2,8 @@
  * Lua workflows: load a file into a checked `Workflow`, and open fresh Lua
  * states in which a task's functions run.
  */
-import { parse as parseYaml } from "yaml";
 import { SlothError } from "../errors.ts";
 import type { Task, Workflow } from "../model/mod.ts";
-import { normalizeWorkflow } from "./normalize.ts";
 import type { LuaPool, LuaSession, SessionHooks } from "./pool.ts";
 import { displayName, resolvePath } from "./source.ts";
 
@@ -62,6 +60,8 @@ export async function loadWorkflow(
     { onLog: options.onLog ?? (() => {}) },
   );
   session.release();
+  // zod loads here, while the Lua worker is already starting: see LuaPool.prestart().
+  const { normalizeWorkflow } = await import("./normalize.ts");
   const workflow = normalizeWorkflow(opened.description, {
     file,
     fileName: displayName(file, options.cwd),
@@ -104,8 +104,9 @@ export async function readValues(path: string, cwd: string): Promise<unknown> {
         : `cannot read values file ${name}: ${(error as Error).message}`,
     );
   }
+  const { parse } = await import("yaml");
   try {
-    return parseYaml(text) ?? {};
+    return parse(text) ?? {};
   } catch (error) {
     throw new SlothError(
       "values_invalid",

@@ -62,8 +62,11 @@ for _, name in ipairs({ "read", "write", "append", "exists", "mkdir", "rm", "rm_
 end
 
 data = {}
-for _, name in ipairs({ "parse_json", "to_json", "parse_yaml", "to_yaml" }) do
+for _, name in ipairs({ "parse_json", "to_json" }) do
   data[name] = sync("data." .. name, H["data_" .. name])
+end
+for _, name in ipairs({ "parse_yaml", "to_yaml" }) do
+  data[name] = async("data." .. name, H["data_" .. name])
 end
 
 net = {}

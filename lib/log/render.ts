@@ -171,6 +171,10 @@ export function jsonRenderer(out: Write): (event: RunEvent) => void {
           message: r.message,
           outputs: r.outputs,
           exit: r.exit,
+          transfer: r.transfer && {
+            sent_bytes: r.transfer.sentBytes,
+            received_bytes: r.transfer.receivedBytes,
+          },
         }) + "\n",
       );
       return;

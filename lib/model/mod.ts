@@ -4,7 +4,7 @@
  * Nothing here does I/O.
  */
 
-export type { ExitReason, ExitStatus, TaskResult, TaskStatus } from "./result.ts";
+export type { ExitReason, ExitStatus, TaskResult, TaskStatus, Transfer } from "./result.ts";
 export { exitStatusText, isFailure } from "./result.ts";
 export { formatDuration, parseDuration } from "./duration.ts";
 

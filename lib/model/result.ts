@@ -26,6 +26,16 @@ export interface TaskResult {
   message?: string;
   outputs: Record<string, unknown>;
   exit?: ExitStatus;
+  /** For a remote task: what its last attempt moved over the network. */
+  transfer?: Transfer;
+}
+
+/** Bytes of workspace content moved for a remote task, each way. */
+export interface Transfer {
+  /** To the agent: file content (and tar framing) it did not have. */
+  sentBytes: number;
+  /** Back from the agent: the change set. */
+  receivedBytes: number;
 }
 
 /** Statuses after which dependents must not run. */

@@ -1,4 +1,8 @@
 export { LocalRunner } from "./local.ts";
 export type { LocalRunnerOptions } from "./local.ts";
-export { RemoteRunner } from "./remote.ts";
-export type { RemoteRunnerOptions } from "./remote.ts";
+export type { RemoteRunner, RemoteRunnerOptions } from "./remote.ts";
+
+/** The remote runner, loaded on first use: gRPC and tar are not needed for local runs. */
+export async function loadRemoteRunner(): Promise<typeof import("./remote.ts").RemoteRunner> {
+  return (await import("./remote.ts")).RemoteRunner;
+}

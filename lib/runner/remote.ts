@@ -81,6 +81,7 @@ export class RemoteRunner implements TaskExecutor {
       const sent = new Map(walk.entries.map((e) => [e.path, e]));
 
       const call = client.runTask();
+      let sentBytes = 0;
       const onAbort = () => call.cancel();
       ctx.signal.addEventListener("abort", onAbort, { once: true });
       try {
@@ -104,13 +105,12 @@ export class RemoteRunner implements TaskExecutor {
                 : "",
             },
           });
-          let bytes = 0;
           const paths = walk.entries.map((e) => e.path);
           for await (const chunk of rechunk(packPaths(task.workdir, paths), CHUNK_BYTES)) {
-            bytes += chunk.length;
+            sentBytes += chunk.length;
             await call.send({ workspace_chunk: chunk });
           }
-          await call.send({ workspace_end: { bytes } });
+          await call.send({ workspace_end: { bytes: sentBytes } });
           call.end();
         })();
         // If the upload fails, the response stream fails too; keep its error for later.
@@ -184,7 +184,10 @@ export class RemoteRunner implements TaskExecutor {
               }),
           );
         }
-        return result;
+        return {
+          ...result,
+          transfer: { sentBytes, receivedBytes: changes?.bytes ?? 0 },
+        };
       } finally {
         ctx.signal.removeEventListener("abort", onAbort);
       }

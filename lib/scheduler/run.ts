@@ -8,7 +8,7 @@
  * non-async task is still pending or running, as long as fewer than
  * `maxParallel` tasks are running.
  */
-import type { ExitStatus, Task, TaskResult, TaskStatus } from "../model/mod.ts";
+import type { ExitStatus, Task, TaskResult, TaskStatus, Transfer } from "../model/mod.ts";
 import { exitStatusText, isFailure, targetText } from "../model/mod.ts";
 import type { Plan, PlannedTask } from "./plan.ts";
 
@@ -33,6 +33,7 @@ export interface AttemptResult {
   message?: string;
   outputs?: Record<string, unknown>;
   exit?: ExitStatus;
+  transfer?: Transfer;
 }
 
 /** What runs a task: locally, or on an agent. */
@@ -63,8 +64,6 @@ export interface RunOutcome {
   aborted?: string;
   interrupted: boolean;
 }
-
-export const DEFAULT_MAX_PARALLEL = 8;
 
 /** 250 ms, 500 ms, 1 s, … capped at 10 s. */
 export function backoff(attempt: number): number {
@@ -265,7 +264,11 @@ class Scheduler {
       this.#options.onTaskStart?.(task, attempt);
       last = await this.#attempt(task, attempt, inputs);
       if (last.ok) {
-        return result("success", attempt, { outputs: last.outputs ?? {}, message: last.message });
+        return result("success", attempt, {
+          outputs: last.outputs ?? {},
+          message: last.message,
+          transfer: last.transfer,
+        });
       }
       const status = attemptStatus(last);
       if (status === "cancelled") {
@@ -283,6 +286,7 @@ class Scheduler {
           error: last.error,
           message: last.message,
           exit: last.exit,
+          transfer: last.transfer,
         });
       }
     }
