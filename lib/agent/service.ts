@@ -112,6 +112,7 @@ export class AgentService implements AgentHandlers {
           sandbox,
           env,
           tmpdir: tmp,
+          confine: jobRoot,
         });
         task = await this.#loadTask(pool, job, ws);
       }

@@ -29,6 +29,12 @@ export interface HostContext {
   env: Record<string, string>;
   /** Where `fs.tmpname` makes files. */
   tmpdir?: string;
+  /**
+   * The one directory files may be touched in (the agent's sandbox): every
+   * path is resolved through its symlinks first, since Deno's own permission
+   * check looks at the name given, not where a symlink leads.
+   */
+  confine?: string;
   values: unknown;
   log(level: string, message: string): void;
   exec(request: ExecRequest): Promise<ExecReply>;
@@ -57,11 +63,17 @@ export function toLua(value: unknown): unknown {
 }
 
 export function createHost(ctx: HostContext): Record<string, Fn | unknown> {
-  const path = (p: unknown, what = "path"): string => {
+  /**
+   * An absolute path; in a confined state, the path as the kernel will see it,
+   * refused unless it lies inside the confinement. `follow: false` leaves a
+   * final symlink as it is (rm, rename, exists act on the link itself).
+   */
+  const path = (p: unknown, what = "path", follow = true): string => {
     if (typeof p !== "string" || p === "") {
       throw new Error(`expected a ${what} string, got ${show(p)}`);
     }
-    return p.startsWith("/") ? p : `${ctx.workdir}/${p}`;
+    const full = p.startsWith("/") ? p : `${ctx.workdir}/${p}`;
+    return ctx.confine === undefined ? full : confined(full, ctx.confine, follow);
   };
   const content = (c: unknown): string => {
     if (typeof c === "string") return c;
@@ -112,7 +124,7 @@ export function createHost(ctx: HostContext): Record<string, Fn | unknown> {
     }),
     fs_exists: fsGuard((p: unknown) => {
       try {
-        Deno.lstatSync(path(p));
+        Deno.lstatSync(path(p, "path", false));
         return true;
       } catch (error) {
         if (error instanceof Deno.errors.NotFound) return false;
@@ -124,12 +136,12 @@ export function createHost(ctx: HostContext): Record<string, Fn | unknown> {
       return true;
     }),
     fs_rm: fsGuard((p: unknown) => {
-      Deno.removeSync(path(p));
+      Deno.removeSync(path(p, "path", false));
       return true;
     }),
     fs_rm_r: fsGuard((p: unknown) => {
       try {
-        Deno.removeSync(path(p), { recursive: true });
+        Deno.removeSync(path(p, "path", false), { recursive: true });
       } catch (error) {
         if (!(error instanceof Deno.errors.NotFound)) throw error;
       }
@@ -145,7 +157,7 @@ export function createHost(ctx: HostContext): Record<string, Fn | unknown> {
       return true;
     }),
     fs_rename: fsGuard((from: unknown, to: unknown) => {
-      Deno.renameSync(path(from), path(to));
+      Deno.renameSync(path(from, "path", false), path(to, "path", false));
       return true;
     }),
     fs_tmpname: fsGuard(() => Deno.makeTempFileSync({ prefix: "sloth-", dir: ctx.tmpdir })),
@@ -321,4 +333,32 @@ function guardAsync<A extends unknown[]>(fn: (...args: A) => Promise<unknown>) {
       return { ok: false, error: message(error) };
     }
   };
+}
+
+/** See HostContext.confine. */
+function confined(full: string, root: string, follow: boolean): string {
+  const parts = full.split("/").filter((part) => part !== "" && part !== ".");
+  const name = follow ? undefined : parts.pop();
+  // The deepest ancestor that exists, resolved; what is below it does not exist yet.
+  let rest: string[] = [];
+  let real: string | undefined;
+  while (real === undefined) {
+    const candidate = "/" + parts.join("/");
+    try {
+      real = Deno.realPathSync(candidate);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound) || parts.length === 0) throw outside(full);
+      rest = [parts.pop()!, ...rest];
+    }
+  }
+  if (rest.includes("..")) throw outside(full);
+  const resolved = [real === "/" ? "" : real, ...rest, ...(name === undefined ? [] : [name])].join(
+    "/",
+  );
+  if (name === ".." || (resolved !== root && !resolved.startsWith(`${root}/`))) throw outside(full);
+  return resolved;
+}
+
+function outside(path: string): Error {
+  return new Deno.errors.NotCapable(`${path} is outside the job's directory`);
 }

@@ -59,6 +59,8 @@ export interface LuaPoolOptions {
   env?: Record<string, string>;
   /** Where `fs.tmpname` makes files. */
   tmpdir?: string;
+  /** The only directory Lua's `fs` may touch, symlinks resolved (the agent's sandbox). */
+  confine?: string;
 }
 
 export class LuaPool {
@@ -108,7 +110,13 @@ export class LuaPool {
     const worker = this.#idle.pop() ?? this.#spawn();
     const session = new LuaSession(this, worker, hooks, request.workdir);
     const opened = await session.open(
-      { ...request, op: "open", memoryLimit: LUA_MEMORY_LIMIT, tmpdir: this.#options.tmpdir },
+      {
+        ...request,
+        op: "open",
+        memoryLimit: LUA_MEMORY_LIMIT,
+        tmpdir: this.#options.tmpdir,
+        confine: this.#options.confine,
+      },
       options.loadTimeoutMs ?? LOAD_TIMEOUT_MS,
     );
     return { session, opened };

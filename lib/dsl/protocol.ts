@@ -23,6 +23,8 @@ export interface OpenRequest {
   bundle?: Record<string, string>;
   /** Where `fs.tmpname` makes files; the OS temp dir when absent. */
   tmpdir?: string;
+  /** The only directory `fs` may touch (symlinks resolved), when confined. */
+  confine?: string;
 }
 
 export interface CallRequest {

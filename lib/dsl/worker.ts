@@ -124,6 +124,7 @@ async function open(request: OpenRequest): Promise<FromWorker> {
   const ctx: HostContext = {
     workdir: request.workdir,
     tmpdir: request.tmpdir,
+    confine: request.confine,
     env: request.env,
     values: request.values,
     log: (level, message) => {

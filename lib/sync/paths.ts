@@ -43,18 +43,35 @@ export function checkRelativePath(raw: string): string {
 }
 
 /**
- * Whether a symlink at `path` (relative to the root) with this `target`
- * resolves inside the root. Absolute targets never count as inside: they
- * would mean something else on the other machine.
+ * Whether a symlink at `path` (relative to the root) with this `target` stays
+ * inside the root. The target is resolved as text, which is what the kernel
+ * does only when nothing it passes through is itself a symlink: so a target
+ * that passes through a symlink (as `linkTarget` knows them) does not count as
+ * inside, whatever the text says. One that ends at a symlink counts when that
+ * symlink does (a chain such as `lib.so -> lib.so.1 -> lib.so.1.2`). Absolute
+ * targets never count: they would mean something else on the other machine.
  */
-export function symlinkStaysInside(path: string, target: string): boolean {
+export function symlinkStaysInside(
+  path: string,
+  target: string,
+  linkTarget: (path: string) => string | undefined,
+  depth = 0,
+): boolean {
+  if (depth > 16) return false;
   if (target === "" || target.startsWith("/") || target.includes("\0")) return false;
   const parts = path.split("/").slice(0, -1);
-  for (const part of target.split("/")) {
+  const steps = target.split("/").filter((part) => part !== "." && part !== "");
+  for (const [i, part] of steps.entries()) {
     if (part === "..") {
       if (parts.length === 0) return false;
       parts.pop();
-    } else if (part !== "." && part !== "") parts.push(part);
+      continue;
+    }
+    parts.push(part);
+    const next = linkTarget(parts.join("/"));
+    if (next === undefined) continue;
+    if (i < steps.length - 1) return false;
+    return symlinkStaysInside(parts.join("/"), next, linkTarget, depth + 1);
   }
   return true;
 }
@@ -62,4 +79,13 @@ export function symlinkStaysInside(path: string, target: string): boolean {
 export function parentOf(path: string): string {
   const slash = path.lastIndexOf("/");
   return slash < 0 ? "" : path.slice(0, slash);
+}
+
+/** The target of the symlink at `path`, or undefined when it is not one. */
+export function symlinkTargetOnDisk(root: string, path: string): string | undefined {
+  try {
+    return Deno.readLinkSync(`${root}/${path}`);
+  } catch {
+    return undefined;
+  }
 }

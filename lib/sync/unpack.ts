@@ -7,7 +7,13 @@
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { Parser, type ReadEntry } from "tar";
-import { checkRelativePath, parentOf, symlinkStaysInside, SyncError } from "./paths.ts";
+import {
+  checkRelativePath,
+  parentOf,
+  symlinkStaysInside,
+  symlinkTargetOnDisk,
+  SyncError,
+} from "./paths.ts";
 import type { EntryType } from "./walk.ts";
 
 export interface Limits {
@@ -149,9 +155,12 @@ export async function unpack(
         }
         case "SymbolicLink": {
           const target = entry.linkpath ?? "";
-          if (!symlinkStaysInside(path, target)) {
+          const linked = (p: string) =>
+            entries.has(p) ? entries.get(p)!.target : symlinkTargetOnDisk(root, p);
+          if (!symlinkStaysInside(path, target, linked)) {
             throw new SyncError(
-              `refused "${path}": symlink to "${target}" points outside the workspace`,
+              `refused "${path}": symlink to "${target}" points outside the workspace ` +
+                "(or through another symlink)",
             );
           }
           entries.set(path, { path, type: "symlink", mode, size: 0, target });

@@ -29,6 +29,10 @@ Deno.test("packPaths() and unpack() round-trip files, modes, empty dirs and inne
   await Deno.chmod(`${src.dir}/bin/run.sh`, 0o755);
   await Deno.mkdir(`${src.dir}/empty`);
   await Deno.symlink("a.txt", `${src.dir}/link`);
+  // A chain of symlinks inside the workspace, as shared libraries have them.
+  await Deno.writeTextFile(`${src.dir}/lib.so.1.2`, "lib");
+  await Deno.symlink("lib.so.1.2", `${src.dir}/lib.so.1`);
+  await Deno.symlink("lib.so.1", `${src.dir}/lib.so`);
   const walk = await walkWorkspace(src.dir);
   await using dst = await tempWorkspace();
   const entries = await unpack(dst.dir, packPaths(src.dir, walk.entries.map((e) => e.path)), {

@@ -3,7 +3,7 @@
  * what a task left behind on the agent.
  */
 import ignore, { type Ignore } from "ignore";
-import { symlinkStaysInside } from "./paths.ts";
+import { symlinkStaysInside, symlinkTargetOnDisk } from "./paths.ts";
 
 export type EntryType = "file" | "dir" | "symlink";
 
@@ -71,8 +71,13 @@ export async function walkWorkspace(root: string, options: { useIgnoreFile?: boo
         entries.push({ ...base, type: "file" });
       } else if (info.isSymlink) {
         const target = await Deno.readLink(full);
-        if (symlinkStaysInside(path, target)) entries.push({ ...base, type: "symlink", target });
-        else skipped.push(`${path}: symlink to ${target} points outside the workspace`);
+        if (symlinkStaysInside(path, target, (p) => symlinkTargetOnDisk(root, p))) {
+          entries.push({ ...base, type: "symlink", target });
+        } else {
+          skipped.push(
+            `${path}: symlink to ${target} points outside the workspace (or through a symlink)`,
+          );
+        }
       } else {
         skipped.push(`${path}: not a regular file, directory or symlink`);
       }

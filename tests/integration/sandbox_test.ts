@@ -88,9 +88,14 @@ Deno.test("Lua on an agent touches only its job's directory, and sees no environ
         local ok1, e1 = pcall(fs.read, "${secrets.dir}/agent.token")
         local ok2, e2 = pcall(fs.write, "${escape}", "x")
         fs.write("inside.txt", "written by lua")
+        exec.run("ln -s ${secrets.dir}/agent.token via-link; ln -s /etc via-dir")
+        local ok3, e3 = pcall(fs.read, "via-link")
+        local ok4, e4 = pcall(fs.write, "via-dir/sloth-x", "x")
         local tmp = fs.tmpname()
         log.info("read=" .. tostring(ok1) .. " " .. e1)
         log.info("write=" .. tostring(ok2) .. " " .. e2)
+        log.info("link=" .. tostring(ok3) .. " " .. e3)
+        log.info("dirlink=" .. tostring(ok4) .. " " .. e4)
         log.info("home=" .. tostring(os.getenv("HOME")) .. " task=" .. tostring(os.getenv("SLOTH_TASK")))
         log.info("tmp-ok=" .. tostring(fs.exists(tmp)))
         return true
@@ -107,6 +112,8 @@ Deno.test("Lua on an agent touches only its job's directory, and sees no environ
     /\] read=false .*fs\.read: .*agent\.token: outside what this task may touch \(the agent's sandbox\)$/m,
   );
   assert.match(r.stdout, /\] write=false .*fs\.write: .*outside what this task may touch/m);
+  assert.match(r.stdout, /\] link=false .*fs\.read: via-link: outside what this task may touch/m);
+  assert.match(r.stdout, /\] dirlink=false .*fs\.write: via-dir\/sloth-x: outside what this task may touch/m);
   assert.match(r.stdout, /\] home=nil task=lua$/m);
   assert.match(r.stdout, /\] tmp-ok=true$/m);
   await assert.rejects(Deno.stat(escape), Deno.errors.NotFound);
