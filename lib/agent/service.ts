@@ -14,6 +14,7 @@ import {
   type AgentHandlers,
   CHUNK_BYTES,
   type IncomingJob,
+  type LogLine,
   type PingResponse,
   PROTOCOL_VERSION,
   ProtocolError,
@@ -24,6 +25,9 @@ import { LocalRunner } from "../runner/mod.ts";
 import type { AttemptContext, AttemptResult } from "../scheduler/mod.ts";
 import { diffWorkspace, type Limits, packPaths, rechunk, SyncError, unpack } from "../sync/mod.ts";
 import { SlothError } from "../errors.ts";
+
+/** Log lines waiting to be sent, beyond which Lua's lines are dropped (and counted). */
+const MAX_QUEUED_LOG_LINES = 1000;
 
 /** The abort reason of jobs cut short because the agent is stopping. */
 const STOPPING = "agent_stopping";
@@ -122,11 +126,31 @@ export class AgentService implements AgentHandlers {
         ? setTimeout(() => controller.abort("timeout"), timeoutMs)
         : undefined;
       // Log lines go out in order, each after the one before has been written.
+      // Log lines go out in order; a shell task waits for its line to be sent (so a
+      // slow master slows the task, not the agent's memory), Lua lines queue up to a
+      // limit and are then dropped, with a count.
       let sending = Promise.resolve();
+      let queued = 0;
+      let dropped = 0;
       const emit = (event: RunEvent) => {
-        if (event.type !== "log") return;
-        const log = { stream: event.stream, level: event.level ?? "", line: event.line };
-        sending = sending.then(() => job.send({ log }));
+        if (event.type !== "log" || job.signal.aborted) return;
+        if (queued >= MAX_QUEUED_LOG_LINES) {
+          dropped++;
+          return sending;
+        }
+        const lines: LogLine[] = dropped > 0
+          ? [{ stream: "log", level: "warn", line: `${dropped} log lines dropped` }]
+          : [];
+        dropped = 0;
+        lines.push({ stream: event.stream, level: event.level ?? "", line: event.line });
+        queued++;
+        sending = sending
+          .then(async () => {
+            for (const log of lines) await job.send({ log });
+          })
+          .catch(() => {})
+          .finally(() => queued--);
+        return sending;
       };
       let result: AttemptResult;
       try {

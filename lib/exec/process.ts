@@ -14,7 +14,7 @@ export interface RunOptions {
   /** Aborting kills the whole process tree; `signal.reason === "timeout"` marks it a timeout. */
   signal?: AbortSignal;
   /** Called for every complete line, without its line ending, as it arrives. */
-  onLine?: (stream: Stream, line: string) => void;
+  onLine?: (stream: Stream, line: string) => void | Promise<void>;
   /** Keep stdout and stderr and return them (each capped at `captureLimit` bytes). */
   capture?: boolean;
   /** Run inside this sandbox instead of directly. */
@@ -65,7 +65,7 @@ export async function runShell(script: string, options: RunOptions): Promise<Pro
     (["stdout", "stderr"] as const).map((stream) =>
       pumpLines(child[stream], (line) => {
         if (options.capture) captured[stream].add(line);
-        options.onLine?.(stream, line);
+        return options.onLine?.(stream, line);
       })
     ),
   );
@@ -119,27 +119,36 @@ function spawnFailed(error: unknown, cwd: string): ExitStatus {
   return { reason: "spawn_failed", code: null, signal: null, message };
 }
 
+/**
+ * Splits a stream into lines. When `onLine` returns a promise (a slow
+ * consumer, such as a master far away), reading waits for it: the task then
+ * blocks on its own output instead of sloth-runner buffering without bound.
+ */
 async function pumpLines(
   stream: ReadableStream<Uint8Array>,
-  onLine: (line: string) => void,
+  onLine: (line: string) => void | Promise<void>,
 ): Promise<void> {
   const decoder = new TextDecoder();
   let pending = "";
   const emit = (line: string) => onLine(line.endsWith("\r") ? line.slice(0, -1) : line);
   for await (const chunk of stream) {
     pending += decoder.decode(chunk, { stream: true });
+    let start = 0;
     let newline: number;
-    while ((newline = pending.indexOf("\n")) >= 0) {
-      emit(pending.slice(0, newline));
-      pending = pending.slice(newline + 1);
+    while ((newline = pending.indexOf("\n", start)) >= 0) {
+      const waiting = emit(pending.slice(start, newline));
+      if (waiting) await waiting;
+      start = newline + 1;
     }
+    pending = pending.slice(start);
     while (pending.length > MAX_LINE) {
-      emit(pending.slice(0, MAX_LINE));
+      const waiting = emit(pending.slice(0, MAX_LINE));
+      if (waiting) await waiting;
       pending = pending.slice(MAX_LINE);
     }
   }
   pending += decoder.decode();
-  if (pending.length > 0) emit(pending);
+  if (pending.length > 0) await emit(pending);
 }
 
 class Capture {

@@ -6,7 +6,9 @@ Deno.test("runShell() streams stdout and stderr line by line, in order per strea
   const lines: string[] = [];
   const { exit } = await runShell("echo one; echo two >&2; printf 'three\\r\\nfour'", {
     cwd: "/",
-    onLine: (stream, line) => lines.push(`${stream}:${line}`),
+    onLine: (stream, line) => {
+      lines.push(`${stream}:${line}`);
+    },
   });
   assert.deepEqual(exit, { reason: "exited", code: 0, signal: null });
   assert.deepEqual(lines.filter((l) => l.startsWith("stdout")), [

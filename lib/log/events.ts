@@ -41,4 +41,5 @@ export type RunEvent =
     reason?: string;
   };
 
-export type EmitEvent = (event: RunEvent) => void;
+/** Takes an event; a promise back means "slow down" (see pumpLines). */
+export type EmitEvent = (event: RunEvent) => void | Promise<void>;

@@ -207,7 +207,7 @@ async function runTask(
     peer: peerAddress(call.getPeer()),
     start: first.start,
     workspace: workspace(),
-    send: (response) => send(call, response),
+    send: (response) => send(call, response, controller.signal),
     signal: controller.signal,
   });
   if (!controller.signal.aborted) call.end();

@@ -49,8 +49,15 @@ export async function* messages<T>(stream: Readable): AsyncGenerator<T> {
   }
 }
 
-/** Writes one message, waiting for the stream to drain when its buffer is full. */
-export function send(stream: Writable, message: unknown): Promise<void> {
+/**
+ * Writes one message, waiting for the stream to drain when its buffer is full.
+ * A cancelled grpc-js call never drains: `signal` (and the stream's own state)
+ * end the wait.
+ */
+export function send(stream: Writable, message: unknown, signal?: AbortSignal): Promise<void> {
+  if (signal?.aborted || stream.destroyed || stream.writableEnded) {
+    return Promise.reject(new Error("the call is over"));
+  }
   if (stream.write(message)) return Promise.resolve();
   return new Promise((resolve, reject) => {
     const onDrain = () => {
@@ -69,9 +76,11 @@ export function send(stream: Writable, message: unknown): Promise<void> {
       stream.removeListener("drain", onDrain);
       stream.removeListener("error", onError);
       stream.removeListener("close", onClose);
+      signal?.removeEventListener("abort", onClose);
     };
     stream.once("drain", onDrain);
     stream.once("error", onError);
     stream.once("close", onClose);
+    signal?.addEventListener("abort", onClose, { once: true });
   });
 }

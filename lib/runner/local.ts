@@ -166,8 +166,13 @@ export class LocalRunner implements TaskExecutor {
     return { ...task.params, task_name: task.name, group_name: task.group, workdir: task.workdir };
   }
 
-  #log(task: Task, stream: "stdout" | "stderr" | "log", line: string, level?: LogLevel): void {
-    this.#emit({ type: "log", id: task.id, task: task.name, stream, level, line });
+  #log(
+    task: Task,
+    stream: "stdout" | "stderr" | "log",
+    line: string,
+    level?: LogLevel,
+  ): void | Promise<void> {
+    return this.#emit({ type: "log", id: task.id, task: task.name, stream, level, line });
   }
 }
 

@@ -119,3 +119,33 @@ Deno.test("an agent told to stop cancels its running jobs, kills their trees and
   await live.done();
   assert.match(live.stdout, /^sleeper\s+failed /m);
 });
+
+Deno.test("cancelling a task that prints without pause frees the agent's slot and directory", async () => {
+  await using root = await tempWorkspace();
+  await using agent = await startAgent({
+    args: ["--max-concurrent", "1", "--work-root", root.dir],
+  });
+  await using ws = await tempWorkspace({
+    "workflow.lua": `TaskDefinitions = { g = { tasks = {
+      { name = "chatty", delegate_to = "${agent.address}",
+        command = "echo started; while :; do echo 'a line of output that keeps coming'; done" },
+    } } }`,
+  });
+  const child = spawnCli(["run", "-f", "workflow.lua"], { cwd: ws.dir });
+  const live = new LiveOutput(child);
+  await live.waitFor(/\[chatty@[^\]]+\] started/);
+  child.kill("SIGINT");
+  assert.equal((await child.status).code, 130);
+  await live.done();
+  await waitFor(async () => {
+    const ping = await cliProcess(["agent", "ping", agent.address], { cwd: "/tmp" });
+    return /0 running, 0 waiting/.test(ping.stdout);
+  }, 5000);
+  await waitFor(() => [...Deno.readDirSync(root.dir)].length === 0, 5000);
+  await Deno.writeTextFile(
+    `${ws.dir}/next.lua`,
+    `TaskDefinitions = { g = { tasks = { { name = "next", delegate_to = "${agent.address}", command = "echo next ran" } } } }`,
+  );
+  const next = await cliProcess(["run", "-f", "next.lua"], { cwd: ws.dir });
+  assert.equal(next.code, 0, next.stdout + next.stderr);
+});

@@ -113,7 +113,10 @@ Deno.test("Lua on an agent touches only its job's directory, and sees no environ
   );
   assert.match(r.stdout, /\] write=false .*fs\.write: .*outside what this task may touch/m);
   assert.match(r.stdout, /\] link=false .*fs\.read: via-link: outside what this task may touch/m);
-  assert.match(r.stdout, /\] dirlink=false .*fs\.write: via-dir\/sloth-x: outside what this task may touch/m);
+  assert.match(
+    r.stdout,
+    /\] dirlink=false .*fs\.write: via-dir\/sloth-x: outside what this task may touch/m,
+  );
   assert.match(r.stdout, /\] home=nil task=lua$/m);
   assert.match(r.stdout, /\] tmp-ok=true$/m);
   await assert.rejects(Deno.stat(escape), Deno.errors.NotFound);
