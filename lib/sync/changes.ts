@@ -54,7 +54,7 @@ export interface ApplyOptions {
   /** What the master sent, for telling whether a path changed here meanwhile. */
   sent: Map<string, Entry>;
   /** Paths `.slothignore` excludes: they were not sent, so they cannot conflict. */
-  ignored(path: string): boolean;
+  ignored(path: string, isDir?: boolean): boolean;
   limits?: Limits;
 }
 
@@ -70,11 +70,14 @@ export async function applyChanges(
   options: ApplyOptions,
 ): Promise<{ written: number; deleted: number }> {
   const deleted = deletedRaw.map(checkRelativePath);
-  const entries = await unpack(root, readFile(archive), { mode: "check", limits: options.limits });
+  const entries = await unpack(root, readFile(archive), {
+    mode: "check",
+    limits: options.limits,
+    deleting: new Set(deleted),
+  });
   for (const path of deleted) ensureParents(root, path, { create: false });
-  for (const path of [...entries.keys(), ...deleted]) {
-    checkUnchanged(root, path, options);
-  }
+  for (const [path, entry] of entries) checkUnchanged(root, path, entry.type === "dir", options);
+  for (const path of deleted) checkUnchanged(root, path, undefined, options);
   for (const path of deleted) {
     if (entries.has(path)) continue;
     removePath(root, path);
@@ -84,14 +87,24 @@ export async function applyChanges(
 }
 
 /** The identity a path had when it was sent must be the one it has now. */
-function checkUnchanged(root: string, path: string, options: ApplyOptions): void {
-  if (options.ignored(path)) return;
+function checkUnchanged(
+  root: string,
+  path: string,
+  isDir: boolean | undefined,
+  options: ApplyOptions,
+): void {
+  const ignored = isDir === undefined
+    ? options.ignored(path, false) || options.ignored(path, true)
+    : options.ignored(path, isDir);
+  if (ignored) return;
   const sent = options.sent.get(path);
   let now: Deno.FileInfo | undefined;
   try {
     now = Deno.lstatSync(`${root}/${path}`);
   } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    if (!(error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory)) {
+      throw error;
+    }
   }
   const same = sent === undefined ? now === undefined : now !== undefined &&
     (sent.type === "dir" ? now.isDirectory : now.ino === sent.ino && now.size === sent.size &&

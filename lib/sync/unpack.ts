@@ -73,6 +73,11 @@ export type UnpackMode = "fresh" | "replace" | "check";
 export interface UnpackOptions {
   mode: UnpackMode;
   limits?: Limits;
+  /**
+   * For `check`: paths that will be deleted before the archive is applied; a
+   * directory emptied by them may be replaced by a file or a symlink.
+   */
+  deleting?: Set<string>;
 }
 
 /** Reads a tar stream into `root` and returns what it held, by path. */
@@ -110,13 +115,19 @@ export async function unpack(
       if (entries.has(path)) {
         throw new SyncError(`refused "${path}": it appears twice in the archive`);
       }
-      const linkParent = symlinkAmongParents(path, entries);
-      if (linkParent) {
+      // Parents as this archive leaves them; those it does not hold, as they are on disk.
+      const holder = parentInArchive(path, entries);
+      if (holder && holder.type !== "dir") {
         throw new SyncError(
-          `refused "${path}": ${linkParent} is a symlink, and nothing is written through it`,
+          `refused "${path}": ${holder.path} is ${
+            holder.type === "symlink" ? "a symlink" : "not a directory"
+          }, and nothing is written through it`,
         );
       }
-      if (options.mode === "check") ensureParents(root, path, { create: false });
+      if (!holder) ensureParents(root, path, { create: false });
+      if (options.mode === "check" && entry.type !== "Directory") {
+        refuseReplacingFullDirectory(root, path, options.deleting ?? new Set());
+      }
       if (entries.size >= limits.maxEntries) {
         throw new SyncError(`refused the archive: more than ${limits.maxEntries} entries`);
       }
@@ -218,16 +229,46 @@ export async function unpack(
   return entries;
 }
 
-function symlinkAmongParents(
+/** The nearest parent of `path` that the archive itself holds, if any. */
+function parentInArchive(
   path: string,
   entries: Map<string, UnpackedEntry>,
-): string | undefined {
+): UnpackedEntry | undefined {
   let parent = parentOf(path);
   while (parent !== "") {
-    if (entries.get(parent)?.type === "symlink") return parent;
+    const entry = entries.get(parent);
+    if (entry) return entry;
     parent = parentOf(parent);
   }
   return undefined;
+}
+
+/**
+ * A file or symlink may take a directory's place only if nothing would be
+ * lost: the directory is empty once `deleting` is done. (Files the other side
+ * never saw, such as .slothignore'd ones, are never thrown away.)
+ */
+function refuseReplacingFullDirectory(root: string, path: string, deleting: Set<string>): void {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.lstatSync(`${root}/${path}`);
+  } catch {
+    return;
+  }
+  if (!info.isDirectory) return;
+  const stack = [path];
+  while (stack.length > 0) {
+    const dir = stack.pop()!;
+    for (const child of Deno.readDirSync(`${root}/${dir}`)) {
+      const childPath = `${dir}/${child.name}`;
+      if (!deleting.has(childPath)) {
+        throw new SyncError(
+          `refused "${path}": it would replace a directory that still holds ${childPath}`,
+        );
+      }
+      if (child.isDirectory) stack.push(childPath);
+    }
+  }
 }
 
 /**
@@ -364,7 +405,13 @@ function replaceWith(temp: string, full: string): void {
       Deno.removeSync(temp);
       throw error;
     }
-    Deno.removeSync(full, { recursive: true });
+    // Only an empty directory gives way (the check pass made sure it would be).
+    try {
+      Deno.removeSync(full);
+    } catch {
+      Deno.removeSync(temp);
+      throw new SyncError(`cannot replace the directory ${full}: it is not empty`);
+    }
     Deno.renameSync(temp, full);
   }
 }

@@ -1,0 +1,94 @@
+import assert from "node:assert/strict";
+import { snapshot, tempWorkspace } from "../../tests/_helpers/mod.ts";
+import { type RawEntry, rawTar } from "../../tests/_helpers/tar.ts";
+import { applyChanges, diffWorkspace } from "./changes.ts";
+import { unpack } from "./unpack.ts";
+import { walkWorkspace } from "./walk.ts";
+import { packPaths } from "./pack.ts";
+
+/** Applies a change set made of `entries` (and `deleted`) to a workspace holding `files`. */
+async function apply(files: Record<string, string>, entries: RawEntry[], deleted: string[] = []) {
+  const ws = await tempWorkspace(files);
+  const walk = await walkWorkspace(ws.dir);
+  const archive = await Deno.makeTempFile({ suffix: ".tar" });
+  await Deno.writeFile(archive, rawTar(entries));
+  const before = await snapshot(ws.dir);
+  try {
+    await applyChanges(ws.dir, archive, deleted, {
+      sent: new Map(walk.entries.map((e) => [e.path, e])),
+      ignored: walk.ignored,
+    });
+    return { ws, before, error: undefined };
+  } catch (error) {
+    return { ws, before, error: error as Error };
+  } finally {
+    await Deno.remove(archive);
+  }
+}
+
+Deno.test("applyChanges() never throws away a directory holding files the agent never saw", async () => {
+  const r = await apply(
+    { ".slothignore": "node_modules/\n", "out/node_modules/precious": "keep me", "out/a.txt": "a" },
+    [{ path: "out", data: "now a file" }],
+    ["out/a.txt"],
+  );
+  await using _ = r.ws;
+  assert.match(
+    r.error?.message ?? "",
+    /would replace a directory that still holds out\/node_modules/,
+  );
+  assert.deepEqual(await snapshot(r.ws.dir), r.before);
+});
+
+Deno.test("applyChanges() refuses, before writing anything, a file that a later entry goes through", async () => {
+  const r = await apply({ "keep.txt": "old" }, [
+    { path: "keep.txt", data: "new" },
+    { path: "a", data: "a file" },
+    { path: "a/b", data: "through a file" },
+  ]);
+  await using _ = r.ws;
+  assert.match(r.error?.message ?? "", /refused "a\/b": a is not a directory/);
+  assert.deepEqual(await snapshot(r.ws.dir), r.before);
+});
+
+Deno.test("applyChanges() turns a file into a directory when the task did", async () => {
+  const r = await apply({ "out": "was a file" }, [
+    { path: "out", type: "Directory" },
+    { path: "out/x.txt", data: "inside" },
+  ]);
+  await using _ = r.ws;
+  assert.equal(r.error, undefined);
+  assert.equal(await Deno.readTextFile(`${r.ws.dir}/out/x.txt`), "inside");
+});
+
+Deno.test("applyChanges() writes into an existing ignored directory without calling it a conflict", async () => {
+  const r = await apply({ ".slothignore": "build/\n", "build/old.o": "old" }, [
+    { path: "build", type: "Directory" },
+    { path: "build/new.o", data: "new" },
+  ]);
+  await using _ = r.ws;
+  assert.equal(r.error, undefined, String(r.error));
+  assert.equal(await Deno.readTextFile(`${r.ws.dir}/build/new.o`), "new");
+  assert.equal(await Deno.readTextFile(`${r.ws.dir}/build/old.o`), "old");
+});
+
+Deno.test("diffWorkspace() finds added, modified, deleted and mode-changed files, and nothing else", async () => {
+  await using src = await tempWorkspace({
+    "same.txt": "same",
+    "edit.txt": "before",
+    "gone.txt": "x",
+    "mode.sh": "#!",
+  });
+  const walk = await walkWorkspace(src.dir);
+  await using dst = await tempWorkspace();
+  const before = await unpack(dst.dir, packPaths(src.dir, walk.entries.map((e) => e.path)), {
+    mode: "fresh",
+  });
+  await Deno.writeTextFile(`${dst.dir}/edit.txt`, "after!");
+  await Deno.writeTextFile(`${dst.dir}/new.txt`, "new");
+  await Deno.remove(`${dst.dir}/gone.txt`);
+  await Deno.chmod(`${dst.dir}/mode.sh`, 0o755);
+  const changes = await diffWorkspace(dst.dir, before);
+  assert.deepEqual(changes.changed.sort(), ["edit.txt", "mode.sh", "new.txt"]);
+  assert.deepEqual(changes.deleted, ["gone.txt"]);
+});
