@@ -76,9 +76,13 @@ export async function runShell(script: string, options: RunOptions): Promise<Pro
   const status = await child.status;
   signal?.removeEventListener("abort", onAbort);
 
-  // Leftovers in the group keep our pipes open: stop them, then drain.
-  signalGroup(child.pid, "SIGTERM");
-  if (!await settlesWithin(pumps, KILL_GRACE_MS)) signalGroup(child.pid, "SIGKILL");
+  // Leftovers in the group (they may keep our pipes open): TERM, a grace period, KILL.
+  if (signalGroup(child.pid, "SIGTERM")) {
+    const deadline = Date.now() + KILL_GRACE_MS;
+    await settlesWithin(pumps, KILL_GRACE_MS);
+    while (groupExists(child.pid) && Date.now() < deadline) await pause(20);
+    signalGroup(child.pid, "SIGKILL");
+  }
   await pumps;
   await killed;
 
@@ -96,12 +100,23 @@ async function killTree(pid: number, exited: Promise<Deno.CommandStatus>): Promi
   if (!await settlesWithin(exited, KILL_GRACE_MS)) signalGroup(pid, "SIGKILL");
 }
 
-function signalGroup(pid: number, sig: Deno.Signal): void {
+/** Whether the group still had members to signal. */
+function signalGroup(pid: number, sig: Deno.Signal): boolean {
   try {
     Deno.kill(-pid, sig);
+    return true;
   } catch {
-    // The group is already gone.
+    return false; // The group is already gone.
   }
+}
+
+/** SIGCONT changes nothing for a running process; failing to send it means nobody is left. */
+function groupExists(pid: number): boolean {
+  return signalGroup(pid, "SIGCONT");
+}
+
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function abortedStatus(signal: AbortSignal, sig: string | null): ExitStatus {

@@ -99,3 +99,16 @@ Deno.test("runShell() does not start when its signal is already aborted", async 
   const { exit } = await runShell("echo never", { cwd: "/", signal: controller.signal });
   assert.equal(exit.reason, "cancelled");
 });
+
+Deno.test("runShell() also stops leftovers that ignore SIGTERM and hold no pipe", async () => {
+  await using ws = await tempWorkspace();
+  const started = Date.now();
+  const { exit } = await runShell(
+    "(trap '' TERM; exec sleep 30) >/dev/null 2>&1 </dev/null & echo $! > bg.pid",
+    { cwd: ws.dir },
+  );
+  assert.equal(exit.code, 0);
+  const pid = Number((await Deno.readTextFile(`${ws.dir}/bg.pid`)).trim());
+  await waitFor(() => !processAlive(pid), 3000);
+  assert.ok(Date.now() - started < 4000);
+});

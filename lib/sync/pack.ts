@@ -20,12 +20,13 @@ export function packPaths(root: string, paths: string[]): AsyncIterable<Uint8Arr
   return create(
     {
       cwd: root,
-      portable: true,
+      // Not `portable`: it rounds modes (664 becomes 644), and modes must survive.
       follow: false,
       noDirRecurse: true,
       linkCache: noHardLinks,
     },
-    paths,
+    // node-tar reads a name starting with "@" as another archive to splice in.
+    paths.map((path) => `./${path}`),
   ) as unknown as AsyncIterable<Uint8Array>;
 }
 

@@ -208,6 +208,11 @@ export async function unpack(
   try {
     for await (const chunk of chunks) {
       if (failure) break;
+      // node-tar would quietly decompress: a small bomb must not become a large archive.
+      if (fed === 0 && isCompressed(chunk)) {
+        fail(new SyncError("refused a compressed archive: only plain tar is accepted"));
+        break;
+      }
       fed += chunk.length;
       // node-tar reads its input as Buffers; this is a view, not a copy.
       if (!parser.write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength))) {
@@ -227,6 +232,12 @@ export async function unpack(
     for (const [full, mode] of dirModes.reverse()) Deno.chmodSync(full, mode);
   }
   return entries;
+}
+
+function isCompressed(chunk: Uint8Array): boolean {
+  const gzip = chunk[0] === 0x1f && chunk[1] === 0x8b;
+  const zstd = chunk[0] === 0x28 && chunk[1] === 0xb5 && chunk[2] === 0x2f && chunk[3] === 0xfd;
+  return gzip || zstd;
 }
 
 /** The nearest parent of `path` that the archive itself holds, if any. */

@@ -22,11 +22,16 @@ async function unpackError(
 
 Deno.test("packPaths() and unpack() round-trip files, modes, empty dirs and inner symlinks", async () => {
   await using src = await tempWorkspace({
+    "@notes.txt": "a name node-tar would read as an archive",
+    "group-writable.txt": "664",
+    "read-only.txt": "444",
     "a.txt": "alpha",
     "bin/run.sh": "#!/bin/sh\n",
     "deep/x/y.txt": "y",
   });
   await Deno.chmod(`${src.dir}/bin/run.sh`, 0o755);
+  await Deno.chmod(`${src.dir}/group-writable.txt`, 0o664);
+  await Deno.chmod(`${src.dir}/read-only.txt`, 0o444);
   await Deno.mkdir(`${src.dir}/empty`);
   await Deno.symlink("a.txt", `${src.dir}/link`);
   // A chain of symlinks inside the workspace, as shared libraries have them.
@@ -40,6 +45,8 @@ Deno.test("packPaths() and unpack() round-trip files, modes, empty dirs and inne
   });
   assert.deepEqual(await snapshot(dst.dir), await snapshot(src.dir));
   assert.equal((await Deno.stat(`${dst.dir}/bin/run.sh`)).mode! & 0o777, 0o755);
+  assert.equal((await Deno.stat(`${dst.dir}/group-writable.txt`)).mode! & 0o777, 0o664);
+  assert.equal((await Deno.stat(`${dst.dir}/read-only.txt`)).mode! & 0o777, 0o444);
   assert.ok((await Deno.stat(`${dst.dir}/empty`)).isDirectory);
   assert.equal(await Deno.readLink(`${dst.dir}/link`), "a.txt");
   assert.equal(
