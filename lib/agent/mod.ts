@@ -6,6 +6,7 @@ import {
   certificateProblems,
   isLoopbackHost,
   localTokenDir,
+  newToken,
   serveAgent,
   type ServerTlsFiles,
   TlsConfigError,
@@ -94,16 +95,18 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
     limits: { ...DEFAULT_LIMITS, ...definedOnly(options.limits ?? {}) },
     log: options.log,
   });
-  // On loopback without a token, the token is made once the port is known (see local_token.ts).
-  let token = options.token;
-  const makeLocalToken = token === undefined && !mutualTls && isLoopbackHost(options.bind);
+  // On loopback without a token, a token is made before the port opens (so no call ever
+  // gets in without one) and written where this user's masters find it (local_token.ts).
+  const makeLocalToken = options.token === undefined && !mutualTls &&
+    isLoopbackHost(options.bind);
+  const token = makeLocalToken ? newToken() : options.token;
   let localTokenFile: string | undefined;
   let server;
   try {
     server = await serveAgent(service, {
       host: options.bind,
       port: options.port,
-      token: () => token,
+      token,
       idleTimeoutMs: options.idleTimeoutMs,
       tls: options.tls,
       onInternalError: (error) =>
@@ -119,9 +122,15 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
     );
   }
   if (makeLocalToken) {
-    const made = await writeLocalToken(server.port);
-    token = made.token;
-    localTokenFile = made.path;
+    try {
+      localTokenFile = await writeLocalToken(options.bind, server.port, token!);
+    } catch (error) {
+      await server.close(0);
+      throw new SlothError(
+        "usage",
+        `cannot write the local token file: ${(error as Error).message}`,
+      );
+    }
   }
   options.log(
     `sloth-agent ${options.version} listening on ${options.bind}:${server.port} ` +

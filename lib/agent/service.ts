@@ -86,7 +86,13 @@ export class AgentService implements AgentHandlers {
     let outcome = "error";
     let jobRoot: string | undefined;
     let pool: LuaPool | undefined;
-    await this.#acquire();
+    if (!await this.#acquire(controller.signal)) {
+      job.signal.removeEventListener("abort", onCancel);
+      this.#jobs.delete(controller);
+      this.#o.log(`job ${id} ${start.group}.${start.task}: cancelled while waiting for a slot`);
+      if (this.#stopping) throw new ProtocolError("unavailable", "the agent is stopping");
+      return;
+    }
     try {
       // ws/ is the task's workspace; tmp/ its TMPDIR. Only jobRoot is writable to the task.
       jobRoot = await Deno.realPath(
@@ -202,7 +208,7 @@ export class AgentService implements AgentHandlers {
       pool?.close();
       this.#release();
       if (jobRoot) {
-        await Deno.remove(jobRoot, { recursive: true }).catch(() => {});
+        await this.#removeJobDir(jobRoot);
         this.#dirs.delete(jobRoot);
       }
       this.#o.log(
@@ -244,7 +250,29 @@ export class AgentService implements AgentHandlers {
     while (this.#dirs.size > 0 && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
-    for (const dir of this.#dirs) await Deno.remove(dir, { recursive: true }).catch(() => {});
+    for (const dir of this.#dirs) await this.#removeJobDir(dir);
+  }
+
+  /** A task (or a master) may leave directories without write permission: grant it, then remove. */
+  async #removeJobDir(dir: string): Promise<void> {
+    try {
+      await Deno.remove(dir, { recursive: true });
+      return;
+    } catch {
+      // Try again below.
+    }
+    const grant = async (path: string) => {
+      await Deno.chmod(path, 0o700).catch(() => {});
+      for await (const entry of Deno.readDir(path)) {
+        if (entry.isDirectory) await grant(`${path}/${entry.name}`);
+      }
+    };
+    try {
+      await grant(dir);
+      await Deno.remove(dir, { recursive: true });
+    } catch (error) {
+      this.#o.log(`could not remove job directory ${dir}: ${(error as Error).message}`);
+    }
   }
 
   async #loadTask(pool: LuaPool, job: IncomingJob, dir: string): Promise<Task> {
@@ -285,12 +313,30 @@ export class AgentService implements AgentHandlers {
     await job.send({ changes_end: { bytes, sha256: hash.digest("hex") } });
   }
 
-  async #acquire(): Promise<void> {
+  /** Waits for a slot; false when the job was cancelled (or the agent stopped) first. */
+  async #acquire(signal: AbortSignal): Promise<boolean> {
     if (this.#running < this.#o.maxConcurrent) {
       this.#running++;
-      return;
+      return true;
     }
-    await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    const granted = await new Promise<boolean>((resolve) => {
+      const waiter = () => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(true);
+      };
+      const onAbort = () => {
+        this.#waiting = this.#waiting.filter((w) => w !== waiter);
+        resolve(false);
+      };
+      if (signal.aborted) return resolve(false);
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.#waiting.push(waiter);
+    });
+    if (granted && this.#stopping) {
+      this.#release();
+      return false;
+    }
+    return granted;
   }
 
   #release(): void {

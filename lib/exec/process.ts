@@ -45,7 +45,7 @@ export async function runShell(script: string, options: RunOptions): Promise<Pro
   if (signal?.aborted) return { exit: abortedStatus(signal, null), stdout: "", stderr: "" };
 
   let child: Deno.ChildProcess;
-  const { cmd, args } = options.sandbox?.command(script, options.cwd) ??
+  const { cmd, args } = options.sandbox?.command(script, options.cwd, options.env ?? {}) ??
     { cmd: "/bin/sh", args: ["-c", script] };
   try {
     child = new Deno.Command(cmd, {

@@ -18,12 +18,32 @@ export interface SandboxOptions {
 }
 
 export interface Sandbox {
-  /** What to run instead of `/bin/sh -c script` in `cwd`. */
-  command(script: string, cwd: string): { cmd: string; args: string[] };
+  /** What to run instead of `/bin/sh -c script` in `cwd`, with `env` added to a clean environment. */
+  command(
+    script: string,
+    cwd: string,
+    env: Record<string, string>,
+  ): { cmd: string; args: string[] };
 }
 
-/** Directories every sandboxed task sees as empty. */
-const HIDDEN_DIRS = ["/home", "/root", "/tmp", "/var/tmp", "/run/user"];
+/**
+ * Directories every sandboxed task sees as empty: homes, temp dirs, and /run
+ * (sockets of local services, other users' runtime dirs).
+ */
+const HIDDEN_DIRS = ["/home", "/root", "/tmp", "/var/tmp", "/run"];
+
+/** What a sandboxed task inherits of the agent's environment; nothing else (no credentials). */
+const INHERITED_ENV = [
+  "PATH",
+  "LANG",
+  "LANGUAGE",
+  "LC_ALL",
+  "LC_CTYPE",
+  "TZ",
+  "TERM",
+  "USER",
+  "LOGNAME",
+];
 
 export function bwrapSandbox(options: SandboxOptions): Sandbox {
   const args = [
@@ -54,14 +74,31 @@ export function bwrapSandbox(options: SandboxOptions): Sandbox {
     if (isDirectory(path)) args.push("--tmpfs", path);
     else if (exists(path)) args.push("--ro-bind", "/dev/null", path);
   }
+  // DNS still works with the network on: resolv.conf often lives under /run.
+  const resolv = realPathOrUndefined("/etc/resolv.conf");
+  if (options.network && resolv && covered(resolv)) args.push("--ro-bind", resolv, resolv);
   args.push("--bind", options.jobRoot, options.jobRoot);
   // Empty and read-only: the job's directory (mounted above) stays the one writable place.
   for (const dir of hiddenDirs) args.push("--remount-ro", dir);
+  args.push("--clearenv");
+  for (const name of INHERITED_ENV) {
+    const value = Deno.env.get(name);
+    if (value !== undefined) args.push("--setenv", name, value);
+  }
+  args.push("--setenv", "HOME", `${options.jobRoot}/tmp`);
   args.push("--setenv", "TMPDIR", `${options.jobRoot}/tmp`);
   return {
-    command: (script, cwd) => ({
+    command: (script, cwd, env) => ({
       cmd: "bwrap",
-      args: [...args, "--chdir", cwd, "/bin/sh", "-c", script],
+      args: [
+        ...args,
+        ...Object.entries(env).flatMap(([name, value]) => ["--setenv", name, value]),
+        "--chdir",
+        cwd,
+        "/bin/sh",
+        "-c",
+        script,
+      ],
     }),
   };
 }
@@ -88,6 +125,14 @@ export async function probeBwrap(): Promise<string | undefined> {
     return new TextDecoder().decode(out.stderr).trim() || `bwrap exited with ${out.code}`;
   } catch (error) {
     return error instanceof Deno.errors.NotFound ? "bwrap is not installed" : String(error);
+  }
+}
+
+function realPathOrUndefined(path: string): string | undefined {
+  try {
+    return Deno.realPathSync(path);
+  } catch {
+    return undefined;
   }
 }
 

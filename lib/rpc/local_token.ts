@@ -12,21 +12,26 @@ export function localTokenDir(): string {
   return `${Deno.env.get("HOME") ?? "/tmp"}/.local/state/sloth-runner`;
 }
 
-export function localTokenPath(port: number): string {
-  return `${localTokenDir()}/agent-${port}.token`;
+/** `localhost` is whatever loopback address the agent bound, so files are keyed by address. */
+export function localTokenPath(host: string, port: number): string {
+  const name = host === "localhost" ? "127.0.0.1" : host;
+  return `${localTokenDir()}/agent-${name.replaceAll(":", "_")}-${port}.token`;
 }
 
-/** Makes the token for an agent listening on `port`; returns it and where it is. */
-export async function writeLocalToken(port: number): Promise<{ token: string; path: string }> {
+export function newToken(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(32));
-  const token = btoa(String.fromCharCode(...bytes)).replace(/[+/=]/g, "");
+  return btoa(String.fromCharCode(...bytes)).replace(/[+/=]/g, "");
+}
+
+/** Writes the token of an agent listening on `host:port`; returns the file. */
+export async function writeLocalToken(host: string, port: number, token: string): Promise<string> {
   const dir = localTokenDir();
   await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
   await Deno.chmod(dir, 0o700);
-  const path = localTokenPath(port);
+  const path = localTokenPath(host, port);
   await Deno.writeTextFile(path, token + "\n", { mode: 0o600 });
   await Deno.chmod(path, 0o600);
-  return { token, path };
+  return path;
 }
 
 export function isLoopbackHost(host: string): boolean {
@@ -35,11 +40,17 @@ export function isLoopbackHost(host: string): boolean {
 
 /** The token a same-user agent on loopback left for us, if `address` is such an agent. */
 export function readLocalToken(address: string): string | undefined {
-  if (!isLoopbackHost(hostOf(address))) return undefined;
+  const host = hostOf(address);
+  if (!isLoopbackHost(host)) return undefined;
   const port = Number(address.slice(address.lastIndexOf(":") + 1));
-  try {
-    return Deno.readTextFileSync(localTokenPath(port)).trim() || undefined;
-  } catch {
-    return undefined;
+  const hosts = host === "localhost" ? ["127.0.0.1", "::1"] : [host];
+  for (const candidate of hosts) {
+    try {
+      const token = Deno.readTextFileSync(localTokenPath(candidate, port)).trim();
+      if (token) return token;
+    } catch {
+      // Not this one.
+    }
   }
+  return undefined;
 }

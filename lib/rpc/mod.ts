@@ -17,6 +17,7 @@ export {
   isLoopbackHost,
   localTokenDir,
   localTokenPath,
+  newToken,
   readLocalToken,
   writeLocalToken,
 } from "./local_token.ts";

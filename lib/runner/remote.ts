@@ -79,11 +79,22 @@ export class RemoteRunner implements TaskExecutor {
       });
       for (const note of walk.skipped) log("log", `not sent: ${note}`, "warn");
       const sent = new Map(walk.entries.map((e) => [e.path, e]));
+      if (ctx.signal.aborted) return { ok: false, error: "cancelled" };
 
       const call = client.runTask();
       let sentBytes = 0;
+      let finished = false;
       const onAbort = () => call.cancel();
       ctx.signal.addEventListener("abort", onAbort, { once: true });
+      const limits = limitsFromEnv();
+      let uploaded: Promise<Error | undefined> | undefined;
+      let changes: {
+        deleted: string[];
+        file: Deno.FsFile;
+        hash: ReturnType<typeof createHash>;
+        bytes: number;
+        open: boolean;
+      } | undefined;
       try {
         const upload = (async () => {
           await call.send({
@@ -113,16 +124,14 @@ export class RemoteRunner implements TaskExecutor {
           await call.send({ workspace_end: { bytes: sentBytes } });
           call.end();
         })();
-        // If the upload fails, the response stream fails too; keep its error for later.
-        const uploaded = upload.then(() => undefined, (error) => error);
+        // A failed upload (a file that vanished, say) ends the call at once; its error,
+        // not the cancellation it causes, is the one to report.
+        uploaded = upload.then(() => undefined, (error) => {
+          call.cancel();
+          return error as Error;
+        });
 
         let result: AttemptResult | undefined;
-        let changes: {
-          deleted: string[];
-          file: Deno.FsFile;
-          hash: ReturnType<typeof createHash>;
-          bytes: number;
-        } | undefined;
         let complete = false;
         for await (const message of call.responses) {
           if ("log" in message) {
@@ -131,12 +140,16 @@ export class RemoteRunner implements TaskExecutor {
           } else if ("result" in message) {
             result = fromWire(message.result);
           } else if ("changes_begin" in message) {
+            if (changes) {
+              throw new RpcError("protocol", `agent ${target.address} began two change sets`);
+            }
             spool = await Deno.makeTempFile({ prefix: "sloth-changes-", suffix: ".tar" });
             changes = {
               deleted: message.changes_begin.deleted,
               file: await Deno.open(spool, { write: true }),
               hash: createHash("sha256"),
               bytes: 0,
+              open: true,
             };
           } else if ("changes_chunk" in message && changes) {
             const chunk = message.changes_chunk;
@@ -145,8 +158,16 @@ export class RemoteRunner implements TaskExecutor {
             }
             changes.hash.update(chunk);
             changes.bytes += chunk.length;
+            // File content plus tar's headers and padding: never more than twice the limit.
+            if (changes.bytes > 2 * limits.maxTotalBytes + 1024 * 1024) {
+              throw new RpcError(
+                "protocol",
+                `agent ${target.address} sent a change set over the ${limits.maxTotalBytes}-byte limit`,
+              );
+            }
           } else if ("changes_end" in message && changes) {
             changes.file.close();
+            changes.open = false;
             const digest = changes.hash.digest("hex");
             if (
               changes.bytes !== message.changes_end.bytes || digest !== message.changes_end.sha256
@@ -156,7 +177,9 @@ export class RemoteRunner implements TaskExecutor {
             complete = true;
           }
         }
+        finished = true;
         const uploadError = await uploaded;
+        if (uploadError) throw uploadError;
         if (!result) {
           throw uploadError ??
             new RpcError(
@@ -180,7 +203,7 @@ export class RemoteRunner implements TaskExecutor {
               applyChanges(task.workdir, archive, deleted, {
                 sent,
                 ignored: walk.ignored,
-                limits: limitsFromEnv(),
+                limits,
               }),
           );
         }
@@ -188,8 +211,15 @@ export class RemoteRunner implements TaskExecutor {
           ...result,
           transfer: { sentBytes, receivedBytes: changes?.bytes ?? 0 },
         };
+      } catch (error) {
+        // A local failure (a damaged change set, a full disk) must not leave the job
+        // on the agent waiting for us.
+        if (!finished) call.cancel();
+        const uploadError = uploaded && await Promise.race([uploaded, Promise.resolve(undefined)]);
+        throw uploadError ?? error;
       } finally {
         ctx.signal.removeEventListener("abort", onAbort);
+        if (changes?.open) changes.file.close();
       }
     } catch (error) {
       return failure(error);

@@ -281,7 +281,7 @@ Deno.test("a loopback agent without a token makes one only its own user can read
   await using state = await tempWorkspace();
   const env = { XDG_RUNTIME_DIR: state.dir };
   const agent = await startAgent({ env });
-  const tokenFile = `${state.dir}/sloth-runner/agent-${agent.port}.token`;
+  const tokenFile = `${state.dir}/sloth-runner/agent-127.0.0.1-${agent.port}.token`;
   assert.match(
     agent.log(),
     new RegExp(`token for this user's masters in ${tokenFile.replaceAll(".", "\\.")}`),

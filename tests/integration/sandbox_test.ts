@@ -26,14 +26,15 @@ Deno.test({
       "--tls-key",
       certs.agentKey,
     ],
-    env: { SLOTH_AGENT_TOKEN: "ignored-because-token-file-wins" },
+    env: { SLOTH_AGENT_TOKEN: "ignored-because-token-file-wins", CLOUD_SECRET: SECRET },
   });
   assert.match(agent.log(), /shell sandbox bwrap/);
   await using ws = await tempWorkspace({
     "workflow.lua":
       `TaskDefinitions = { g = { tasks = { { name = "snoop", delegate_to = "${agent.address}",
       command = "cat ${secrets.dir}/agent.token; cat ${certs.agentKey}; echo env=$SLOTH_AGENT_TOKEN; " ..
-        "echo root=$(ls -A /root | wc -l) home=$(ls -A /home | wc -l); echo done" } } } }`,
+        "echo root=$(ls -A /root | wc -l) home=$(ls -A /home | wc -l) run=$(ls -A /run | wc -l); " ..
+        "echo cloud=$CLOUD_SECRET task=$SLOTH_TASK; echo x > $HOME/cache && echo home-writable; echo done" } } } }`,
   });
   const r = await cliProcess(["run", "-f", "workflow.lua", "--tls-ca", certs.ca], {
     cwd: ws.dir,
@@ -43,7 +44,9 @@ Deno.test({
   assert.doesNotMatch(r.stdout + r.stderr, new RegExp(SECRET));
   assert.doesNotMatch(r.stdout + r.stderr, /PRIVATE KEY/);
   assert.match(r.stdout, /\] env=$/m);
-  assert.match(r.stdout, /\] root=0 home=0$/m);
+  assert.match(r.stdout, /\] root=0 home=0 run=0$/m);
+  assert.match(r.stdout, /\] cloud= task=snoop$/m);
+  assert.match(r.stdout, /\] home-writable$/m);
   assert.match(r.stdout, /\] done$/m);
 });
 
