@@ -34,6 +34,10 @@ export interface StartAgentOptions {
   taskNetwork: boolean;
   /** Limits on what a master may send; each missing one is the default. */
   limits?: Partial<Limits>;
+  /** Bytes of file content kept for later jobs (default 4 GiB). */
+  cacheBytes?: number;
+  /** Workspaces kept for later runs of the same master directory (default 16). */
+  keptWorkspaces?: number;
   /** Longest wait for the next message while a master uploads a workspace. */
   idleTimeoutMs?: number;
   log(line: string): void;
@@ -93,6 +97,8 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
     taskNetwork: options.taskNetwork,
     secrets,
     limits: { ...DEFAULT_LIMITS, ...definedOnly(options.limits ?? {}) },
+    cacheBytes: options.cacheBytes ?? 4 * 1024 ** 3,
+    keptWorkspaces: options.keptWorkspaces ?? 16,
     log: options.log,
   });
   // On loopback without a token, a token is made before the port opens (so no call ever
@@ -121,6 +127,7 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
       `cannot listen on ${options.bind}:${options.port}: ${(error as Error).message}`,
     );
   }
+  service.open(server.port);
   if (makeLocalToken) {
     try {
       localTokenFile = await writeLocalToken(options.bind, server.port, token!);

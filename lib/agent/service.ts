@@ -4,7 +4,6 @@
  * delegating further), streams its log lines, returns what changed, and removes
  * the directory whatever happened.
  */
-import { createHash } from "node:crypto";
 import { loadWorkflow, LUA_WASM_PATH, LuaPool } from "../dsl/mod.ts";
 import { bwrapSandbox, type Sandbox } from "../exec/mod.ts";
 import type { RunEvent } from "../log/mod.ts";
@@ -23,7 +22,14 @@ import {
 } from "../rpc/mod.ts";
 import { LocalRunner } from "../runner/mod.ts";
 import type { AttemptContext, AttemptResult } from "../scheduler/mod.ts";
-import { diffWorkspace, type Limits, packPaths, rechunk, SyncError, unpack } from "../sync/mod.ts";
+import {
+  BlobStore,
+  type Limits,
+  SyncError,
+  WorkspaceShelf,
+  type WorkspaceState,
+} from "../sync/mod.ts";
+import { materialize, receiveManifest, sendChanges } from "./exchange.ts";
 import { SlothError } from "../errors.ts";
 
 /** Log lines waiting to be sent, beyond which Lua's lines are dropped (and counted). */
@@ -45,7 +51,11 @@ export interface AgentOptions {
   /** Files tasks must not see: the token file, TLS files, the local token directory. */
   secrets: string[];
   /** Limits on what a master may send. */
-  limits?: Limits;
+  limits: Limits;
+  /** Bytes of content kept for later jobs (least recently used goes first). */
+  cacheBytes: number;
+  /** Workspaces kept for later runs of the same master directory. */
+  keptWorkspaces: number;
   /** One line per job and per notable event. */
   log(line: string): void;
 }
@@ -59,9 +69,32 @@ export class AgentService implements AgentHandlers {
   #jobs = new Set<AbortController>();
   #dirs = new Set<string>();
   #stopping = false;
+  #home?: { jobs: string; blobs: BlobStore; shelf: WorkspaceShelf };
 
   constructor(options: AgentOptions) {
     this.#o = options;
+  }
+
+  /**
+   * Takes `<work root>/sloth-agent-<port>` as this agent's own: jobs/, and the
+   * content store and kept workspaces, which so outlast a restart on the same
+   * port. Two agents on one machine never share (or clean up) each other's.
+   */
+  open(port: number): void {
+    const home = `${this.#o.workRoot}/sloth-agent-${port}`;
+    const jobs = `${home}/jobs`;
+    try {
+      // Job directories a crashed agent left behind.
+      Deno.removeSync(jobs, { recursive: true });
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    Deno.mkdirSync(jobs, { recursive: true, mode: 0o700 });
+    this.#home = {
+      jobs,
+      blobs: BlobStore.open(`${home}/blobs`, this.#o.cacheBytes),
+      shelf: new WorkspaceShelf(`${home}/workspaces`, this.#o.keptWorkspaces),
+    };
   }
 
   ping(): PingResponse {
@@ -76,6 +109,8 @@ export class AgentService implements AgentHandlers {
 
   async runTask(job: IncomingJob): Promise<void> {
     if (this.#stopping) throw new ProtocolError("unavailable", "the agent is stopping");
+    const home = this.#home;
+    if (!home) throw new ProtocolError("unavailable", "the agent is starting");
     const id = ++this.#nextId;
     const { start } = job;
     const started = performance.now();
@@ -86,6 +121,9 @@ export class AgentService implements AgentHandlers {
     let outcome = "error";
     let jobRoot: string | undefined;
     let pool: LuaPool | undefined;
+    let key: string | undefined;
+    let state: WorkspaceState = new Map();
+    let digests: string[] = [];
     if (!await this.#acquire(controller.signal)) {
       job.signal.removeEventListener("abort", onCancel);
       this.#jobs.delete(controller);
@@ -96,14 +134,37 @@ export class AgentService implements AgentHandlers {
     try {
       // ws/ is the task's workspace; tmp/ its TMPDIR. Only jobRoot is writable to the task.
       jobRoot = await Deno.realPath(
-        await Deno.makeTempDir({ dir: this.#o.workRoot, prefix: `sloth-job-${id}-` }),
+        await Deno.makeTempDir({ dir: home.jobs, prefix: `sloth-job-${id}-` }),
       );
       this.#dirs.add(jobRoot);
       const ws = `${jobRoot}/ws`;
       const tmp = `${jobRoot}/tmp`;
-      await Deno.mkdir(ws);
       await Deno.mkdir(tmp);
-      const before = await unpack(ws, job.workspace, { mode: "fresh", limits: this.#o.limits });
+      if (start.protocol !== PROTOCOL_VERSION) {
+        throw new ProtocolError(
+          "invalid",
+          `the master speaks protocol ${start.protocol}, this agent ${PROTOCOL_VERSION}`,
+        );
+      }
+      const manifest = await receiveManifest(job, this.#o.limits);
+      // The workspace kept from this master directory's last run, if it is free.
+      const taken = home.shelf.take(start.workspace_key, ws);
+      key = taken.taken ? start.workspace_key : undefined;
+      state = taken.state;
+      await Deno.mkdir(ws).catch((error) => {
+        if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+      });
+      digests = [...manifest.values()].flatMap((e) => e.digest ? [e.digest] : []);
+      home.blobs.pin(digests);
+      await materialize({
+        job,
+        ws,
+        incoming: `${jobRoot}/incoming`,
+        manifest,
+        state,
+        blobs: home.blobs,
+        limits: this.#o.limits,
+      });
       const sandbox = this.#sandbox(jobRoot);
       const env = { TMPDIR: tmp };
       const source = {
@@ -188,7 +249,12 @@ export class AgentService implements AgentHandlers {
       await job.send({ result: toWire(result, performance.now() - started) });
       const sendBack = start.sync_back === "always" ||
         (start.sync_back === "on_success" && result.ok);
-      if (sendBack) await this.#sendChanges(job, ws, before);
+      if (sendBack) await sendChanges(job, ws, manifest, state);
+      // Kept as the task left it; the next run makes it match the master again.
+      if (key) {
+        home.shelf.keep(key, ws, state);
+        key = undefined;
+      }
     } catch (error) {
       if (error instanceof SlothError || error instanceof SyncError) {
         // The workflow did not load here, or the workspace was refused: a failure the master shows.
@@ -206,6 +272,9 @@ export class AgentService implements AgentHandlers {
       job.signal.removeEventListener("abort", onCancel);
       this.#jobs.delete(controller);
       pool?.close();
+      if (key) home.shelf.release(key);
+      home.blobs.unpin(digests);
+      home.blobs.evict();
       this.#release();
       if (jobRoot) {
         await this.#removeJobDir(jobRoot);
@@ -296,21 +365,6 @@ export class AgentService implements AgentHandlers {
     }
     const params = parseJson(start.params_json, "params_json");
     return { ...task, workdir: dir, params, target: { kind: "local" } };
-  }
-
-  async #sendChanges(job: IncomingJob, dir: string, before: Awaited<ReturnType<typeof unpack>>) {
-    const changes = await diffWorkspace(dir, before);
-    await job.send({
-      changes_begin: { deleted: changes.deleted, entries: changes.changed.length },
-    });
-    const hash = createHash("sha256");
-    let bytes = 0;
-    for await (const chunk of rechunk(packPaths(dir, changes.changed), CHUNK_BYTES)) {
-      hash.update(chunk);
-      bytes += chunk.length;
-      await job.send({ changes_chunk: chunk });
-    }
-    await job.send({ changes_end: { bytes, sha256: hash.digest("hex") } });
   }
 
   /** Waits for a slot; false when the job was cancelled (or the agent stopped) first. */

@@ -21,6 +21,8 @@ export interface AgentStartOptions {
   maxWorkspaceEntries?: number;
   maxFileBytes?: number;
   idleTimeout: number;
+  cacheSize?: number;
+  keptWorkspaces?: number;
 }
 
 /** Runs an agent until SIGINT or SIGTERM. */
@@ -45,6 +47,8 @@ export async function agentStartCommand(
     sandbox: o.sandbox,
     taskNetwork: o.taskNetwork === "on",
     idleTimeoutMs: o.idleTimeout,
+    cacheBytes: o.cacheSize,
+    keptWorkspaces: o.keptWorkspaces,
     limits: {
       maxTotalBytes: o.maxWorkspaceBytes,
       maxEntries: o.maxWorkspaceEntries,

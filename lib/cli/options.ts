@@ -81,6 +81,20 @@ export function withAgentOptions<C extends Command>(command: C) {
       ).argParser(positiveInt),
     )
     .addOption(
+      new Option(
+        "--cache-size <n>",
+        "file content kept for later jobs, least recently used first (default: 4G)",
+      )
+        .argParser(byteCount),
+    )
+    .addOption(
+      new Option(
+        "--kept-workspaces <n>",
+        "workspaces kept for later runs of the same master directory (default: 16)",
+      )
+        .argParser(positiveInt),
+    )
+    .addOption(
       new Option("--idle-timeout <duration>", "end an upload that sends nothing for this long")
         .argParser(duration).default(30_000, "30s"),
     )

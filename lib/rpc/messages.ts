@@ -4,7 +4,8 @@
  */
 import { z } from "zod";
 
-export const PROTOCOL_VERSION = 1;
+/** 2: manifests and content-addressed sync. */
+export const PROTOCOL_VERSION = 2;
 
 /** Bytes per workspace or change-set chunk message. */
 export const CHUNK_BYTES = 1024 * 1024;
@@ -31,13 +32,29 @@ export const taskStartSchema = z.object({
   attempt: z.number().int().min(0),
   sync_back: z.enum(["on_success", "always", "never"]),
   shell_command: z.string().max(1024 * 1024),
+  workspace_key: z.string().max(64),
 });
 export type TaskStart = z.infer<typeof taskStartSchema>;
 
 const bytes = z.custom<Uint8Array>((v) => v instanceof Uint8Array, "expected bytes");
 
+const digest = z.string().regex(/^[0-9a-f]{64}$/, "expected a hex SHA-256");
+
+export const entrySchema = z.object({
+  path: z.string().min(1).max(4096),
+  type: z.enum(["file", "dir", "symlink"]),
+  mode: z.number().int().min(0).max(0o7777),
+  size: z.number().int().min(0),
+  sha256: z.string().max(64),
+  target: z.string().max(4096),
+  mtime_ms: z.number().int().min(0),
+});
+export type WireEntry = z.infer<typeof entrySchema>;
+
 export const runTaskRequestSchema = z.union([
   z.object({ start: taskStartSchema }),
+  z.object({ manifest: z.object({ entries: z.array(entrySchema).max(10_000) }) }),
+  z.object({ manifest_end: z.object({ entries: z.number().int().min(0) }) }),
   z.object({ workspace_chunk: bytes.refine((b) => b.length <= 4 * CHUNK_BYTES, "chunk too big") }),
   z.object({ workspace_end: z.object({ bytes: z.number().int().min(0) }) }),
 ]);
@@ -70,8 +87,15 @@ export const runTaskResponseSchema = z.union([
     changes_begin: z.object({
       deleted: z.array(z.string().max(4096)).max(10_000_000),
       entries: z.number().int().min(0),
+      copies: z.array(z.object({
+        path: z.string().min(1).max(4096),
+        sha256: digest,
+        mode: z.number().int().min(0).max(0o7777),
+      })).max(10_000_000),
     }),
   }),
+  z.object({ need: z.object({ paths: z.array(z.string().max(4096)).max(10_000) }) }),
+  z.object({ need_end: z.object({}) }),
   z.object({ changes_chunk: bytes.refine((b) => b.length <= 4 * CHUNK_BYTES, "chunk too big") }),
   z.object({
     changes_end: z.object({

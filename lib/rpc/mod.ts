@@ -8,6 +8,7 @@ export type {
   RunTaskResponse,
   TaskResultMessage,
   TaskStart,
+  WireEntry,
 } from "./messages.ts";
 export { ProtocolError, serveAgent } from "./server.ts";
 export type { AgentHandlers, AgentServer, IncomingJob, ServeOptions } from "./server.ts";

@@ -10,7 +10,7 @@ import {
   type PingResponse,
   type RunTaskResponse,
 } from "./messages.ts";
-import { runTaskRequestSchema, type TaskStart } from "./messages.ts";
+import { type RunTaskRequest, runTaskRequestSchema, type TaskStart } from "./messages.ts";
 import { protos } from "./proto.ts";
 import { messages, send } from "./stream.ts";
 import { serverCredentials, type ServerTlsFiles } from "./tls.ts";
@@ -19,8 +19,8 @@ export interface IncomingJob {
   /** `host:port` of the master, as the agent sees it. */
   peer: string;
   start: TaskStart;
-  /** The workspace's tar stream; ends at `workspace_end`, throws on anything else. */
-  workspace: AsyncIterable<Uint8Array>;
+  /** The next message from the master (checked against its schema), within the idle timeout. */
+  next(): Promise<RunTaskRequest>;
   send(response: RunTaskResponse): Promise<void>;
   /** Aborted when the master cancels the call or goes away. */
   signal: AbortSignal;
@@ -183,30 +183,10 @@ async function runTask(
   };
   const first = await next();
   if (!("start" in first)) throw new ProtocolError("invalid", "the first message must be start");
-  let received = 0;
-  const workspace = async function* () {
-    while (true) {
-      const message = await next();
-      if ("workspace_chunk" in message) {
-        received += message.workspace_chunk.length;
-        yield message.workspace_chunk;
-      } else if ("workspace_end" in message) {
-        if (message.workspace_end.bytes !== received) {
-          throw new ProtocolError(
-            "invalid",
-            `workspace ended after ${received} of ${message.workspace_end.bytes} bytes`,
-          );
-        }
-        return;
-      } else {
-        throw new ProtocolError("invalid", "start sent twice");
-      }
-    }
-  };
   await handlers.runTask({
     peer: peerAddress(call.getPeer()),
     start: first.start,
-    workspace: workspace(),
+    next,
     send: (response) => send(call, response, controller.signal),
     signal: controller.signal,
   });

@@ -4,6 +4,7 @@
  * set that comes back once it has arrived whole and been checked.
  */
 import { createHash } from "node:crypto";
+import { hostname } from "node:os";
 import type { WorkflowSource } from "../dsl/mod.ts";
 import type { EmitEvent, LogLevel } from "../log/mod.ts";
 import type { ExitStatus, Task } from "../model/mod.ts";
@@ -13,16 +14,22 @@ import {
   PROTOCOL_VERSION,
   readLocalToken,
   RpcError,
+  type TaskStart,
   type TlsFiles,
+  type WireEntry,
 } from "../rpc/mod.ts";
 import type { AttemptContext, AttemptResult, Gate, TaskExecutor } from "../scheduler/mod.ts";
 import {
   applyChanges,
+  buildManifest,
+  type Copy,
+  DigestCache,
   limitsFromEnv,
-  packPaths,
+  type Manifest,
+  type ManifestEntry,
+  packEntries,
   rechunk,
   SyncError,
-  walkWorkspace,
 } from "../sync/mod.ts";
 
 export interface RemoteRunnerOptions {
@@ -44,6 +51,7 @@ export class RemoteRunner implements TaskExecutor {
   #bundle?: Promise<{ path: string; content: string }[]>;
   /** Change sets are checked and applied one at a time per directory. */
   #applying = new Map<string, Promise<unknown>>();
+  #digests = new Map<string, DigestCache>();
 
   constructor(options: RemoteRunnerOptions) {
     this.#options = options;
@@ -66,166 +74,161 @@ export class RemoteRunner implements TaskExecutor {
         level,
         line,
       });
-    let spool: string | undefined;
+    const spool = new Spool();
     try {
       const client = this.#client(target);
       await this.#ping(client, target);
       if (ctx.signal.aborted) return { ok: false, error: "cancelled" };
-
-      const walk = await walkWorkspace(task.workdir).catch((error) => {
-        throw error instanceof Deno.errors.NotFound
-          ? new SyncError(`working directory ${task.workdir} does not exist`)
-          : error;
-      });
-      for (const note of walk.skipped) log("log", `not sent: ${note}`, "warn");
-      const sent = new Map(walk.entries.map((e) => [e.path, e]));
+      const manifest = await this.#manifest(task.workdir);
+      for (const note of manifest.skipped) log("log", `not sent: ${note}`, "warn");
       if (ctx.signal.aborted) return { ok: false, error: "cancelled" };
 
       const call = client.runTask();
-      let sentBytes = 0;
-      let finished = false;
       const onAbort = () => call.cancel();
       ctx.signal.addEventListener("abort", onAbort, { once: true });
       const limits = limitsFromEnv();
-      let uploaded: Promise<Error | undefined> | undefined;
-      let changes: {
-        deleted: string[];
-        file: Deno.FsFile;
-        hash: ReturnType<typeof createHash>;
-        bytes: number;
-        open: boolean;
-      } | undefined;
+      let sentBytes = 0;
+      let finished = false;
       try {
-        const upload = (async () => {
-          await call.send({
-            start: {
-              protocol: PROTOCOL_VERSION,
-              group: task.group,
-              task: task.name,
-              files: await this.#files(),
-              main_file: this.#options.source.file,
-              master_cwd: this.#options.source.cwd,
-              values_json: JSON.stringify(this.#options.source.values ?? {}),
-              params_json: JSON.stringify(task.params),
-              inputs_json: JSON.stringify(ctx.inputs),
-              timeout_ms: task.timeoutMs ?? 0,
-              attempt: ctx.attempt,
-              sync_back: task.syncBack,
-              shell_command: task.command?.kind === "shell" && !task.preExec && !task.postExec
-                ? task.command.script
-                : "",
-            },
-          });
-          const paths = walk.entries.map((e) => e.path);
-          for await (const chunk of rechunk(packPaths(task.workdir, paths), CHUNK_BYTES)) {
+        await call.send({ start: await this.#start(task, ctx) });
+        for (let i = 0; i < manifest.entries.length; i += MANIFEST_BATCH) {
+          const batch = manifest.entries.slice(i, i + MANIFEST_BATCH);
+          await call.send({ manifest: { entries: batch.map(toWire) } });
+        }
+        await call.send({ manifest_end: { entries: manifest.entries.length } });
+
+        const responses = call.responses[Symbol.asyncIterator]();
+        const byPath = new Map(manifest.entries.map((e) => [e.path, e]));
+        const needed: ManifestEntry[] = [];
+        let result: AttemptResult | undefined;
+        // The agent says what content it lacks (or, if it refused the manifest, fails at once).
+        while (true) {
+          const { value, done } = await responses.next();
+          if (done) {
+            throw new RpcError("lost", `agent ${target.address} lost: it ended the call early`);
+          }
+          if ("need" in value) {
+            for (const path of value.need.paths) {
+              const entry = byPath.get(path);
+              if (entry?.type !== "file") {
+                throw new RpcError(
+                  "protocol",
+                  `agent ${target.address} asked for "${path}", which was not offered`,
+                );
+              }
+              needed.push(entry);
+            }
+          } else if ("need_end" in value) {
+            break;
+          } else if ("result" in value) {
+            result = fromWire(value.result);
+            break;
+          } else {
+            throw new RpcError("protocol", `agent ${target.address} answered out of turn`);
+          }
+        }
+        if (!result) {
+          for await (const chunk of rechunk(packEntries(task.workdir, needed), CHUNK_BYTES)) {
             sentBytes += chunk.length;
             await call.send({ workspace_chunk: chunk });
           }
           await call.send({ workspace_end: { bytes: sentBytes } });
-          call.end();
-        })();
-        // A failed upload (a file that vanished, say) ends the call at once; its error,
-        // not the cancellation it causes, is the one to report.
-        uploaded = upload.then(() => undefined, (error) => {
-          call.cancel();
-          return error as Error;
-        });
+        }
+        call.end();
 
-        let result: AttemptResult | undefined;
-        let complete = false;
-        for await (const message of call.responses) {
+        for (let step = await responses.next(); !step.done; step = await responses.next()) {
+          const message = step.value;
           if ("log" in message) {
             const { stream, level, line } = message.log;
             log(stream, line, stream === "log" ? (level as LogLevel) : undefined);
           } else if ("result" in message) {
             result = fromWire(message.result);
           } else if ("changes_begin" in message) {
-            if (changes) {
-              throw new RpcError("protocol", `agent ${target.address} began two change sets`);
-            }
-            spool = await Deno.makeTempFile({ prefix: "sloth-changes-", suffix: ".tar" });
-            changes = {
-              deleted: message.changes_begin.deleted,
-              file: await Deno.open(spool, { write: true }),
-              hash: createHash("sha256"),
-              bytes: 0,
-              open: true,
-            };
-          } else if ("changes_chunk" in message && changes) {
-            const chunk = message.changes_chunk;
-            for (let rest = chunk; rest.length > 0;) {
-              rest = rest.subarray(await changes.file.write(rest));
-            }
-            changes.hash.update(chunk);
-            changes.bytes += chunk.length;
-            // File content plus tar's headers and padding: never more than twice the limit.
-            if (changes.bytes > 2 * limits.maxTotalBytes + 1024 * 1024) {
-              throw new RpcError(
-                "protocol",
-                `agent ${target.address} sent a change set over the ${limits.maxTotalBytes}-byte limit`,
-              );
-            }
-          } else if ("changes_end" in message && changes) {
-            changes.file.close();
-            changes.open = false;
-            const digest = changes.hash.digest("hex");
-            if (
-              changes.bytes !== message.changes_end.bytes || digest !== message.changes_end.sha256
-            ) {
-              throw new RpcError("protocol", `agent ${target.address} sent a damaged change set`);
-            }
-            complete = true;
+            await spool.begin(target, message.changes_begin);
+          } else if ("changes_chunk" in message) {
+            await spool.write(target, message.changes_chunk, 2 * limits.maxTotalBytes + (1 << 20));
+          } else if ("changes_end" in message) {
+            spool.end(target, message.changes_end);
+          } else {
+            throw new RpcError("protocol", `agent ${target.address} answered out of turn`);
           }
         }
         finished = true;
-        const uploadError = await uploaded;
-        if (uploadError) throw uploadError;
         if (!result) {
-          throw uploadError ??
-            new RpcError(
-              "lost",
-              `agent ${target.address} lost: it ended the task without a result`,
-            );
-        }
-        if (changes && !complete) {
           throw new RpcError(
             "lost",
-            `agent ${target.address} lost: the change set did not arrive whole`,
+            `agent ${target.address} lost: it ended the task without a result`,
           );
         }
+        spool.checkWhole(target);
         const keep = task.syncBack === "always" || (task.syncBack === "on_success" && result.ok);
-        if (changes && keep && spool) {
-          const archive = spool;
-          const deleted = changes.deleted;
+        if (spool.begun && keep) {
+          const localContent = new Map<string, string>();
+          for (const e of manifest.entries) if (e.digest) localContent.set(e.digest, e.path);
           await this.#serialized(
             task.workdir,
             () =>
-              applyChanges(task.workdir, archive, deleted, {
-                sent,
-                ignored: walk.ignored,
+              applyChanges(task.workdir, spool.path!, spool.deleted, {
+                sent: manifest.identity,
+                ignored: manifest.ignored,
                 limits,
+                copies: spool.copies,
+                localContent,
               }),
           );
         }
-        return {
-          ...result,
-          transfer: { sentBytes, receivedBytes: changes?.bytes ?? 0 },
-        };
+        return { ...result, transfer: { sentBytes, receivedBytes: spool.bytes } };
       } catch (error) {
         // A local failure (a damaged change set, a full disk) must not leave the job
         // on the agent waiting for us.
         if (!finished) call.cancel();
-        const uploadError = uploaded && await Promise.race([uploaded, Promise.resolve(undefined)]);
-        throw uploadError ?? error;
+        throw error;
       } finally {
         ctx.signal.removeEventListener("abort", onAbort);
-        if (changes?.open) changes.file.close();
       }
     } catch (error) {
       return failure(error);
     } finally {
-      if (spool) await Deno.remove(spool).catch(() => {});
+      await spool.dispose();
     }
+  }
+
+  /** The task's working directory, described, with digests remembered between runs. */
+  async #manifest(workdir: string): Promise<Manifest> {
+    let cache = this.#digests.get(workdir);
+    if (!cache) {
+      cache = new DigestCache(workdir);
+      this.#digests.set(workdir, cache);
+    }
+    try {
+      return await buildManifest(workdir, cache);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) {
+        throw new SyncError(`working directory ${workdir} does not exist`);
+      }
+      throw error;
+    }
+  }
+
+  async #start(task: Task, ctx: AttemptContext): Promise<TaskStart> {
+    return {
+      protocol: PROTOCOL_VERSION,
+      group: task.group,
+      task: task.name,
+      files: await this.#files(),
+      main_file: this.#options.source.file,
+      master_cwd: this.#options.source.cwd,
+      values_json: JSON.stringify(this.#options.source.values ?? {}),
+      params_json: JSON.stringify(task.params),
+      inputs_json: JSON.stringify(ctx.inputs),
+      timeout_ms: task.timeoutMs ?? 0,
+      attempt: ctx.attempt,
+      sync_back: task.syncBack,
+      shell_command: task.command?.kind === "shell" && !task.preExec && !task.postExec
+        ? task.command.script
+        : "",
+      workspace_key: workspaceKey(task.workdir),
+    };
   }
 
   close(): void {
@@ -345,4 +348,87 @@ function failure(error: unknown): AttemptResult {
     return { ok: false, error: message, exit: { reason, code: null, signal: null, message } };
   }
   return { ok: false, error: message };
+}
+
+const MANIFEST_BATCH = 10_000;
+
+function toWire(e: ManifestEntry): WireEntry {
+  return {
+    path: e.path,
+    type: e.type,
+    mode: e.mode,
+    size: e.size,
+    sha256: e.digest ?? "",
+    target: e.target ?? "",
+    mtime_ms: Math.max(0, Math.round(e.mtimeMs)),
+  };
+}
+
+/** Names this machine's directory for the agent, without saying which it is. */
+function workspaceKey(workdir: string): string {
+  return createHash("sha256").update(`${hostname()}\0${Deno.uid() ?? ""}\0${workdir}`).digest("hex")
+    .slice(0, 32);
+}
+
+/** A change set on its way in: spooled to a temporary file and hashed as it comes. */
+class Spool {
+  path?: string;
+  deleted: string[] = [];
+  copies: Copy[] = [];
+  bytes = 0;
+  #file?: Deno.FsFile;
+  #hash = createHash("sha256");
+  #complete = false;
+
+  get begun(): boolean {
+    return this.path !== undefined;
+  }
+
+  async begin(
+    target: Remote,
+    begin: { deleted: string[]; copies: { path: string; sha256: string; mode: number }[] },
+  ): Promise<void> {
+    if (this.begun) throw new RpcError("protocol", `agent ${target.address} began two change sets`);
+    this.path = await Deno.makeTempFile({ prefix: "sloth-changes-", suffix: ".tar" });
+    this.#file = await Deno.open(this.path, { write: true });
+    this.deleted = begin.deleted;
+    this.copies = begin.copies.map((c) => ({ path: c.path, digest: c.sha256, mode: c.mode }));
+  }
+
+  async write(target: Remote, chunk: Uint8Array, limit: number): Promise<void> {
+    if (!this.#file) throw new RpcError("protocol", `agent ${target.address} answered out of turn`);
+    for (let rest = chunk; rest.length > 0;) rest = rest.subarray(await this.#file.write(rest));
+    this.#hash.update(chunk);
+    this.bytes += chunk.length;
+    if (this.bytes > limit) {
+      throw new RpcError(
+        "protocol",
+        `agent ${target.address} sent a change set over the size limit`,
+      );
+    }
+  }
+
+  end(target: Remote, end: { bytes: number; sha256: string }): void {
+    if (!this.#file) throw new RpcError("protocol", `agent ${target.address} answered out of turn`);
+    this.#file.close();
+    this.#file = undefined;
+    if (this.bytes !== end.bytes || this.#hash.digest("hex") !== end.sha256) {
+      throw new RpcError("protocol", `agent ${target.address} sent a damaged change set`);
+    }
+    this.#complete = true;
+  }
+
+  checkWhole(target: Remote): void {
+    if (this.begun && !this.#complete) {
+      throw new RpcError(
+        "lost",
+        `agent ${target.address} lost: the change set did not arrive whole`,
+      );
+    }
+  }
+
+  async dispose(): Promise<void> {
+    this.#file?.close();
+    if (this.path) await Deno.remove(this.path).catch(() => {});
+  }
 }

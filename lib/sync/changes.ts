@@ -1,53 +1,18 @@
 /**
- * Change sets: what a task changed in its workspace on the agent, and applying
- * that to the master's directory once it has arrived whole and been checked.
+ * Applying a change set from an agent to the master's directory, once it has
+ * arrived whole and been checked: a tar stream of what the master has not got,
+ * files to copy from content the master already has, and deletions.
  */
 import { createHash } from "node:crypto";
 import { checkRelativePath, SyncError } from "./paths.ts";
-import { ensureParents, type Limits, unpack, type UnpackedEntry } from "./unpack.ts";
-import { type Entry, walkWorkspace } from "./walk.ts";
+import { ensureParents, type Limits, unpack } from "./unpack.ts";
+import type { Entry } from "./walk.ts";
 
-export interface ChangeSet {
-  /** Added or modified: files, directories and symlinks, sent as a tar stream. */
-  changed: string[];
-  /** Gone: files, symlinks and directories, deepest first. */
-  deleted: string[];
-}
-
-/**
- * Compares the workspace now with what was unpacked into it. A file counts as
- * modified when its size, mode or content hash differs.
- */
-export async function diffWorkspace(
-  root: string,
-  before: Map<string, UnpackedEntry>,
-): Promise<ChangeSet> {
-  const { entries } = await walkWorkspace(root, { useIgnoreFile: false });
-  const changed: string[] = [];
-  const seen = new Set<string>();
-  for (const entry of entries) {
-    seen.add(entry.path);
-    const old = before.get(entry.path);
-    if (!old || old.type !== entry.type || old.mode !== entry.mode) {
-      changed.push(entry.path);
-    } else if (entry.type === "file") {
-      if (old.size !== entry.size || old.sha256 !== await hashFile(`${root}/${entry.path}`)) {
-        changed.push(entry.path);
-      }
-    } else if (entry.type === "symlink" && old.target !== entry.target) {
-      changed.push(entry.path);
-    }
-  }
-  const deleted = [...before.keys()].filter((path) => !seen.has(path));
-  deleted.sort((a, b) => b.split("/").length - a.split("/").length || (a < b ? 1 : -1));
-  return { changed, deleted };
-}
-
-export async function hashFile(path: string): Promise<string> {
-  const hash = createHash("sha256");
-  const file = await Deno.open(path);
-  for await (const chunk of file.readable) hash.update(chunk);
-  return hash.digest("hex");
+/** A file whose content the master already has (it sent it): copied, not sent back. */
+export interface Copy {
+  path: string;
+  digest: string;
+  mode: number;
 }
 
 export interface ApplyOptions {
@@ -56,6 +21,9 @@ export interface ApplyOptions {
   /** Paths `.slothignore` excludes: they were not sent, so they cannot conflict. */
   ignored(path: string, isDir?: boolean): boolean;
   limits?: Limits;
+  /** Files to make from content the master has, and where it has each digest. */
+  copies?: Copy[];
+  localContent?: Map<string, string>;
 }
 
 /**
@@ -75,15 +43,65 @@ export async function applyChanges(
     limits: options.limits,
     deleting: new Set(deleted),
   });
+  const copies = (options.copies ?? []).map((c) => ({ ...c, path: checkRelativePath(c.path) }));
+  for (const copy of copies) {
+    if (entries.has(copy.path)) {
+      throw new SyncError(`refused "${copy.path}": it is both sent and copied`);
+    }
+    if (!options.localContent?.has(copy.digest)) {
+      throw new SyncError(
+        `refused "${copy.path}": the agent asked to copy content this machine never sent`,
+      );
+    }
+    ensureParents(root, copy.path, { create: false });
+    checkUnchanged(root, copy.path, false, options);
+  }
   for (const path of deleted) ensureParents(root, path, { create: false });
   for (const [path, entry] of entries) checkUnchanged(root, path, entry.type === "dir", options);
   for (const path of deleted) checkUnchanged(root, path, undefined, options);
+  // Copies are made (and checked) first: their sources may be among the deletions.
+  const staged: { temp: string; copy: Copy }[] = [];
+  try {
+    for (const copy of copies) {
+      staged.push({ temp: stageCopy(root, copy, options.localContent!.get(copy.digest)!), copy });
+    }
+  } catch (error) {
+    for (const { temp } of staged) Deno.removeSync(temp);
+    throw error;
+  }
   for (const path of deleted) {
     if (entries.has(path)) continue;
     removePath(root, path);
   }
   await unpack(root, readFile(archive), { mode: "replace", limits: options.limits });
-  return { written: entries.size, deleted: deleted.length };
+  for (const { temp, copy } of staged) {
+    ensureParents(root, copy.path);
+    Deno.renameSync(temp, `${root}/${copy.path}`);
+  }
+  return { written: entries.size + copies.length, deleted: deleted.length };
+}
+
+/**
+ * Copies the local file that had `copy.digest` when it was sent to a temporary
+ * file in `root`, checking the digest again (that file may have changed since).
+ */
+function stageCopy(root: string, copy: Copy, source: string): string {
+  const temp = `${root}/.sloth-${crypto.randomUUID()}.tmp`;
+  Deno.copyFileSync(`${root}/${source}`, temp);
+  const hash = createHash("sha256");
+  using file = Deno.openSync(temp, { read: true });
+  const buffer = new Uint8Array(1 << 20);
+  for (let n = file.readSync(buffer); n; n = file.readSync(buffer)) {
+    hash.update(buffer.subarray(0, n));
+  }
+  if (hash.digest("hex") !== copy.digest) {
+    Deno.removeSync(temp);
+    throw new SyncError(
+      `${source} changed here while the task ran remotely; ${copy.path} was not written`,
+    );
+  }
+  Deno.chmodSync(temp, copy.mode & 0o777);
+  return temp;
 }
 
 /** The identity a path had when it was sent must be the one it has now. */

@@ -1,10 +1,8 @@
 import assert from "node:assert/strict";
 import { snapshot, tempWorkspace } from "../../tests/_helpers/mod.ts";
 import { type RawEntry, rawTar } from "../../tests/_helpers/tar.ts";
-import { applyChanges, diffWorkspace } from "./changes.ts";
-import { unpack } from "./unpack.ts";
+import { applyChanges } from "./changes.ts";
 import { walkWorkspace } from "./walk.ts";
-import { packPaths } from "./pack.ts";
 
 /** Applies a change set made of `entries` (and `deleted`) to a workspace holding `files`. */
 async function apply(files: Record<string, string>, entries: RawEntry[], deleted: string[] = []) {
@@ -70,25 +68,4 @@ Deno.test("applyChanges() writes into an existing ignored directory without call
   assert.equal(r.error, undefined, String(r.error));
   assert.equal(await Deno.readTextFile(`${r.ws.dir}/build/new.o`), "new");
   assert.equal(await Deno.readTextFile(`${r.ws.dir}/build/old.o`), "old");
-});
-
-Deno.test("diffWorkspace() finds added, modified, deleted and mode-changed files, and nothing else", async () => {
-  await using src = await tempWorkspace({
-    "same.txt": "same",
-    "edit.txt": "before",
-    "gone.txt": "x",
-    "mode.sh": "#!",
-  });
-  const walk = await walkWorkspace(src.dir);
-  await using dst = await tempWorkspace();
-  const before = await unpack(dst.dir, packPaths(src.dir, walk.entries.map((e) => e.path)), {
-    mode: "fresh",
-  });
-  await Deno.writeTextFile(`${dst.dir}/edit.txt`, "after!");
-  await Deno.writeTextFile(`${dst.dir}/new.txt`, "new");
-  await Deno.remove(`${dst.dir}/gone.txt`);
-  await Deno.chmod(`${dst.dir}/mode.sh`, 0o755);
-  const changes = await diffWorkspace(dst.dir, before);
-  assert.deepEqual(changes.changed.sort(), ["edit.txt", "mode.sh", "new.txt"]);
-  assert.deepEqual(changes.deleted, ["gone.txt"]);
 });

@@ -1,6 +1,11 @@
-export { applyChanges, diffWorkspace, hashFile } from "./changes.ts";
-export type { ApplyOptions, ChangeSet } from "./changes.ts";
-export { packPaths, rechunk } from "./pack.ts";
+export { BlobStore } from "./blobs.ts";
+export { applyChanges } from "./changes.ts";
+export type { ApplyOptions, Copy } from "./changes.ts";
+export { buildManifest, checkManifest, DigestCache, hashFileSync } from "./manifest.ts";
+export type { Manifest, ManifestEntry } from "./manifest.ts";
+export { CHUNK, packEntries, rechunk } from "./pack.ts";
+export { diff, fillIn, reconcile, WorkspaceShelf } from "./workspace.ts";
+export type { FileState, WorkspaceDiff, WorkspaceState } from "./workspace.ts";
 export { checkRelativePath, symlinkStaysInside, SyncError } from "./paths.ts";
 export { DEFAULT_LIMITS, limitsFromEnv, unpack } from "./unpack.ts";
 export type { Limits, UnpackedEntry, UnpackMode } from "./unpack.ts";

@@ -1,36 +1,78 @@
-/** Packing a list of workspace entries into a tar stream, read as it is made. */
-import { create } from "tar";
-
-/** Each regular file is stored whole: an archive of ours never holds hard links. */
-const noHardLinks = {
-  get: () => undefined,
-  set() {
-    return this;
-  },
-  has: () => false,
-} as unknown as Map<`${number}:${number}`, string>;
-
 /**
- * The tar stream of `paths` (relative to `root`, in the order given; directories
- * are stored without their contents). Symlinks are stored as symlinks.
+ * Packing workspace entries into a tar stream. node-tar's Header and Pax encode
+ * each header; reading and batching is done here, with synchronous reads into
+ * 1 MiB chunks: node-tar's own `create` costs ~0.4 ms a file, which is most of
+ * a sync of many small files (measured; see BENCHMARKS.md).
  */
-export function packPaths(root: string, paths: string[]): AsyncIterable<Uint8Array> {
-  // An empty list is no bytes at all: unpack() reads that as an empty archive.
-  if (paths.length === 0) return emptyStream();
-  return create(
-    {
-      cwd: root,
-      // Not `portable`: it rounds modes (664 becomes 644), and modes must survive.
-      follow: false,
-      noDirRecurse: true,
-      linkCache: noHardLinks,
-    },
-    // node-tar reads a name starting with "@" as another archive to splice in.
-    paths.map((path) => `./${path}`),
-  ) as unknown as AsyncIterable<Uint8Array>;
-}
+import { Buffer } from "node:buffer";
+import { Header, Pax } from "tar";
+import { SyncError } from "./paths.ts";
+import type { Entry } from "./walk.ts";
 
-async function* emptyStream(): AsyncIterable<Uint8Array> {}
+/** Bytes per chunk handed on (and per gRPC message). */
+export const CHUNK = 1024 * 1024;
+
+const BLOCK = 512;
+
+/** The tar stream of `entries` (relative to `root`, in the order given). No bytes for none. */
+export async function* packEntries(
+  root: string,
+  entries: Pick<Entry, "path" | "type" | "mode" | "size" | "target" | "mtimeMs">[],
+): AsyncIterable<Uint8Array> {
+  if (entries.length === 0) return;
+  let chunk = new Uint8Array(CHUNK);
+  let used = 0;
+  const room = () => CHUNK - used;
+  async function* flush(): AsyncIterable<Uint8Array> {
+    if (used === 0) return;
+    yield chunk.subarray(0, used);
+    chunk = new Uint8Array(CHUNK);
+    used = 0;
+  }
+  async function* put(bytes: Uint8Array): AsyncIterable<Uint8Array> {
+    let offset = 0;
+    while (offset < bytes.length) {
+      if (room() === 0) yield* flush();
+      const n = Math.min(room(), bytes.length - offset);
+      chunk.set(bytes.subarray(offset, offset + n), used);
+      used += n;
+      offset += n;
+    }
+  }
+
+  for (const entry of entries) {
+    const fields = {
+      path: entry.type === "dir" ? `${entry.path}/` : entry.path,
+      mode: entry.mode,
+      size: entry.type === "file" ? entry.size : 0,
+      mtime: new Date(entry.mtimeMs),
+      type: entry.type === "file" ? "File" : entry.type === "dir" ? "Directory" : "SymbolicLink",
+      linkpath: entry.target,
+    } as const;
+    const header = Buffer.alloc(BLOCK);
+    const needPax = new Header(fields).encode(header, 0);
+    if (needPax) yield* put(new Uint8Array(new Pax(fields).encode()));
+    yield* put(new Uint8Array(header));
+    if (entry.type !== "file") continue;
+
+    using file = Deno.openSync(`${root}/${entry.path}`, { read: true });
+    let remaining = entry.size;
+    while (remaining > 0) {
+      if (room() === 0) yield* flush();
+      const want = Math.min(room(), remaining);
+      const n = file.readSync(chunk.subarray(used, used + want));
+      if (n === null || n === 0) {
+        throw new SyncError(`${entry.path} changed while it was being sent (it got shorter)`);
+      }
+      used += n;
+      remaining -= n;
+    }
+    const padding = (BLOCK - (entry.size % BLOCK)) % BLOCK;
+    if (padding) yield* put(new Uint8Array(padding));
+  }
+  yield* put(new Uint8Array(2 * BLOCK));
+  yield* flush();
+}
 
 /** Re-cuts a stream into chunks of at most `size` bytes, for gRPC messages. */
 export async function* rechunk(

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { snapshot, tempWorkspace } from "../../tests/_helpers/mod.ts";
 import { rawTar, streamOf } from "../../tests/_helpers/tar.ts";
-import { packPaths } from "./pack.ts";
+import { packEntries } from "./pack.ts";
 import { unpack } from "./unpack.ts";
 import { walkWorkspace } from "./walk.ts";
 
@@ -20,7 +20,7 @@ async function unpackError(
   assert.fail("the archive was accepted");
 }
 
-Deno.test("packPaths() and unpack() round-trip files, modes, empty dirs and inner symlinks", async () => {
+Deno.test("packEntries() and unpack() round-trip files, modes, empty dirs and inner symlinks", async () => {
   await using src = await tempWorkspace({
     "@notes.txt": "a name node-tar would read as an archive",
     "group-writable.txt": "664",
@@ -40,7 +40,7 @@ Deno.test("packPaths() and unpack() round-trip files, modes, empty dirs and inne
   await Deno.symlink("lib.so.1", `${src.dir}/lib.so`);
   const walk = await walkWorkspace(src.dir);
   await using dst = await tempWorkspace();
-  const entries = await unpack(dst.dir, packPaths(src.dir, walk.entries.map((e) => e.path)), {
+  const entries = await unpack(dst.dir, packEntries(src.dir, walk.entries), {
     mode: "fresh",
   });
   assert.deepEqual(await snapshot(dst.dir), await snapshot(src.dir));

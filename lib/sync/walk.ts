@@ -32,11 +32,16 @@ export interface Walk {
 
 export const IGNORE_FILE = ".slothignore";
 
+/**
+ * Every entry under `root`. Synchronous file calls on purpose: for thousands of
+ * files they are an order of magnitude cheaper than Deno's async ones.
+ */
+// deno-lint-ignore require-await
 export async function walkWorkspace(root: string, options: { useIgnoreFile?: boolean } = {}) {
   let rules: Ignore | undefined;
   if (options.useIgnoreFile !== false) {
     try {
-      rules = ignore().add(await Deno.readTextFile(`${root}/${IGNORE_FILE}`));
+      rules = ignore().add(Deno.readTextFileSync(`${root}/${IGNORE_FILE}`));
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
     }
@@ -46,14 +51,14 @@ export async function walkWorkspace(root: string, options: { useIgnoreFile?: boo
 
   const entries: Entry[] = [];
   const skipped: string[] = [];
-  const visit = async (dir: string, prefix: string) => {
+  const visit = (dir: string, prefix: string) => {
     const names: string[] = [];
-    for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+    for (const entry of Deno.readDirSync(dir)) names.push(entry.name);
     names.sort();
     for (const name of names) {
       const path = prefix ? `${prefix}/${name}` : name;
       const full = `${dir}/${name}`;
-      const info = await Deno.lstat(full);
+      const info = Deno.lstatSync(full);
       const base = {
         path,
         mode: (info.mode ?? 0) & 0o777,
@@ -64,13 +69,13 @@ export async function walkWorkspace(root: string, options: { useIgnoreFile?: boo
       if (info.isDirectory) {
         if (ignored(path, true)) continue;
         entries.push({ ...base, type: "dir", size: 0 });
-        await visit(full, path);
+        visit(full, path);
       } else if (ignored(path)) {
         continue;
       } else if (info.isFile) {
         entries.push({ ...base, type: "file" });
       } else if (info.isSymlink) {
-        const target = await Deno.readLink(full);
+        const target = Deno.readLinkSync(full);
         if (symlinkStaysInside(path, target, (p) => symlinkTargetOnDisk(root, p))) {
           entries.push({ ...base, type: "symlink", target });
         } else {
@@ -83,6 +88,6 @@ export async function walkWorkspace(root: string, options: { useIgnoreFile?: boo
       }
     }
   };
-  await visit(root, "");
+  visit(root, "");
   return { entries, skipped, ignored } satisfies Walk;
 }

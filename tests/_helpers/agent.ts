@@ -80,3 +80,12 @@ export async function startAgent(options: AgentOptions = {}): Promise<TestAgent>
     },
   };
 }
+
+/** The job directories an agent (started with `--work-root root`) has right now. */
+export function jobDirs(agent: TestAgent, root: string): string[] {
+  try {
+    return [...Deno.readDirSync(`${root}/sloth-agent-${agent.port}/jobs`)].map((e) => e.name);
+  } catch {
+    return [];
+  }
+}

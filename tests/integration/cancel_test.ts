@@ -1,6 +1,6 @@
 /** Stopping remote work: Ctrl-C, timeouts, abort_if, an agent that dies, an agent told to stop. */
 import assert from "node:assert/strict";
-import { startAgent } from "../_helpers/agent.ts";
+import { jobDirs, startAgent } from "../_helpers/agent.ts";
 import {
   cliProcess,
   LiveOutput,
@@ -109,11 +109,11 @@ Deno.test("an agent told to stop cancels its running jobs, kills their trees and
   const child = spawnCli(["run", "-f", "workflow.lua"], { cwd: ws.dir });
   const live = new LiveOutput(child);
   await live.waitFor(/\[sleeper@[^\]]+\] started/);
-  assert.equal([...Deno.readDirSync(root.dir)].length, 1);
+  assert.equal(jobDirs(agent, root.dir).length, 1);
   assert.equal(await agent.stop("SIGTERM"), 0);
   assert.match(agent.log(), /SIGTERM: stopping/);
   assert.match(agent.log(), /stopped/);
-  assert.deepEqual([...Deno.readDirSync(root.dir)], []);
+  assert.deepEqual(jobDirs(agent, root.dir), []);
   assert.deepEqual(await pgrep(`sleep ${seconds}`), []);
   await child.status;
   await live.done();
@@ -141,7 +141,7 @@ Deno.test("cancelling a task that prints without pause frees the agent's slot an
     const ping = await cliProcess(["agent", "ping", agent.address], { cwd: "/tmp" });
     return /0 running, 0 waiting/.test(ping.stdout);
   }, 5000);
-  await waitFor(() => [...Deno.readDirSync(root.dir)].length === 0, 5000);
+  await waitFor(() => jobDirs(agent, root.dir).length === 0, 5000);
   await Deno.writeTextFile(
     `${ws.dir}/next.lua`,
     `TaskDefinitions = { g = { tasks = { { name = "next", delegate_to = "${agent.address}", command = "echo next ran" } } } }`,

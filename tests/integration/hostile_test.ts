@@ -8,9 +8,12 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import {
   AgentClient,
+  type IncomingJob,
+  PROTOCOL_VERSION,
   type RunTaskResponse,
   serveAgent,
   type TaskStart,
+  type WireEntry,
 } from "../../lib/rpc/mod.ts";
 import { HOSTILE_ARCHIVES, type HostileArchive } from "../fixtures/hostile/archives.ts";
 import { startAgent, type TestAgent } from "../_helpers/agent.ts";
@@ -19,7 +22,7 @@ import { hostileBytes } from "../_helpers/tar.ts";
 
 function start(fields: Partial<TaskStart> = {}): TaskStart {
   return {
-    protocol: 1,
+    protocol: PROTOCOL_VERSION,
     group: "g",
     task: "t",
     files: [{
@@ -35,15 +38,17 @@ function start(fields: Partial<TaskStart> = {}): TaskStart {
     attempt: 1,
     sync_back: "on_success",
     shell_command: "touch ran.txt",
+    workspace_key: "",
     ...fields,
   };
 }
 
-/** Sends a job with these workspace bytes; returns what the agent answered, or the call's error. */
+/** Sends a job: a manifest (empty unless given), then these bytes as the workspace content. */
 async function sendJob(
   agent: TestAgent,
   bytes: Uint8Array,
   fields: Partial<TaskStart> = {},
+  manifest: WireEntry[] = [],
 ): Promise<{ responses: RunTaskResponse[]; error?: Error }> {
   const client = new AgentClient(agent.address, { token: readToken(agent) });
   const call = client.runTask();
@@ -53,6 +58,8 @@ async function sendJob(
       for await (const r of call.responses) responses.push(r);
     })();
     await call.send({ start: start(fields) });
+    if (manifest.length) await call.send({ manifest: { entries: manifest } });
+    await call.send({ manifest_end: { entries: manifest.length } });
     for (let offset = 0; offset < bytes.length; offset += 1 << 20) {
       await call.send({ workspace_chunk: bytes.subarray(offset, offset + (1 << 20)) });
     }
@@ -139,20 +146,31 @@ Deno.test("protocol abuse gets a protocol error, and the agent keeps serving", a
   assert.equal((await cliProcess(["agent", "ping", agent.address], { cwd: "/tmp" })).code, 0);
 });
 
+/** Reads a master's manifest, asks for nothing, and reads the (empty) upload. */
+async function drainUpload(job: IncomingJob): Promise<void> {
+  while (!("manifest_end" in await job.next()));
+  await job.send({ need_end: {} });
+  while (!("workspace_end" in await job.next()));
+}
+
 /** A fake agent that answers every job with this change set. */
-async function maliciousAgent(
-  changes: { bytes: Uint8Array; deleted?: string[]; sha?: string; cut?: boolean },
-) {
+async function maliciousAgent(changes: {
+  bytes: Uint8Array;
+  deleted?: string[];
+  sha?: string;
+  cut?: boolean;
+  copies?: { path: string; sha256: string; mode: number }[];
+}) {
   return await serveAgent({
     ping: () => ({
       version: "evil",
-      protocol: 1,
+      protocol: PROTOCOL_VERSION,
       running_jobs: 0,
       queued_jobs: 0,
       max_concurrent: 1,
     }),
     runTask: async (job) => {
-      for await (const _ of job.workspace) { /* drain */ }
+      await drainUpload(job);
       await job.send({
         result: {
           ok: true,
@@ -166,7 +184,9 @@ async function maliciousAgent(
           duration_ms: 1,
         },
       });
-      await job.send({ changes_begin: { deleted: changes.deleted ?? [], entries: 1 } });
+      await job.send({
+        changes_begin: { deleted: changes.deleted ?? [], entries: 1, copies: changes.copies ?? [] },
+      });
       if (changes.bytes.length > 0) await job.send({ changes_chunk: changes.bytes });
       if (changes.cut) return;
       const sha = changes.sha ?? createHash("sha256").update(changes.bytes).digest("hex");

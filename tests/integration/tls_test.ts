@@ -187,7 +187,7 @@ for (
       runTask: () => Promise.reject(new Error("not reached")),
       ping: () => ({
         version: "x",
-        protocol: 1,
+        protocol: 2,
         running_jobs: 0,
         queued_jobs: 0,
         max_concurrent: 1,

@@ -1,0 +1,157 @@
+/**
+ * The agent's half of a workspace exchange: take the master's manifest, make
+ * the workspace match it (asking only for content it lacks), and, after the
+ * task, send back what changed: new content as tar, known content as copies.
+ */
+import { createHash } from "node:crypto";
+import { CHUNK_BYTES, type IncomingJob, ProtocolError, type WireEntry } from "../rpc/mod.ts";
+import {
+  type BlobStore,
+  checkManifest,
+  diff,
+  fillIn,
+  type Limits,
+  type ManifestEntry,
+  packEntries,
+  rechunk,
+  reconcile,
+  SyncError,
+  unpack,
+  type WorkspaceState,
+} from "../sync/mod.ts";
+
+const NEED_BATCH = 10_000;
+
+export function fromWire(e: WireEntry): ManifestEntry {
+  return {
+    path: e.path,
+    type: e.type,
+    mode: e.mode,
+    size: e.size,
+    mtimeMs: e.mtime_ms,
+    digest: e.type === "file" ? e.sha256 : undefined,
+    target: e.type === "symlink" ? e.target : undefined,
+  };
+}
+
+/** Reads the manifest messages that follow `start`. */
+export async function receiveManifest(
+  job: IncomingJob,
+  limits: Limits,
+): Promise<Map<string, ManifestEntry>> {
+  const entries: ManifestEntry[] = [];
+  while (true) {
+    const message = await job.next();
+    if ("manifest" in message) {
+      for (const e of message.manifest.entries) entries.push(fromWire(e));
+      if (entries.length > limits.maxEntries) {
+        throw new SyncError(`refused the workspace: more than ${limits.maxEntries} entries`);
+      }
+    } else if ("manifest_end" in message) {
+      if (message.manifest_end.entries !== entries.length) {
+        throw new ProtocolError("invalid", "the manifest ended with a different count");
+      }
+      return checkManifest(entries, limits);
+    } else {
+      throw new ProtocolError("invalid", "expected the manifest");
+    }
+  }
+}
+
+/**
+ * Makes `ws` match the manifest: what is kept from an earlier run stays, content
+ * the store has is copied, and only the rest is asked of the master, received
+ * as tar into `incoming`, checked against its digest and stored.
+ */
+export async function materialize(options: {
+  job: IncomingJob;
+  ws: string;
+  incoming: string;
+  manifest: Map<string, ManifestEntry>;
+  state: WorkspaceState;
+  blobs: BlobStore;
+  limits: Limits;
+}): Promise<{ fetchedBytes: number }> {
+  const { job, ws, manifest, state, blobs } = options;
+  const { fill, missing } = await reconcile(ws, manifest, state, blobs);
+  for (let i = 0; i < missing.length; i += NEED_BATCH) {
+    await job.send({ need: { paths: missing.slice(i, i + NEED_BATCH).map((e) => e.path) } });
+  }
+  await job.send({ need_end: {} });
+
+  await Deno.mkdir(options.incoming, { recursive: true });
+  const wanted = new Map(missing.map((e) => [e.path, e]));
+  let received = 0;
+  const stream = async function* () {
+    while (true) {
+      const message = await job.next();
+      if ("workspace_chunk" in message) {
+        received += message.workspace_chunk.length;
+        yield message.workspace_chunk;
+      } else if ("workspace_end" in message) {
+        if (message.workspace_end.bytes !== received) {
+          throw new ProtocolError(
+            "invalid",
+            `the workspace ended after ${received} of ${message.workspace_end.bytes} bytes`,
+          );
+        }
+        return;
+      } else {
+        throw new ProtocolError("invalid", "expected workspace content");
+      }
+    }
+  };
+  const arrived = await unpack(options.incoming, stream(), {
+    mode: "fresh",
+    limits: options.limits,
+  });
+  for (const [path, entry] of arrived) {
+    const asked = wanted.get(path);
+    if (!asked || entry.type !== "file") {
+      throw new SyncError(`refused "${path}": it was not asked for`);
+    }
+    if (entry.sha256 !== asked.digest) {
+      throw new SyncError(
+        `refused "${path}": its content does not match its digest (did it change while being sent?)`,
+      );
+    }
+    blobs.admit(`${options.incoming}/${path}`, asked.digest!);
+    wanted.delete(path);
+  }
+  if (wanted.size > 0) throw new SyncError(`the master did not send ${[...wanted.keys()][0]}`);
+  fillIn(ws, fill, state, blobs);
+  return { fetchedBytes: received };
+}
+
+/**
+ * Sends what the task changed, unless nothing did: new content as a tar stream,
+ * content the master sent as copies, and the deleted paths.
+ */
+export async function sendChanges(
+  job: IncomingJob,
+  ws: string,
+  manifest: Map<string, ManifestEntry>,
+  state: WorkspaceState,
+): Promise<void> {
+  const { changed, deleted } = await diff(ws, manifest, state);
+  if (changed.length === 0 && deleted.length === 0) return;
+  const known = new Set<string>();
+  for (const e of manifest.values()) if (e.digest) known.add(e.digest);
+  const copies = changed.filter((e) => e.type === "file" && known.has(e.digest!));
+  const sent = changed.filter((e) => !(e.type === "file" && known.has(e.digest!)));
+  await job.send({
+    changes_begin: {
+      deleted,
+      entries: sent.length,
+      copies: copies.map((e) => ({ path: e.path, sha256: e.digest!, mode: e.mode })),
+    },
+  });
+  const hash = createHash("sha256");
+  let bytes = 0;
+  for await (const chunk of rechunk(packEntries(ws, sent), CHUNK_BYTES)) {
+    hash.update(chunk);
+    bytes += chunk.length;
+    await job.send({ changes_chunk: chunk });
+  }
+  await job.send({ changes_end: { bytes, sha256: hash.digest("hex") } });
+}

@@ -1,0 +1,134 @@
+/** Content-addressed, incremental sync: only what changed travels, in both directions. */
+import assert from "node:assert/strict";
+import { startAgent } from "../_helpers/agent.ts";
+import { cliProcess, tempWorkspace } from "../_helpers/mod.ts";
+
+interface Finished {
+  task: string;
+  status: string;
+  error?: string;
+  transfer?: { sent_bytes: number; received_bytes: number };
+}
+
+async function run(dir: string, file = "workflow.lua") {
+  const r = await cliProcess(["run", "-f", file, "-o", "json"], { cwd: dir });
+  const events = r.stdout.trim().split("\n").filter(Boolean).map((l) => JSON.parse(l));
+  const finished = events.filter((e) => e.type === "task_finished") as Finished[];
+  const lines = events.filter((e) => e.type === "log").map((e) => e.line as string);
+  return { code: r.code, finished, lines, stderr: r.stderr };
+}
+
+const listing = "find . -type f -not -name workflow.lua | sort | while read f; do " +
+  'echo "$f $(stat -c %a "$f") $(sha256sum < "$f" | cut -c1-12)"; done';
+
+function workflow(address: string, command = listing): string {
+  return `TaskDefinitions = { g = { tasks = { { name = "look", delegate_to = "${address}",
+    command = ${JSON.stringify(command)} } } } }`;
+}
+
+function localListing(dir: string): string[] {
+  const out = new Deno.Command("sh", { args: ["-c", listing], cwd: dir }).outputSync();
+  return new TextDecoder().decode(out.stdout).trim().split("\n");
+}
+
+Deno.test("a second run sends only the changed, renamed and mode-changed files, and deletes the deleted", async () => {
+  await using agent = await startAgent();
+  const big = "x".repeat(200_000);
+  await using ws = await tempWorkspace({
+    "keep.txt": big,
+    "edit.txt": "before",
+    "gone.txt": "to be deleted",
+    "old-name.txt": "renamed content " + big,
+    "tool.sh": "#!/bin/sh\n",
+  });
+  await Deno.writeTextFile(`${ws.dir}/workflow.lua`, workflow(agent.address));
+  const first = await run(ws.dir);
+  assert.equal(first.code, 0, first.stderr);
+  assert.ok(first.finished[0].transfer!.sent_bytes > 400_000, "the first run sends everything");
+  assert.deepEqual(first.lines, localListing(ws.dir));
+
+  await Deno.writeTextFile(`${ws.dir}/edit.txt`, "after");
+  await Deno.remove(`${ws.dir}/gone.txt`);
+  await Deno.rename(`${ws.dir}/old-name.txt`, `${ws.dir}/new-name.txt`);
+  await Deno.chmod(`${ws.dir}/tool.sh`, 0o755);
+  const second = await run(ws.dir);
+  assert.equal(second.code, 0, second.stderr);
+  // The agent sees exactly the master's files: changed, deleted, renamed, mode-changed.
+  assert.deepEqual(second.lines, localListing(ws.dir));
+  // Only edit.txt's new content travels: the rename and the mode change cost no content.
+  assert.ok(
+    second.finished[0].transfer!.sent_bytes < 5_000,
+    `sent ${second.finished[0].transfer!.sent_bytes}`,
+  );
+  assert.equal(
+    second.finished[0].transfer!.received_bytes,
+    0,
+    "nothing back for an unchanged workspace",
+  );
+
+  const third = await run(ws.dir);
+  assert.equal(third.finished[0].transfer!.sent_bytes, 0, "nothing at all when nothing changed");
+});
+
+Deno.test("a damaged entry in the agent's content store is noticed and fetched again", async () => {
+  await using root = await tempWorkspace();
+  await using agent = await startAgent({ args: ["--work-root", root.dir] });
+  const content = "precious content\n".repeat(1000);
+  await using a = await tempWorkspace({ "data.txt": content });
+  await using b = await tempWorkspace({ "data.txt": content });
+  const check = `sha256sum data.txt | cut -c1-16`;
+  await Deno.writeTextFile(`${a.dir}/workflow.lua`, workflow(agent.address, check));
+  await Deno.writeTextFile(`${b.dir}/workflow.lua`, workflow(agent.address, check));
+  const first = await run(a.dir);
+  assert.equal(first.code, 0, first.stderr);
+  const expected = first.lines[0];
+
+  const digest = [
+    ...new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(content))),
+  ]
+    .map((b) => b.toString(16).padStart(2, "0")).join("");
+  const blob = `${root.dir}/sloth-agent-${agent.port}/blobs/${digest}`;
+  assert.ok((await Deno.stat(blob)).isFile, "the content is in the store");
+  await Deno.chmod(blob, 0o644);
+  await Deno.writeTextFile(blob, "corrupted".padEnd(content.length, "!"));
+
+  // Another directory (so no kept workspace), the same content: the store must not be trusted.
+  const second = await run(b.dir);
+  assert.equal(second.code, 0, second.stderr);
+  assert.equal(second.lines[0], expected);
+  assert.ok(second.finished[0].transfer!.sent_bytes >= content.length, "fetched again");
+});
+
+Deno.test("content a task moves or copies comes back without its bytes; new content with them", async () => {
+  await using agent = await startAgent();
+  const big = "y".repeat(300_000);
+  await using ws = await tempWorkspace({ "a.bin": big });
+  await Deno.writeTextFile(
+    `${ws.dir}/workflow.lua`,
+    workflow(agent.address, "mv a.bin moved.bin && cp moved.bin copy.bin && echo new > new.txt"),
+  );
+  const r = await run(ws.dir);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(
+    r.finished[0].transfer!.received_bytes < 10_000,
+    `received ${r.finished[0].transfer!.received_bytes}`,
+  );
+  assert.equal(await Deno.readTextFile(`${ws.dir}/moved.bin`), big);
+  assert.equal(await Deno.readTextFile(`${ws.dir}/copy.bin`), big);
+  assert.equal(await Deno.readTextFile(`${ws.dir}/new.txt`), "new\n");
+  await assert.rejects(Deno.stat(`${ws.dir}/a.bin`));
+});
+
+Deno.test("the agent's store and kept workspaces survive its restart on the same port", async () => {
+  await using root = await tempWorkspace();
+  const first = await startAgent({ args: ["--work-root", root.dir] });
+  const port = first.port;
+  await using ws = await tempWorkspace({ "big.bin": "z".repeat(500_000) });
+  await Deno.writeTextFile(`${ws.dir}/workflow.lua`, workflow(first.address, "true"));
+  assert.equal((await run(ws.dir)).code, 0);
+  await first.stop();
+  await using again = await startAgent({ args: ["--work-root", root.dir], port });
+  const r = await run(ws.dir);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.finished[0].transfer!.sent_bytes, 0);
+});
