@@ -11,7 +11,6 @@ import type { Task } from "../model/mod.ts";
 import { exitStatusText, formatDuration } from "../model/mod.ts";
 import {
   type AgentHandlers,
-  CHUNK_BYTES,
   type IncomingJob,
   type LogLine,
   type PingResponse,

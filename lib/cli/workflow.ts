@@ -1,14 +1,7 @@
 /** `run`, `list` and `validate`: load a workflow, then plan, show or run it. */
 import { ExitCode } from "../errors.ts";
 import { type LoadedWorkflow, loadWorkflow, LuaPool, readValues } from "../dsl/mod.ts";
-import {
-  type EmitEvent,
-  fdWriter,
-  jsonRenderer,
-  type RunEvent,
-  TextRenderer,
-  type Write,
-} from "../log/mod.ts";
+import { type EmitEvent, jsonRenderer, type RunEvent, TextRenderer } from "../log/mod.ts";
 import { allTasks, targetText, type Task, type TaskResult, type TaskStatus } from "../model/mod.ts";
 import { loadRemoteRunner, LocalRunner, type RemoteRunner } from "../runner/mod.ts";
 import { checkWorkflow, type Plan, planRun, runPlan } from "../scheduler/mod.ts";

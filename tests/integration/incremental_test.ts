@@ -127,7 +127,7 @@ Deno.test("the agent's store and kept workspaces survive its restart on the same
   await Deno.writeTextFile(`${ws.dir}/workflow.lua`, workflow(first.address, "true"));
   assert.equal((await run(ws.dir)).code, 0);
   await first.stop();
-  await using again = await startAgent({ args: ["--work-root", root.dir], port });
+  await using _again = await startAgent({ args: ["--work-root", root.dir], port });
   const r = await run(ws.dir);
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.finished[0].transfer!.sent_bytes, 0);

@@ -53,6 +53,7 @@ TaskDefinitions = {
     agent.log(),
     /job 1 remote\.change_things \(attempt 1\) from 127\.0\.0\.1:\d+: success in /,
   );
+  assert.deepEqual(jobDirs(agent, workRoot.dir), [], "the job directory is gone");
 });
 
 Deno.test("outputs flow from a remote task to a local one and back to a remote one", async () => {
