@@ -16,9 +16,13 @@ import {
   type WireEntry,
 } from "../../lib/rpc/mod.ts";
 import { HOSTILE_ARCHIVES, type HostileArchive } from "../fixtures/hostile/archives.ts";
+import { HOSTILE_MANIFESTS } from "../fixtures/hostile/manifests.ts";
 import { startAgent, type TestAgent } from "../_helpers/agent.ts";
 import { cliProcess, snapshot, tempWorkspace } from "../_helpers/mod.ts";
 import { hostileBytes } from "../_helpers/tar.ts";
+
+/** SHA-256 of "keep", the content of keep.txt in the master's workspace below. */
+const KEEP_DIGEST = "6ca7ea2feefc88ecb5ed6356ed963f47dc9137f82526fdd25d618ea626d0803f";
 
 function start(fields: Partial<TaskStart> = {}): TaskStart {
   return {
@@ -115,6 +119,32 @@ Deno.test("a malicious master's archives are refused by the agent, which keeps s
   await assert.rejects(Deno.stat("/tmp/sloth-hostile-absolute.txt"), Deno.errors.NotFound);
 });
 
+Deno.test("a malicious master's manifests are refused by the agent, which keeps serving", async () => {
+  await using outer = await tempWorkspace({ "sentinel.txt": "untouched" });
+  await Deno.mkdir(`${outer.dir}/work`);
+  const before = await snapshot(outer.dir);
+  for (const hostile of HOSTILE_MANIFESTS) {
+    await using agent = await limitedAgent(hostile.limits, `${outer.dir}/work`);
+    const { responses, error } = await sendJob(agent, new Uint8Array(), {}, hostile.entries);
+    assert.equal(error, undefined, `${hostile.name}: ${error?.message}`);
+    const result = responses.find((r) => "result" in r);
+    assert.ok(result && "result" in result, hostile.name);
+    assert.equal(result.result.ok, false, hostile.name);
+    assert.match(result.result.error, hostile.refused, hostile.name);
+    const good = await sendJob(agent, new Uint8Array(), { shell_command: "echo fine" });
+    assert.ok(
+      good.responses.some((r) => "result" in r && r.result.ok),
+      `${hostile.name}: next job`,
+    );
+  }
+  const after = await snapshot(outer.dir);
+  for (const path of Object.keys(after)) {
+    assert.ok(path in before || path.includes("/sloth-agent-"), `${path} appeared`);
+  }
+  assert.equal(after["sentinel.txt"], "untouched");
+  await assert.rejects(Deno.stat("/etc/cron.d/evil"), Deno.errors.NotFound);
+});
+
 Deno.test("protocol abuse gets a protocol error, and the agent keeps serving", async () => {
   await using agent = await startAgent({ args: ["--idle-timeout", "1s"] });
   const badVersion = await sendJob(agent, new Uint8Array(), { protocol: 0 });
@@ -146,9 +176,10 @@ Deno.test("protocol abuse gets a protocol error, and the agent keeps serving", a
   assert.equal((await cliProcess(["agent", "ping", agent.address], { cwd: "/tmp" })).code, 0);
 });
 
-/** Reads a master's manifest, asks for nothing, and reads the (empty) upload. */
-async function drainUpload(job: IncomingJob): Promise<void> {
+/** Reads a master's manifest, asks for `need` (nothing by default), and reads the upload. */
+async function drainUpload(job: IncomingJob, need: string[] = []): Promise<void> {
   while (!("manifest_end" in await job.next()));
+  if (need.length) await job.send({ need: { paths: need } });
   await job.send({ need_end: {} });
   while (!("workspace_end" in await job.next()));
 }
@@ -160,6 +191,7 @@ async function maliciousAgent(changes: {
   sha?: string;
   cut?: boolean;
   copies?: { path: string; sha256: string; mode: number }[];
+  need?: string[];
 }) {
   return await serveAgent({
     ping: () => ({
@@ -170,7 +202,7 @@ async function maliciousAgent(changes: {
       max_concurrent: 1,
     }),
     runTask: async (job) => {
-      await drainUpload(job);
+      await drainUpload(job, changes.need);
       await job.send({
         result: {
           ok: true,
@@ -258,6 +290,21 @@ Deno.test({
     ((dir: string, outside: string) => Promise<void>)?,
   ][] = [
     [{ bytes: new Uint8Array(), deleted: ["../outside.txt"] }, /climbs out with "\.\."/],
+    [
+      { bytes: new Uint8Array(), need: ["../../etc/passwd"] },
+      /asked for "\.\.\/\.\.\/etc\/passwd", which was not offered/,
+    ],
+    [
+      {
+        bytes: new Uint8Array(),
+        copies: [{ path: "stolen", sha256: "f".repeat(64), mode: 0o644 }],
+      },
+      /the agent asked to copy content this machine never sent/,
+    ],
+    [
+      { bytes: new Uint8Array(), copies: [{ path: "../x", sha256: KEEP_DIGEST, mode: 0o644 }] },
+      /climbs out with "\.\."/,
+    ],
     [{ bytes: new Uint8Array(), deleted: ["/etc/passwd"] }, /absolute paths are not allowed/],
     [
       { bytes: new Uint8Array(), deleted: ["link/inner.txt"] },
