@@ -10,6 +10,7 @@ import {
   checkManifest,
   diff,
   fillIn,
+  finishDirectories,
   type Limits,
   type ManifestEntry,
   packEntries,
@@ -60,18 +61,18 @@ export async function receiveManifest(
 
 /**
  * Makes `ws` match the manifest: what is kept from an earlier run stays, content
- * the store has is copied, and only the rest is asked of the master, received
- * as tar into `incoming`, checked against its digest and stored.
+ * the store has is copied, and only the rest is asked of the master, written in
+ * place as it arrives and checked against its digest. Returns what was fetched
+ * (see `storeFetched`).
  */
 export async function materialize(options: {
   job: IncomingJob;
   ws: string;
-  incoming: string;
   manifest: Map<string, ManifestEntry>;
   state: WorkspaceState;
   blobs: BlobStore;
   limits: Limits;
-}): Promise<{ fetchedBytes: number }> {
+}): Promise<{ fetchedBytes: number; fetched: ManifestEntry[] }> {
   const { job, ws, manifest, state, blobs } = options;
   const { fill, missing } = await reconcile(ws, manifest, state, blobs);
   for (let i = 0; i < missing.length; i += NEED_BATCH) {
@@ -79,7 +80,6 @@ export async function materialize(options: {
   }
   await job.send({ need_end: {} });
 
-  await Deno.mkdir(options.incoming, { recursive: true });
   const wanted = new Map(missing.map((e) => [e.path, e]));
   let received = 0;
   const stream = async function* () {
@@ -101,10 +101,8 @@ export async function materialize(options: {
       }
     }
   };
-  const arrived = await unpack(options.incoming, stream(), {
-    mode: "fresh",
-    limits: options.limits,
-  });
+  // Straight into place: `reconcile` made the directories and cleared these paths.
+  const arrived = await unpack(ws, stream(), { mode: "fresh", limits: options.limits });
   for (const [path, entry] of arrived) {
     const asked = wanted.get(path);
     if (!asked || entry.type !== "file") {
@@ -115,12 +113,29 @@ export async function materialize(options: {
         `refused "${path}": its content does not match its digest (did it change while being sent?)`,
       );
     }
-    blobs.admit(`${options.incoming}/${path}`, asked.digest!);
     wanted.delete(path);
   }
   if (wanted.size > 0) throw new SyncError(`the master did not send ${[...wanted.keys()][0]}`);
-  fillIn(ws, fill, state, blobs);
-  return { fetchedBytes: received };
+  fillIn(ws, fill, new Set(arrived.keys()), state, blobs);
+  finishDirectories(ws, manifest);
+  return { fetchedBytes: received, fetched: missing };
+}
+
+/**
+ * Puts content that was fetched into the store, for other directories' runs
+ * (this directory's next run finds it in its kept workspace). Done after the
+ * job, from wherever the content is then, each copy checked against its digest.
+ */
+export async function storeFetched(
+  blobs: BlobStore,
+  fetched: { path: string; digest: string }[],
+): Promise<void> {
+  for (const [i, { path, digest }] of fetched.entries()) {
+    blobs.storeCopy(path, digest);
+    // Copies are synchronous: let running jobs' streams move between them.
+    if (i % 32 === 31) await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+  blobs.evict();
 }
 
 /**

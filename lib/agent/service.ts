@@ -28,7 +28,7 @@ import {
   WorkspaceShelf,
   type WorkspaceState,
 } from "../sync/mod.ts";
-import { materialize, receiveManifest, sendChanges } from "./exchange.ts";
+import { materialize, receiveManifest, sendChanges, storeFetched } from "./exchange.ts";
 import { SlothError } from "../errors.ts";
 
 /** Log lines waiting to be sent, beyond which Lua's lines are dropped (and counted). */
@@ -155,10 +155,9 @@ export class AgentService implements AgentHandlers {
       });
       digests = [...manifest.values()].flatMap((e) => e.digest ? [e.digest] : []);
       home.blobs.pin(digests);
-      await materialize({
+      const { fetched } = await materialize({
         job,
         ws,
-        incoming: `${jobRoot}/incoming`,
         manifest,
         state,
         blobs: home.blobs,
@@ -251,8 +250,15 @@ export class AgentService implements AgentHandlers {
       if (sendBack) await sendChanges(job, ws, manifest, state);
       // Kept as the task left it; the next run makes it match the master again.
       if (key) {
-        home.shelf.keep(key, ws, state);
+        const slot = home.shelf.keep(key, ws, state);
         key = undefined;
+        // Off the master's clock: the call ends first, the store fills after.
+        this.#later(() =>
+          storeFetched(
+            home.blobs,
+            fetched.map((e) => ({ path: `${slot}/${e.path}`, digest: e.digest! })),
+          )
+        );
       }
     } catch (error) {
       if (error instanceof SlothError || error instanceof SyncError) {
@@ -308,6 +314,16 @@ export class AgentService implements AgentHandlers {
       sys: false,
       import: false,
     };
+  }
+
+  #background = Promise.resolve();
+
+  /** Work that may wait until the current call has ended; one piece at a time. */
+  #later(work: () => Promise<void>): void {
+    this.#background = this.#background
+      .then(() => new Promise((resolve) => setTimeout(resolve, 0)))
+      .then(work)
+      .catch((error) => this.#o.log(`background work failed: ${(error as Error).message}`));
   }
 
   /** Cancels every job (their process trees are killed) and waits for their directories to go. */

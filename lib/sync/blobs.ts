@@ -7,6 +7,7 @@
  * the agent; names are written through a temporary file and a rename, so
  * concurrent jobs never see half an entry.
  */
+import { hashFileSync } from "./manifest.ts";
 import { SyncError } from "./paths.ts";
 
 /** The mtime every stored entry carries (any write changes it). */
@@ -60,6 +61,30 @@ export class BlobStore {
       // Gone: drop it below.
     }
     this.#drop(digest);
+    return false;
+  }
+
+  /**
+   * Stores a copy of `source` as `digest`, checking the digest on the way (the
+   * source may have changed since); false if it did not match or could not be read.
+   */
+  storeCopy(source: string, digest: string): boolean {
+    if (this.#entries.has(digest)) return true;
+    const temp = `${this.dir}/incoming-${crypto.randomUUID()}`;
+    try {
+      Deno.copyFileSync(source, temp);
+      if (hashFileSync(temp) === digest) {
+        this.admit(temp, digest);
+        return true;
+      }
+    } catch {
+      // The source went away, or the disk is full: the store simply lacks it.
+    }
+    try {
+      Deno.removeSync(temp);
+    } catch {
+      // Never made, or admitted.
+    }
     return false;
   }
 

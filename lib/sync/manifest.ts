@@ -31,13 +31,14 @@ export interface Manifest {
   identity: Map<string, Entry>;
 }
 
-const HASH_CHUNK = 1024 * 1024;
+/** One reusable buffer: allocating (and zeroing) 1 MiB per file costs more than hashing it. */
+const hashBuffer = new Uint8Array(1024 * 1024);
 
 /** SHA-256 of a file, read synchronously in 1 MiB pieces. */
 export function hashFileSync(path: string): string {
   const hash = createHash("sha256");
   using file = Deno.openSync(path, { read: true });
-  const buffer = new Uint8Array(HASH_CHUNK);
+  const buffer = hashBuffer;
   while (true) {
     const n = file.readSync(buffer);
     if (n === null || n === 0) break;

@@ -6,7 +6,6 @@
  */
 import type { BlobStore } from "./blobs.ts";
 import { hashFileSync, type ManifestEntry } from "./manifest.ts";
-import { parentOf } from "./paths.ts";
 import { ensureParents } from "./unpack.ts";
 import { walkWorkspace } from "./walk.ts";
 
@@ -75,12 +74,14 @@ export async function reconcile(
         if (have.mtimeMs !== entry.mtimeMs) setMtime(full, entry.mtimeMs);
         state.set(entry.path, { ...known, mode: entry.mode, mtimeMs: mtimeOf(full) });
       } else {
+        // Content comes below; whatever is there now is stale.
+        if (have) Deno.removeSync(full);
         fill.push(entry);
       }
     }
   }
-  // Directory modes last, deepest first: a read-only directory must first be filled.
-  for (const dir of dirs.reverse()) Deno.chmodSync(`${ws}/${dir.path}`, dir.mode);
+  // Writable until filled; `finishDirectories` gives them their modes.
+  for (const dir of dirs) Deno.chmodSync(`${ws}/${dir.path}`, dir.mode | 0o700);
   for (const path of state.keys()) if (!manifest.has(path)) state.delete(path);
 
   const seen = new Set<string>();
@@ -92,25 +93,33 @@ export async function reconcile(
   return { fill, missing };
 }
 
-/** Copies content from the store into the files `reconcile` left to fill. */
+/**
+ * Fills in the files `reconcile` left: those whose content just arrived (already
+ * written in place, listed in `arrived`) get their mtime; the rest are copied,
+ * from an arrived file with the same content or from the store.
+ */
 export function fillIn(
   ws: string,
   fill: ManifestEntry[],
+  arrived: Set<string>,
   state: WorkspaceState,
   blobs: BlobStore,
 ): void {
+  const local = new Map<string, string>();
+  for (const entry of fill) if (arrived.has(entry.path)) local.set(entry.digest!, entry.path);
   for (const entry of fill) {
     const full = `${ws}/${entry.path}`;
-    ensureParents(ws, entry.path);
-    const parentMode = writableParent(ws, entry.path);
-    try {
-      Deno.removeSync(full);
-    } catch {
-      // Not there.
+    if (!arrived.has(entry.path)) {
+      ensureParents(ws, entry.path);
+      const source = local.get(entry.digest!);
+      if (source) {
+        Deno.copyFileSync(`${ws}/${source}`, full);
+        Deno.chmodSync(full, entry.mode);
+      } else {
+        blobs.copyTo(entry.digest!, full, entry.mode);
+      }
     }
-    blobs.copyTo(entry.digest!, full, entry.mode);
     setMtime(full, entry.mtimeMs);
-    parentMode?.();
     state.set(entry.path, {
       size: entry.size,
       mtimeMs: mtimeOf(full),
@@ -208,8 +217,8 @@ export class WorkspaceShelf {
     }
   }
 
-  /** Keeps `ws` (moved, not copied) for the next job of `key`; the oldest go past the limit. */
-  keep(key: string, ws: string, state: WorkspaceState): void {
+  /** Keeps `ws` (moved, not copied) for the next job of `key`; returns where it now is. */
+  keep(key: string, ws: string, state: WorkspaceState): string {
     try {
       Deno.writeTextFileSync(`${this.#dir}/${key}.json`, JSON.stringify(Object.fromEntries(state)));
       Deno.renameSync(ws, `${this.#dir}/${key}`);
@@ -218,6 +227,7 @@ export class WorkspaceShelf {
       this.#busy.delete(key);
     }
     this.#trim();
+    return `${this.#dir}/${key}`;
   }
 
   /** Gives the key back without keeping anything (the job failed half way). */
@@ -250,6 +260,12 @@ export class WorkspaceShelf {
   }
 }
 
+/** Directory modes last, deepest first: a read-only directory had to be filled first. */
+export function finishDirectories(ws: string, manifest: Map<string, ManifestEntry>): void {
+  const dirs = [...manifest.values()].filter((e) => e.type === "dir").reverse();
+  for (const dir of dirs) Deno.chmodSync(`${ws}/${dir.path}`, dir.mode);
+}
+
 function setMtime(path: string, mtimeMs: number): void {
   const when = new Date(mtimeMs);
   Deno.utimeSync(path, when, when);
@@ -257,14 +273,4 @@ function setMtime(path: string, mtimeMs: number): void {
 
 function mtimeOf(path: string): number {
   return Deno.lstatSync(path).mtime?.getTime() ?? 0;
-}
-
-/** Lets a file be created in a read-only directory; returns how to restore the mode. */
-function writableParent(ws: string, path: string): (() => void) | undefined {
-  const parent = parentOf(path);
-  const dir = parent === "" ? ws : `${ws}/${parent}`;
-  const mode = (Deno.statSync(dir).mode ?? 0o755) & 0o777;
-  if (mode & 0o200) return undefined;
-  Deno.chmodSync(dir, mode | 0o200);
-  return () => Deno.chmodSync(dir, mode);
 }

@@ -1,7 +1,7 @@
 /** Content-addressed, incremental sync: only what changed travels, in both directions. */
 import assert from "node:assert/strict";
 import { startAgent } from "../_helpers/agent.ts";
-import { cliProcess, tempWorkspace } from "../_helpers/mod.ts";
+import { cliProcess, tempWorkspace, waitFor } from "../_helpers/mod.ts";
 
 interface Finished {
   task: string;
@@ -88,7 +88,8 @@ Deno.test("a damaged entry in the agent's content store is noticed and fetched a
   ]
     .map((b) => b.toString(16).padStart(2, "0")).join("");
   const blob = `${root.dir}/sloth-agent-${agent.port}/blobs/${digest}`;
-  assert.ok((await Deno.stat(blob)).isFile, "the content is in the store");
+  // The store is filled after the job, off the master's clock.
+  await waitFor(async () => (await Deno.stat(blob).catch(() => undefined))?.isFile === true);
   await Deno.chmod(blob, 0o644);
   await Deno.writeTextFile(blob, "corrupted".padEnd(content.length, "!"));
 
