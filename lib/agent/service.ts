@@ -132,9 +132,8 @@ export class AgentService implements AgentHandlers {
     }
     try {
       // ws/ is the task's workspace; tmp/ its TMPDIR. Only jobRoot is writable to the task.
-      jobRoot = await Deno.realPath(
-        await Deno.makeTempDir({ dir: home.jobs, prefix: `sloth-job-${id}-` }),
-      );
+      jobRoot = `${home.jobs}/sloth-job-${id}-${crypto.randomUUID().slice(0, 8)}`;
+      await Deno.mkdir(jobRoot, { mode: 0o700 });
       this.#dirs.add(jobRoot);
       const ws = `${jobRoot}/ws`;
       const tmp = `${jobRoot}/tmp`;
@@ -282,8 +281,9 @@ export class AgentService implements AgentHandlers {
       home.blobs.evict();
       this.#release();
       if (jobRoot) {
-        await this.#removeJobDir(jobRoot);
-        this.#dirs.delete(jobRoot);
+        // After the call has ended: the master need not wait for the disk.
+        const dir = jobRoot;
+        setTimeout(() => this.#removeJobDir(dir).finally(() => this.#dirs.delete(dir)), 0);
       }
       this.#o.log(
         `job ${id} ${start.group}.${start.task} (attempt ${start.attempt}) from ${job.peer}: ` +

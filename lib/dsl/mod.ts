@@ -84,7 +84,13 @@ export async function openTaskSession(
   hooks: SessionHooks,
 ): Promise<LuaSession> {
   const { session } = await pool.open(
-    { ...source, workdir: task.workdir, env: taskEnv(task), quiet: true },
+    {
+      ...source,
+      workdir: task.workdir,
+      env: taskEnv(task),
+      quiet: true,
+      only: { group: task.group, task: task.name },
+    },
     hooks,
   );
   return session;

@@ -231,11 +231,40 @@ local function error_text(err)
 end
 
 -- Runs the main chunk, then walks TaskDefinitions; never raises.
-function __sloth_main(source, name)
+-- Only the functions of one task, for a state that runs just that task: walking
+-- and copying every task of a large workflow for each task costs more than the task.
+local function register_only(gname, tname)
+  registry = {}
+  local group = (rawget(_G, "TaskDefinitions") or {})[gname]
+  local tasks = type(group) == "table" and rawget(group, "tasks") or nil
+  if type(tasks) ~= "table" then return {} end
+  local n = #tasks
+  for k, t in pairs(tasks) do
+    if type(t) == "table" then
+      local fields = merged(t, "task")
+      local name = fields.name
+      if name == nil and not is_index(k, n) and type(k) == "string" then name = k end
+      if name == tname then
+        for field, v in pairs(fields) do
+          if type(v) == "function" and FUNCTION_FIELDS[field] then registry[key(gname, tname, field)] = v end
+        end
+        break
+      end
+    end
+  end
+  return {}
+end
+
+function __sloth_main(source, name, only_group, only_task)
   local chunk, err = load(source, "@" .. name, "t")
   if not chunk then return { syntax = err } end
   local ok, e = pcall(chunk)
   if not ok then return { runtime = error_text(e) } end
+  if only_group then
+    local registered_ok, result = pcall(register_only, only_group, only_task)
+    if not registered_ok then return { invalid = error_text(result) } end
+    return { description = result }
+  end
   local collected_ok, collected = pcall(__sloth_collect)
   if not collected_ok then return { invalid = error_text(collected) } end
   return { description = collected }

@@ -25,6 +25,8 @@ export interface OpenRequest {
   tmpdir?: string;
   /** The only directory `fs` may touch (symlinks resolved), when confined. */
   confine?: string;
+  /** Register only this task's functions, and describe nothing (a state for one task). */
+  only?: { group: string; task: string };
 }
 
 export interface CallRequest {

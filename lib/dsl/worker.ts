@@ -160,7 +160,13 @@ async function open(request: OpenRequest): Promise<FromWorker> {
     engine.global.loadString(PRELUDE, "=sloth");
     await engine.global.run(0);
 
-    const [loaded] = await invoke("__sloth_main", main.source, main.name) as [MainResult];
+    const [loaded] = await invoke(
+      "__sloth_main",
+      main.source,
+      main.name,
+      request.only?.group,
+      request.only?.task,
+    ) as [MainResult];
     quiet = false;
     if (loaded.runtime !== undefined && /not enough memory/.test(loaded.runtime)) {
       return failed({
@@ -180,7 +186,7 @@ async function open(request: OpenRequest): Promise<FromWorker> {
     }
     return {
       op: "opened",
-      description: ordered(loaded.description, main.source),
+      description: request.only ? {} : ordered(loaded.description, main.source),
       warnings: sources.warnings,
       files: [...sources.byName.values()].map((f) => f.path),
     };

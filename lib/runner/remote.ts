@@ -96,6 +96,12 @@ export class RemoteRunner implements TaskExecutor {
           await call.send({ manifest: { entries: batch.map(toWire) } });
         }
         await call.send({ manifest_end: { entries: manifest.entries.length } });
+        // No files, nothing to ask for: the (empty) upload goes without waiting for the answer.
+        const nothingToSend = !manifest.entries.some((e) => e.type === "file");
+        if (nothingToSend) {
+          await call.send({ workspace_end: { bytes: 0 } });
+          call.end();
+        }
 
         const responses = call.responses[Symbol.asyncIterator]();
         const byPath = new Map(manifest.entries.map((e) => [e.path, e]));
@@ -127,14 +133,14 @@ export class RemoteRunner implements TaskExecutor {
             throw new RpcError("protocol", `agent ${target.address} answered out of turn`);
           }
         }
-        if (!result) {
+        if (!result && !nothingToSend) {
           for await (const chunk of rechunk(packEntries(task.workdir, needed), CHUNK_BYTES)) {
             sentBytes += chunk.length;
             await call.send({ workspace_chunk: chunk });
           }
           await call.send({ workspace_end: { bytes: sentBytes } });
         }
-        call.end();
+        if (!nothingToSend) call.end();
 
         for (let step = await responses.next(); !step.done; step = await responses.next()) {
           const message = step.value;

@@ -191,11 +191,15 @@ export class WorkspaceShelf {
   #dir: string;
   #max: number;
   #busy = new Set<string>();
+  #kept = new Set<string>();
 
   constructor(dir: string, max: number) {
     this.#dir = dir;
     this.#max = max;
     Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    for (const entry of Deno.readDirSync(dir)) {
+      if (entry.name.endsWith(".json")) this.#kept.add(entry.name.slice(0, -5));
+    }
   }
 
   /** Moves the kept workspace for `key` to `target`; its state, or an empty one. */
@@ -226,13 +230,15 @@ export class WorkspaceShelf {
     } finally {
       this.#busy.delete(key);
     }
-    this.#trim();
+    this.#kept.add(key);
+    if (this.#kept.size > this.#max) this.#trim();
     return `${this.#dir}/${key}`;
   }
 
   /** Gives the key back without keeping anything (the job failed half way). */
   release(key: string): void {
     this.#busy.delete(key);
+    this.#kept.delete(key);
     try {
       Deno.removeSync(`${this.#dir}/${key}.json`);
     } catch {
@@ -250,6 +256,7 @@ export class WorkspaceShelf {
       .sort((a, b) => b.at - a.at);
     for (const old of kept.slice(this.#max)) {
       if (this.#busy.has(old.key)) continue;
+      this.#kept.delete(old.key);
       Deno.removeSync(`${this.#dir}/${old.key}.json`);
       try {
         Deno.removeSync(`${this.#dir}/${old.key}`, { recursive: true });

@@ -1,7 +1,7 @@
 /** A master (the real CLI) and real agent processes on 127.0.0.1. */
 import assert from "node:assert/strict";
 import { jobDirs, startAgent } from "../_helpers/agent.ts";
-import { cliProcess, copyFixture, snapshot, tempWorkspace } from "../_helpers/mod.ts";
+import { cliProcess, copyFixture, snapshot, tempWorkspace, waitFor } from "../_helpers/mod.ts";
 
 const lua = (s: TemplateStringsArray, ...v: unknown[]) => String.raw(s, ...v);
 
@@ -53,7 +53,7 @@ TaskDefinitions = {
     agent.log(),
     /job 1 remote\.change_things \(attempt 1\) from 127\.0\.0\.1:\d+: success in /,
   );
-  assert.deepEqual(jobDirs(agent, workRoot.dir), [], "the job directory is gone");
+  await waitFor(() => jobDirs(agent, workRoot.dir).length === 0, 3000);
 });
 
 Deno.test("outputs flow from a remote task to a local one and back to a remote one", async () => {
