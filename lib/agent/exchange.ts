@@ -8,7 +8,6 @@ import { CHUNK_BYTES, type IncomingJob, ProtocolError, type WireEntry } from "..
 import {
   type BlobStore,
   checkManifest,
-  diff,
   fillIn,
   finishDirectories,
   type Limits,
@@ -18,6 +17,7 @@ import {
   reconcile,
   SyncError,
   unpack,
+  type WorkspaceDiff,
   type WorkspaceState,
 } from "../sync/mod.ts";
 
@@ -139,17 +139,15 @@ export async function storeFetched(
 }
 
 /**
- * Sends what the task changed, unless nothing did: new content as a tar stream,
- * content the master sent as copies, and the deleted paths.
+ * Sends what the task changed: new content as a tar stream, content the master
+ * sent as copies, and the deleted paths.
  */
 export async function sendChanges(
   job: IncomingJob,
   ws: string,
   manifest: Map<string, ManifestEntry>,
-  state: WorkspaceState,
+  { changed, deleted }: WorkspaceDiff,
 ): Promise<void> {
-  const { changed, deleted } = await diff(ws, manifest, state);
-  if (changed.length === 0 && deleted.length === 0) return;
   const known = new Set<string>();
   for (const e of manifest.values()) if (e.digest) known.add(e.digest);
   const copies = changed.filter((e) => e.type === "file" && known.has(e.digest!));

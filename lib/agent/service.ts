@@ -23,6 +23,7 @@ import { LocalRunner } from "../runner/mod.ts";
 import type { AttemptContext, AttemptResult } from "../scheduler/mod.ts";
 import {
   BlobStore,
+  diff,
   type Limits,
   SyncError,
   WorkspaceShelf,
@@ -243,10 +244,13 @@ export class AgentService implements AgentHandlers {
         outcome = "cancelled by the master";
         return;
       }
-      await job.send({ result: toWire(result, performance.now() - started) });
       const sendBack = start.sync_back === "always" ||
         (start.sync_back === "on_success" && result.ok);
-      if (sendBack) await sendChanges(job, ws, manifest, state);
+      const changes = sendBack ? await diff(ws, manifest, state) : undefined;
+      const follow = changes !== undefined &&
+        changes.changed.length + changes.deleted.length > 0;
+      await job.send({ result: toWire(result, performance.now() - started, follow) });
+      if (follow) await sendChanges(job, ws, manifest, changes!);
       // Kept as the task left it; the next run makes it match the master again.
       if (key) {
         const slot = home.shelf.keep(key, ws, state);
@@ -451,7 +455,11 @@ function bundleOf(files: { path: string; content: string }[]): Record<string, st
   return Object.fromEntries(files.map((f) => [f.path, f.content]));
 }
 
-function toWire(result: AttemptResult, durationMs: number): TaskResultMessage {
+function toWire(
+  result: AttemptResult,
+  durationMs: number,
+  changesFollow = false,
+): TaskResultMessage {
   const exit = result.exit;
   let outputs = "{}";
   try {
@@ -472,5 +480,6 @@ function toWire(result: AttemptResult, durationMs: number): TaskResultMessage {
     has_exit_code: exit?.code !== null && exit?.code !== undefined,
     exit_signal: exit?.signal ?? "",
     duration_ms: Math.round(durationMs),
+    changes_follow: changesFollow,
   };
 }

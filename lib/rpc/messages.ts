@@ -77,6 +77,7 @@ export const taskResultSchema = z.object({
   has_exit_code: z.boolean(),
   exit_signal: z.string().max(64),
   duration_ms: z.number().min(0),
+  changes_follow: z.boolean(),
 });
 export type TaskResultMessage = z.infer<typeof taskResultSchema>;
 

@@ -149,6 +149,11 @@ export class RemoteRunner implements TaskExecutor {
             log(stream, line, stream === "log" ? (level as LogLevel) : undefined);
           } else if ("result" in message) {
             result = fromWire(message.result);
+            if (!message.result.changes_follow) {
+              // Nothing more is coming: let the stream end on its own, without waiting for it.
+              drainInBackground(responses);
+              break;
+            }
           } else if ("changes_begin" in message) {
             await spool.begin(target, message.changes_begin);
           } else if ("changes_chunk" in message) {
@@ -437,4 +442,10 @@ class Spool {
     this.#file?.close();
     if (this.path) await Deno.remove(this.path).catch(() => {});
   }
+}
+
+function drainInBackground(responses: AsyncIterator<unknown>): void {
+  (async () => {
+    while (!(await responses.next()).done) { /* nothing else is expected */ }
+  })().catch(() => {});
 }

@@ -214,6 +214,7 @@ async function maliciousAgent(changes: {
           has_exit_code: true,
           exit_signal: "",
           duration_ms: 1,
+          changes_follow: true,
         },
       });
       await job.send({
