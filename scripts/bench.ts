@@ -39,8 +39,8 @@ function percentile(values: number[], p: number): number {
 }
 
 const ms = (n: number) => `${n < 10 ? n.toFixed(2) : n.toFixed(0)} ms`;
-const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
-const kb = (bytes: number) => `${(bytes / 1024).toFixed(1)} kB`;
+const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
+const kb = (bytes: number) => `${(bytes / 1e3).toFixed(1)} kB`;
 
 async function scratch(): Promise<string> {
   return await Deno.realPath(await Deno.makeTempDir({ prefix: "sloth-bench-" }));

@@ -65,7 +65,14 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
       showPlan(io, plan, loaded, options.output);
       return ExitCode.ok;
     }
-    pool.warm();
+    // A run whose Lua all happens on agents needs no Lua worker here after loading.
+    const luaHere = plan.tasks.some(({ task }) =>
+      task.runIf?.kind === "lua" || task.abortIf?.kind === "lua" ||
+      (task.target.kind === "local" &&
+        (task.command?.kind === "lua" || task.preExec !== undefined || task.postExec !== undefined))
+    );
+    if (luaHere) pool.warm();
+    else pool.drain();
 
     const started = performance.now();
     emit({

@@ -165,7 +165,7 @@ export function jsonRenderer(out: Write): (event: RunEvent) => void {
           group: event.group,
           status: r.status,
           attempts: r.attempts,
-          duration_ms: Math.round(r.durationMs),
+          duration_ms: Math.round(r.durationMs * 10) / 10,
           where: r.where,
           error: r.error,
           message: r.message,

@@ -8,7 +8,7 @@ import { z } from "zod";
 export const PROTOCOL_VERSION = 2;
 
 /** Bytes per workspace or change-set chunk message. */
-export const CHUNK_BYTES = 1024 * 1024;
+export const CHUNK_BYTES = 256 * 1024;
 /** Largest message either side accepts (TaskStart carries the workflow's files). */
 export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
@@ -22,7 +22,7 @@ export const taskStartSchema = z.object({
   files: z.array(z.object({
     path: z.string().min(1).max(4096),
     content: z.string().max(MAX_TEXT),
-  })).min(1).max(1000),
+  })).max(1000),
   main_file: z.string().min(1).max(4096),
   master_cwd: z.string().max(4096),
   values_json: jsonText,

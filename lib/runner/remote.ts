@@ -222,11 +222,13 @@ export class RemoteRunner implements TaskExecutor {
   }
 
   async #start(task: Task, ctx: AttemptContext): Promise<TaskStart> {
+    const shellOnly = task.command?.kind === "shell" && !task.preExec && !task.postExec;
     return {
       protocol: PROTOCOL_VERSION,
       group: task.group,
       task: task.name,
-      files: await this.#files(),
+      // A shell-only task does not load the workflow on the agent: no need to send it.
+      files: shellOnly ? [] : await this.#files(),
       main_file: this.#options.source.file,
       master_cwd: this.#options.source.cwd,
       values_json: JSON.stringify(this.#options.source.values ?? {}),
@@ -235,9 +237,7 @@ export class RemoteRunner implements TaskExecutor {
       timeout_ms: task.timeoutMs ?? 0,
       attempt: ctx.attempt,
       sync_back: task.syncBack,
-      shell_command: task.command?.kind === "shell" && !task.preExec && !task.postExec
-        ? task.command.script
-        : "",
+      shell_command: shellOnly ? (task.command as { script: string }).script : "",
       workspace_key: workspaceKey(task.workdir),
     };
   }

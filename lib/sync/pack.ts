@@ -10,7 +10,7 @@ import { SyncError } from "./paths.ts";
 import type { Entry } from "./walk.ts";
 
 /** Bytes per chunk handed on (and per gRPC message). */
-export const CHUNK = 1024 * 1024;
+export const CHUNK = 256 * 1024;
 
 const BLOCK = 512;
 
