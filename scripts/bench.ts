@@ -410,7 +410,7 @@ if (want("ansible")) {
       note: "skipped: ansible-core is not installed (apt-get install ansible-core)",
     });
   } else {
-    await using agent = await startAgent();
+    await using agent = await startAgent({ args: ["--sandbox", "none"] });
     const dir = await scratch();
     const plays = Array.from(
       { length: 100 },
@@ -478,7 +478,8 @@ Reproduce: \`deno task bench\` (about 5 minutes; \`-- --only=local,dispatch,thro
 runs a part and prints the table without writing this file). The Ansible row appears
 when ansible-core is installed (\`apt-get install ansible-core\`); it runs the same no-op
 commands with \`connection: local\`, which is Ansible's cheapest path (no SSH).
-`;
+
+${await Deno.readTextFile(`${ROOT}/scripts/bench_notes.md`).catch(() => "")}`;
   await Deno.writeTextFile(`${ROOT}/BENCHMARKS.md`, doc);
   console.log("\nwrote BENCHMARKS.md");
 }
