@@ -10,12 +10,15 @@ import {
   checkManifest,
   fillIn,
   finishDirectories,
+  gunzip,
+  gzip,
   type Limits,
   type ManifestEntry,
   packEntries,
   rechunk,
   reconcile,
   SyncError,
+  tarBound,
   unpack,
   type WorkspaceDiff,
   type WorkspaceState,
@@ -72,6 +75,7 @@ export async function materialize(options: {
   state: WorkspaceState;
   blobs: BlobStore;
   limits: Limits;
+  compressed: boolean;
 }): Promise<{ fetchedBytes: number; fetched: ManifestEntry[] }> {
   const { job, ws, manifest, state, blobs } = options;
   const { fill, missing } = await reconcile(ws, manifest, state, blobs);
@@ -102,7 +106,9 @@ export async function materialize(options: {
     }
   };
   // Straight into place: `reconcile` made the directories and cleared these paths.
-  const arrived = await unpack(ws, stream(), { mode: "fresh", limits: options.limits });
+  const content = missing.reduce((sum, e) => sum + e.size, 0);
+  const tar = options.compressed ? gunzip(stream(), tarBound(content, missing.length)) : stream();
+  const arrived = await unpack(ws, tar, { mode: "fresh", limits: options.limits });
   for (const [path, entry] of arrived) {
     const asked = wanted.get(path);
     if (!asked || entry.type !== "file") {
@@ -147,6 +153,7 @@ export async function sendChanges(
   ws: string,
   manifest: Map<string, ManifestEntry>,
   { changed, deleted }: WorkspaceDiff,
+  compressed: boolean,
 ): Promise<void> {
   const known = new Set<string>();
   for (const e of manifest.values()) if (e.digest) known.add(e.digest);
@@ -161,7 +168,8 @@ export async function sendChanges(
   });
   const hash = createHash("sha256");
   let bytes = 0;
-  for await (const chunk of rechunk(packEntries(ws, sent), CHUNK_BYTES)) {
+  const tar = packEntries(ws, sent);
+  for await (const chunk of rechunk(compressed ? gzip(tar) : tar, CHUNK_BYTES)) {
     hash.update(chunk);
     bytes += chunk.length;
     await job.send({ changes_chunk: chunk });

@@ -127,7 +127,7 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
       `cannot listen on ${options.bind}:${options.port}: ${(error as Error).message}`,
     );
   }
-  service.open(server.port);
+  service.open(server.port, options.port === 0);
   if (makeLocalToken) {
     try {
       localTokenFile = await writeLocalToken(options.bind, server.port, token!);

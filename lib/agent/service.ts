@@ -70,6 +70,7 @@ export class AgentService implements AgentHandlers {
   #dirs = new Set<string>();
   #stopping = false;
   #home?: { jobs: string; blobs: BlobStore; shelf: WorkspaceShelf };
+  #ephemeralHome?: string;
 
   constructor(options: AgentOptions) {
     this.#o = options;
@@ -79,9 +80,12 @@ export class AgentService implements AgentHandlers {
    * Takes `<work root>/sloth-agent-<port>` as this agent's own: jobs/, and the
    * content store and kept workspaces, which so outlast a restart on the same
    * port. Two agents on one machine never share (or clean up) each other's.
+   * `ephemeral` (a port the system picked, which no restart will get again):
+   * the whole home goes when the agent stops.
    */
-  open(port: number): void {
+  open(port: number, ephemeral = false): void {
     const home = `${this.#o.workRoot}/sloth-agent-${port}`;
+    if (ephemeral) this.#ephemeralHome = home;
     const jobs = `${home}/jobs`;
     try {
       // Job directories a crashed agent left behind.
@@ -162,6 +166,7 @@ export class AgentService implements AgentHandlers {
         state,
         blobs: home.blobs,
         limits: this.#o.limits,
+        compressed: start.compression === "gzip",
       });
       const sandbox = this.#sandbox(jobRoot);
       const env = { TMPDIR: tmp };
@@ -250,7 +255,7 @@ export class AgentService implements AgentHandlers {
       const follow = changes !== undefined &&
         changes.changed.length + changes.deleted.length > 0;
       await job.send({ result: toWire(result, performance.now() - started, follow) });
-      if (follow) await sendChanges(job, ws, manifest, changes!);
+      if (follow) await sendChanges(job, ws, manifest, changes!, start.compression === "gzip");
       // Kept as the task left it; the next run makes it match the master again.
       if (key) {
         const slot = home.shelf.keep(key, ws, state);
@@ -339,6 +344,8 @@ export class AgentService implements AgentHandlers {
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     for (const dir of this.#dirs) await this.#removeJobDir(dir);
+    await this.#background;
+    if (this.#ephemeralHome) await this.#removeJobDir(this.#ephemeralHome);
   }
 
   /** A task (or a master) may leave directories without write permission: grant it, then remove. */

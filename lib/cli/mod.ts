@@ -72,6 +72,10 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
         .choices(["text", "json"] as const).default("text" as const),
     )
     .option("--verbose", "also show log.debug lines")
+    .option(
+      "--compress",
+      "gzip workspaces and change sets to and from agents (for slow links; `compress` in an agent's definition overrides)",
+    )
     .addOption(masterTlsOptions.ca())
     .addOption(masterTlsOptions.cert())
     .addOption(masterTlsOptions.key())
@@ -88,6 +92,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
           dryRun: o.dryRun,
           output: o.output,
           verbose: o.verbose,
+          compress: o.compress,
           tls: masterTls(o),
         }),
       );

@@ -35,6 +35,8 @@ export interface RunCommandOptions extends LoadOptions {
   verbose?: boolean;
   /** TLS for agents whose definition has none. */
   tls?: TlsPaths;
+  /** gzip for agents whose definition does not say. */
+  compress?: boolean;
 }
 
 export async function runCommand(io: Io, options: RunCommandOptions): Promise<number> {
@@ -93,6 +95,7 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
         files: loaded.files,
         emit,
         tls: options.tls,
+        compress: options.compress,
       });
     }
     const outcome = await runPlan(plan, routeByTarget(local, remote), {

@@ -224,10 +224,10 @@ Deno.test("loadWorkflow() resolves delegate_to and agent in every documented for
 TaskDefinitions = {
   remote = {
     delegate_to = { address = "localhost:50051" },
-    agents = { web = { address = "10.0.0.5:7000", token_env = "WEB_TOKEN", tls = { ca = "certs/ca.pem" } } },
+    agents = { web = { address = "10.0.0.5:7000", token_env = "WEB_TOKEN", tls = { ca = "certs/ca.pem" }, compress = true } },
     tasks = {
       { name = "inherits", command = "true" },
-      { name = "own", delegate_to = { address = "192.168.1.100:50051" }, command = "true" },
+      { name = "own", delegate_to = { address = "192.168.1.100:50051", compress = false }, command = "true" },
       { name = "plain", delegate_to = "host.example:1234", command = "true" },
       { name = "by_name", delegate_to = "web", command = "true" },
       { name = "pt", agent = "web", command = "true" },
@@ -240,8 +240,20 @@ TaskDefinitions = {
     workflow.groups.flatMap((g) => g.tasks).map((t) => [t.name, t.target]),
   );
   assert.deepEqual(targets, {
-    inherits: { kind: "remote", address: "localhost:50051", tokenEnv: undefined, tls: undefined },
-    own: { kind: "remote", address: "192.168.1.100:50051", tokenEnv: undefined, tls: undefined },
+    inherits: {
+      kind: "remote",
+      address: "localhost:50051",
+      tokenEnv: undefined,
+      tls: undefined,
+      compress: undefined,
+    },
+    own: {
+      kind: "remote",
+      address: "192.168.1.100:50051",
+      tokenEnv: undefined,
+      tls: undefined,
+      compress: false,
+    },
     plain: { kind: "remote", address: "host.example:1234" },
     by_name: {
       kind: "remote",
@@ -249,6 +261,7 @@ TaskDefinitions = {
       agent: "web",
       tokenEnv: "WEB_TOKEN",
       tls: { ca: `${dir}/certs/ca.pem`, cert: undefined, key: undefined },
+      compress: true,
     },
     pt: {
       kind: "remote",
@@ -256,6 +269,7 @@ TaskDefinitions = {
       agent: "web",
       tokenEnv: "WEB_TOKEN",
       tls: { ca: `${dir}/certs/ca.pem`, cert: undefined, key: undefined },
+      compress: true,
     },
     local_task: { kind: "local" },
   });

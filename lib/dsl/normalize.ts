@@ -85,6 +85,7 @@ const agentDef = z.object({
   address,
   token_env: z.string().min(1).optional(),
   tls: tlsDef.optional(),
+  compress: z.boolean().optional(),
 }).strict();
 const delegateTo = z.union([z.string().min(1), agentDef], {
   error: 'must be "host:port", an agent name, or { address = "host:port" }',
@@ -214,7 +215,12 @@ function normalizeGroup(
     };
   const agents: Record<string, AgentDef> = {};
   for (const [name, def] of Object.entries(g.agents ?? {})) {
-    agents[name] = { address: def.address, tokenEnv: def.token_env, tls: tlsPaths(def.tls) };
+    agents[name] = {
+      address: def.address,
+      tokenEnv: def.token_env,
+      tls: tlsPaths(def.tls),
+      compress: def.compress,
+    };
   }
   const groupWorkdir = g.workdir ? resolvePath(baseDir, g.workdir) : options.cwd;
 
@@ -293,6 +299,7 @@ function resolveTarget(
       address: pick.address,
       tokenEnv: pick.token_env,
       tls: tlsPaths(pick.tls),
+      compress: pick.compress,
     };
   }
   const named = agents[pick];
@@ -303,6 +310,7 @@ function resolveTarget(
       agent: pick,
       tokenEnv: named.tokenEnv,
       tls: named.tls,
+      compress: named.compress,
     };
   }
   if (given.agent === undefined && address.safeParse(pick).success) {

@@ -21,6 +21,8 @@ export type Target =
     tokenEnv?: string;
     /** TLS files for this agent (absolute paths). */
     tls?: TlsPaths;
+    /** gzip the workspace and the change set (for slow links). */
+    compress?: boolean;
   };
 
 export interface TlsPaths {
@@ -47,6 +49,7 @@ export interface AgentDef {
   address: string;
   tokenEnv?: string;
   tls?: TlsPaths;
+  compress?: boolean;
 }
 
 export interface Task {

@@ -33,6 +33,7 @@ export const taskStartSchema = z.object({
   sync_back: z.enum(["on_success", "always", "never"]),
   shell_command: z.string().max(1024 * 1024),
   workspace_key: z.string().max(64),
+  compression: z.enum(["", "gzip"]),
 });
 export type TaskStart = z.infer<typeof taskStartSchema>;
 

@@ -24,6 +24,7 @@ import {
   buildManifest,
   type Copy,
   DigestCache,
+  gzip,
   limitsFromEnv,
   type Manifest,
   type ManifestEntry,
@@ -39,6 +40,8 @@ export interface RemoteRunnerOptions {
   emit: EmitEvent;
   /** TLS for agents whose definition has no `tls` of its own (--tls-ca and friends). */
   tls?: TlsFiles;
+  /** gzip for agents whose definition does not say (--compress). */
+  compress?: boolean;
 }
 
 type Remote = Extract<Task["target"], { kind: "remote" }>;
@@ -87,10 +90,11 @@ export class RemoteRunner implements TaskExecutor {
       const onAbort = () => call.cancel();
       ctx.signal.addEventListener("abort", onAbort, { once: true });
       const limits = limitsFromEnv();
+      const compress = target.compress ?? this.#options.compress ?? false;
       let sentBytes = 0;
       let finished = false;
       try {
-        await call.send({ start: await this.#start(task, ctx) });
+        await call.send({ start: await this.#start(task, ctx, compress) });
         for (let i = 0; i < manifest.entries.length; i += MANIFEST_BATCH) {
           const batch = manifest.entries.slice(i, i + MANIFEST_BATCH);
           await call.send({ manifest: { entries: batch.map(toWire) } });
@@ -134,7 +138,8 @@ export class RemoteRunner implements TaskExecutor {
           }
         }
         if (!result && !nothingToSend) {
-          for await (const chunk of rechunk(packEntries(task.workdir, needed), CHUNK_BYTES)) {
+          const tar = packEntries(task.workdir, needed);
+          for await (const chunk of rechunk(compress ? gzip(tar) : tar, CHUNK_BYTES)) {
             sentBytes += chunk.length;
             await call.send({ workspace_chunk: chunk });
           }
@@ -185,6 +190,7 @@ export class RemoteRunner implements TaskExecutor {
                 limits,
                 copies: spool.copies,
                 localContent,
+                compressed: compress,
               }),
           );
         }
@@ -221,7 +227,7 @@ export class RemoteRunner implements TaskExecutor {
     }
   }
 
-  async #start(task: Task, ctx: AttemptContext): Promise<TaskStart> {
+  async #start(task: Task, ctx: AttemptContext, compress: boolean): Promise<TaskStart> {
     const shellOnly = task.command?.kind === "shell" && !task.preExec && !task.postExec;
     return {
       protocol: PROTOCOL_VERSION,
@@ -239,6 +245,7 @@ export class RemoteRunner implements TaskExecutor {
       sync_back: task.syncBack,
       shell_command: shellOnly ? (task.command as { script: string }).script : "",
       workspace_key: workspaceKey(task.workdir),
+      compression: compress ? "gzip" : "",
     };
   }
 

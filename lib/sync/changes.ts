@@ -5,7 +5,8 @@
  */
 import { createHash } from "node:crypto";
 import { checkRelativePath, SyncError } from "./paths.ts";
-import { ensureParents, type Limits, unpack } from "./unpack.ts";
+import { gunzip, tarBound } from "./compress.ts";
+import { DEFAULT_LIMITS, ensureParents, type Limits, unpack } from "./unpack.ts";
 import type { Entry } from "./walk.ts";
 
 /** A file whose content the master already has (it sent it): copied, not sent back. */
@@ -24,6 +25,8 @@ export interface ApplyOptions {
   /** Files to make from content the master has, and where it has each digest. */
   copies?: Copy[];
   localContent?: Map<string, string>;
+  /** The archive is gzip-compressed. */
+  compressed?: boolean;
 }
 
 /**
@@ -38,7 +41,12 @@ export async function applyChanges(
   options: ApplyOptions,
 ): Promise<{ written: number; deleted: number }> {
   const deleted = deletedRaw.map(checkRelativePath);
-  const entries = await unpack(root, readFile(archive), {
+  const read = () => {
+    if (!options.compressed) return readFile(archive);
+    const limits = options.limits ?? DEFAULT_LIMITS;
+    return gunzip(readFile(archive), tarBound(limits.maxTotalBytes, limits.maxEntries));
+  };
+  const entries = await unpack(root, read(), {
     mode: "check",
     limits: options.limits,
     deleting: new Set(deleted),
@@ -73,7 +81,7 @@ export async function applyChanges(
     if (entries.has(path)) continue;
     removePath(root, path);
   }
-  await unpack(root, readFile(archive), { mode: "replace", limits: options.limits });
+  await unpack(root, read(), { mode: "replace", limits: options.limits });
   for (const { temp, copy } of staged) {
     ensureParents(root, copy.path);
     Deno.renameSync(temp, `${root}/${copy.path}`);

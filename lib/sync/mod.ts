@@ -1,5 +1,7 @@
 export { BlobStore } from "./blobs.ts";
 export { applyChanges } from "./changes.ts";
+export { gunzip, gzip, tarBound } from "./compress.ts";
+export type { Compression } from "./compress.ts";
 export type { ApplyOptions, Copy } from "./changes.ts";
 export { buildManifest, checkManifest, DigestCache, hashFileSync } from "./manifest.ts";
 export type { Manifest, ManifestEntry } from "./manifest.ts";

@@ -43,6 +43,7 @@ function start(fields: Partial<TaskStart> = {}): TaskStart {
     sync_back: "on_success",
     shell_command: "touch ran.txt",
     workspace_key: "",
+    compression: "",
     ...fields,
   };
 }
@@ -232,6 +233,7 @@ async function runAgainst(
   port: number,
   env: Record<string, string> = {},
   setup?: (dir: string, outside: string) => Promise<void>,
+  args: string[] = [],
 ) {
   await using outside = await tempWorkspace({
     "outside.txt": "outside",
@@ -245,7 +247,7 @@ async function runAgainst(
   await setup?.(ws.dir, outside.dir);
   const beforeWs = await snapshot(ws.dir);
   const beforeOutside = await snapshot(outside.dir);
-  const r = await cliProcess(["run", "-f", "workflow.lua"], { cwd: ws.dir, env });
+  const r = await cliProcess(["run", "-f", "workflow.lua", ...args], { cwd: ws.dir, env });
   assert.deepEqual(await snapshot(ws.dir), beforeWs, "the master's directory is unchanged");
   assert.deepEqual(await snapshot(outside.dir), beforeOutside, "nothing outside changed");
   return r;
@@ -330,6 +332,63 @@ Deno.test({
     } finally {
       await server.close(100);
     }
+  }
+});
+
+/** gzip of `bytes`. */
+async function gzipped(bytes: Uint8Array): Promise<Uint8Array> {
+  const stream = new Blob([bytes as BlobPart]).stream().pipeThrough(new CompressionStream("gzip"));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+Deno.test("compressed streams: a gzip bomb, garbage and a compressed hostile archive are refused by the agent", async () => {
+  await using outer = await tempWorkspace({ "sentinel.txt": "untouched" });
+  await Deno.mkdir(`${outer.dir}/work`);
+  const before = await snapshot(outer.dir);
+  await using agent = await startAgent({ args: ["--work-root", `${outer.dir}/work`] });
+  const bomb = await gzipped(new Uint8Array(200 * 1024 * 1024));
+  const traversal = await gzipped(
+    hostileBytes({ entries: [{ path: "../escape.txt", data: "x" }] }),
+  );
+  const cases: [Uint8Array, RegExp][] = [
+    [bomb, /refused a compressed stream that expands beyond \d+ bytes/],
+    [new Uint8Array([1, 2, 3, 4, 5]), /refused a damaged compressed stream/],
+    [traversal, /climbs out with "\.\."|expands beyond/],
+  ];
+  for (const [bytes, refused] of cases) {
+    const { responses, error } = await sendJob(agent, bytes, { compression: "gzip" });
+    assert.equal(error, undefined, String(error?.message));
+    const result = responses.find((r) => "result" in r);
+    assert.ok(result && "result" in result);
+    assert.equal(result.result.ok, false);
+    assert.match(result.result.error, refused);
+  }
+  const good = await sendJob(agent, new Uint8Array(), { shell_command: "echo fine" });
+  assert.ok(good.responses.some((r) => "result" in r && r.result.ok), "still serving");
+  const after = await snapshot(outer.dir);
+  for (const path of Object.keys(after)) {
+    assert.ok(path in before || path.includes("/sloth-agent-"), `${path} appeared`);
+  }
+  assert.equal(after["sentinel.txt"], "untouched");
+});
+
+Deno.test({
+  name: "the master refuses a compressed change set that expands beyond its limits",
+  sanitizeOps: false,
+  sanitizeResources: false,
+}, async () => {
+  const server = await maliciousAgent({ bytes: await gzipped(new Uint8Array(64 * 1024 * 1024)) });
+  try {
+    const r = await runAgainst(
+      server.port,
+      { SLOTH_SYNC_MAX_BYTES: "1000000", SLOTH_SYNC_MAX_ENTRIES: "10" },
+      undefined,
+      ["--compress"],
+    );
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /refused a compressed stream that expands beyond \d+ bytes/);
+  } finally {
+    await server.close(100);
   }
 });
 

@@ -122,8 +122,11 @@ Deno.test("content a task moves or copies comes back without its bytes; new cont
 
 Deno.test("the agent's store and kept workspaces survive its restart on the same port", async () => {
   await using root = await tempWorkspace();
-  const first = await startAgent({ args: ["--work-root", root.dir] });
-  const port = first.port;
+  // A port chosen here: an agent on port 0 keeps nothing (see the next test).
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  listener.close();
+  const first = await startAgent({ args: ["--work-root", root.dir], port });
   await using ws = await tempWorkspace({ "big.bin": "z".repeat(500_000) });
   await Deno.writeTextFile(`${ws.dir}/workflow.lua`, workflow(first.address, "true"));
   assert.equal((await run(ws.dir)).code, 0);
@@ -132,4 +135,48 @@ Deno.test("the agent's store and kept workspaces survive its restart on the same
   const r = await run(ws.dir);
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.finished[0].transfer!.sent_bytes, 0);
+});
+
+Deno.test("an agent on a port the system picked (-p 0) removes its store and workspaces when it stops", async () => {
+  await using root = await tempWorkspace();
+  const agent = await startAgent({ args: ["--work-root", root.dir] });
+  await using ws = await tempWorkspace({ "big.bin": "z".repeat(100_000) });
+  await Deno.writeTextFile(`${ws.dir}/workflow.lua`, workflow(agent.address, "true"));
+  assert.equal((await run(ws.dir)).code, 0);
+  assert.equal([...Deno.readDirSync(root.dir)].length, 1, "its home, while it runs");
+  await agent.stop();
+  assert.deepEqual([...Deno.readDirSync(root.dir)], []);
+});
+
+Deno.test("--compress and `compress = true` gzip the workspace and the change set, with the same result", async () => {
+  await using agent = await startAgent();
+  const text = "a line of very compressible text\n".repeat(60_000); // ~2 MB
+  await using ws = await tempWorkspace({ "big.txt": text, "gone.txt": "bye", "keep.bin": "k" });
+  const command = "rm gone.txt && sed s/very/rather/ big.txt > made.txt && chmod 640 made.txt";
+  await Deno.writeTextFile(`${ws.dir}/workflow.lua`, workflow(agent.address, command));
+  const r = await cliProcess(["run", "-f", "workflow.lua", "-o", "json", "--compress"], {
+    cwd: ws.dir,
+  });
+  assert.equal(r.code, 0, r.stderr);
+  const done = JSON.parse(r.stdout.trim().split("\n").find((l) => l.includes("task_finished"))!);
+  assert.ok(done.transfer.sent_bytes < 100_000, `sent ${done.transfer.sent_bytes}`);
+  assert.ok(done.transfer.received_bytes < 100_000, `received ${done.transfer.received_bytes}`);
+  assert.equal(
+    await Deno.readTextFile(`${ws.dir}/made.txt`),
+    text.replaceAll("very", "rather"),
+  );
+  assert.equal((await Deno.stat(`${ws.dir}/made.txt`)).mode! & 0o777, 0o640);
+  await assert.rejects(Deno.stat(`${ws.dir}/gone.txt`), Deno.errors.NotFound);
+
+  // The same through the agent's definition, to a directory the agent has not seen.
+  await using other = await tempWorkspace({ "big.txt": text });
+  await Deno.writeTextFile(
+    `${other.dir}/workflow.lua`,
+    `TaskDefinitions = { g = { agents = { a = { address = "${agent.address}", compress = true } },
+      tasks = { { name = "look", agent = "a", command = "wc -c < big.txt" } } } }`,
+  );
+  const second = await run(other.dir);
+  assert.equal(second.code, 0, second.stderr);
+  assert.deepEqual(second.lines, [String(text.length)]);
+  assert.ok(second.finished[0].transfer!.sent_bytes < 100_000);
 });
