@@ -203,12 +203,43 @@ if (want("dispatch")) {
       await Deno.remove(dir, { recursive: true });
     }
   }
+  {
+    // A Lua function task: the agent loads the workflow in a worker made ahead for the job.
+    await using agent = await startAgent({ args: ["--sandbox", "none"] });
+    const dir = await scratch();
+    const tasks = (remote: boolean) =>
+      Array.from(
+        { length: 41 },
+        (_, i) =>
+          `{ name = "t${i}", ${
+            remote ? `delegate_to = "${agent.address}", ` : ""
+          }command = function() return true end }`,
+      );
+    await Deno.writeTextFile(`${dir}/remote.lua`, workflow(tasks(true)));
+    await Deno.writeTextFile(`${dir}/local.lua`, workflow(tasks(false)));
+    const durations = async (file: string) => {
+      const r = await sloth(["run", "-f", file, "-o", "json"], dir);
+      if (r.code !== 0) throw new Error(r.stdout + r.stderr);
+      return finished(r.stdout).slice(1).map((e) => e.duration_ms!);
+    };
+    const remote = await durations("remote.lua");
+    const local = await durations("local.lua");
+    rows.push({
+      name: "Remote no-op Lua function task, empty workspace (p50 / p99)",
+      subject: `${ms(median(remote))} / ${ms(percentile(remote, 99))}`,
+      baseline: `${ms(median(local))} / ${ms(percentile(local, 99))} (same task, local)`,
+      ratio: median(remote) / median(local),
+      note: "for information",
+    });
+    await Deno.remove(dir, { recursive: true });
+  }
 }
 
 // 3. Throughput --------------------------------------------------------------
 if (want("throughput")) {
-  await using a = await startAgent();
-  await using b = await startAgent();
+  // Without the sandbox, as for dispatch; one run with it follows, for information.
+  await using a = await startAgent({ args: ["--sandbox", "none"] });
+  await using b = await startAgent({ args: ["--sandbox", "none"] });
   const dir = await scratch();
   const tasks = Array.from(
     { length: 1000 },
@@ -236,6 +267,21 @@ if (want("throughput")) {
     ratio: median(rates) / localRate,
     target: "≥ 200 tasks/s",
     met: median(rates) >= 200,
+  });
+  await using sa = await startAgent({ args: ["--sandbox", "bwrap"] });
+  await using sb = await startAgent({ args: ["--sandbox", "bwrap"] });
+  const sandboxed = (await Deno.readTextFile(`${dir}/w.lua`))
+    .replace(a.address, sa.address).replace(b.address, sb.address);
+  await Deno.writeTextFile(`${dir}/sandboxed.lua`, sandboxed);
+  const s = await sloth(["run", "-f", "sandboxed.lua", "-j", "16", "-o", "json"], dir);
+  if (s.code !== 0) throw new Error(s.stderr);
+  const sandboxedRate = 1000 / (runDuration(s.stdout) / 1000);
+  rows.push({
+    name: "Throughput as above, bubblewrap sandbox (one run)",
+    subject: `${sandboxedRate.toFixed(0)} tasks/s`,
+    baseline: `${median(rates).toFixed(0)} tasks/s (no sandbox)`,
+    ratio: sandboxedRate / median(rates),
+    note: "for information",
   });
   await Deno.remove(dir, { recursive: true });
 }

@@ -71,6 +71,8 @@ export class AgentService implements AgentHandlers {
   #stopping = false;
   #home?: { jobs: string; blobs: BlobStore; shelf: WorkspaceShelf };
   #ephemeralHome?: string;
+  #standby?: { jobRoot: string; pool: LuaPool };
+  #standbyMaking?: Promise<void>;
 
   constructor(options: AgentOptions) {
     this.#o = options;
@@ -136,13 +138,12 @@ export class AgentService implements AgentHandlers {
       return;
     }
     try {
-      // ws/ is the task's workspace; tmp/ its TMPDIR. Only jobRoot is writable to the task.
-      jobRoot = `${home.jobs}/sloth-job-${id}-${crypto.randomUUID().slice(0, 8)}`;
-      await Deno.mkdir(jobRoot, { mode: 0o700 });
-      this.#dirs.add(jobRoot);
+      // A Lua job takes the standby directory with its warm worker, if there is one.
+      const lua = start.shell_command === "";
+      const standby = lua ? this.#takeStandby(home) : undefined;
+      jobRoot = standby?.jobRoot ?? await this.#newJobRoot(home);
       const ws = `${jobRoot}/ws`;
       const tmp = `${jobRoot}/tmp`;
-      await Deno.mkdir(tmp);
       if (start.protocol !== PROTOCOL_VERSION) {
         throw new ProtocolError(
           "invalid",
@@ -169,7 +170,6 @@ export class AgentService implements AgentHandlers {
         compressed: start.compression === "gzip",
       });
       const sandbox = this.#sandbox(jobRoot);
-      const env = { TMPDIR: tmp };
       const source = {
         file: start.main_file,
         cwd: start.master_cwd,
@@ -180,14 +180,7 @@ export class AgentService implements AgentHandlers {
       if (start.shell_command !== "") {
         task = shellTask(start, ws);
       } else {
-        pool = new LuaPool({
-          maxIdle: 1,
-          permissions: this.#permissions(jobRoot),
-          sandbox,
-          env,
-          tmpdir: tmp,
-          confine: jobRoot,
-        });
+        pool = standby?.pool ?? this.#luaPool(jobRoot);
         task = await this.#loadTask(pool, job, ws);
       }
 
@@ -195,7 +188,6 @@ export class AgentService implements AgentHandlers {
       const timer = timeoutMs > 0
         ? setTimeout(() => controller.abort("timeout"), timeoutMs)
         : undefined;
-      // Log lines go out in order, each after the one before has been written.
       // Log lines go out in order; a shell task waits for its line to be sent (so a
       // slow master slows the task, not the agent's memory), Lua lines queue up to a
       // limit and are then dropped, with a count.
@@ -224,7 +216,7 @@ export class AgentService implements AgentHandlers {
       };
       let result: AttemptResult;
       try {
-        const runner = new LocalRunner({ pool, source, emit, sandbox, env });
+        const runner = new LocalRunner({ pool, source, emit, sandbox, env: { TMPDIR: tmp } });
         result = await runner.attempt(task, {
           attempt: start.attempt,
           inputs: parseJson(start.inputs_json, "inputs_json") as AttemptContext["inputs"],
@@ -301,6 +293,47 @@ export class AgentService implements AgentHandlers {
     }
   }
 
+  /** ws/ is the task's workspace; tmp/ its TMPDIR. Only the job root is writable to the task. */
+  async #newJobRoot(home: { jobs: string }): Promise<string> {
+    const jobRoot = `${home.jobs}/sloth-job-${crypto.randomUUID().slice(0, 13)}`;
+    await Deno.mkdir(jobRoot, { mode: 0o700 });
+    this.#dirs.add(jobRoot);
+    await Deno.mkdir(`${jobRoot}/tmp`);
+    return jobRoot;
+  }
+
+  /** Lua workers whose Deno permissions reach this job's directory only; one per job. */
+  #luaPool(jobRoot: string): LuaPool {
+    return new LuaPool({
+      maxIdle: 1,
+      permissions: this.#permissions(jobRoot),
+      sandbox: this.#sandbox(jobRoot),
+      env: { TMPDIR: `${jobRoot}/tmp` },
+      tmpdir: `${jobRoot}/tmp`,
+      confine: jobRoot,
+    });
+  }
+
+  /**
+   * The warm path for Lua jobs: a job directory made ahead, with a worker already
+   * started for it (~80 ms saved a job). Each worker serves one job and goes with
+   * it, so no state passes between jobs. Prepared after the first Lua job only, so
+   * an agent that runs only shell commands keeps no worker.
+   */
+  #takeStandby(home: { jobs: string }): { jobRoot: string; pool: LuaPool } | undefined {
+    const ready = this.#standby;
+    this.#standby = undefined;
+    if (!this.#stopping) {
+      this.#standbyMaking ??= this.#newJobRoot(home).then((jobRoot) => {
+        const pool = this.#luaPool(jobRoot);
+        pool.warm();
+        this.#standby = { jobRoot, pool };
+      }).catch((error) => this.#o.log(`could not prepare a job directory: ${error.message}`))
+        .finally(() => this.#standbyMaking = undefined);
+    }
+    return ready;
+  }
+
   #sandbox(jobRoot: string): Sandbox | undefined {
     if (!this.#o.bwrap) return undefined;
     return bwrapSandbox({
@@ -339,6 +372,13 @@ export class AgentService implements AgentHandlers {
   async stop(): Promise<void> {
     this.#stopping = true;
     for (const controller of this.#jobs) controller.abort(STOPPING);
+    await this.#standbyMaking;
+    if (this.#standby) {
+      this.#standby.pool.close();
+      await this.#removeJobDir(this.#standby.jobRoot);
+      this.#dirs.delete(this.#standby.jobRoot);
+      this.#standby = undefined;
+    }
     const deadline = Date.now() + 5000;
     while (this.#dirs.size > 0 && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 20));

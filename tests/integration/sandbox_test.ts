@@ -192,3 +192,32 @@ Deno.test("--sandbox bwrap refuses to start without bubblewrap; auto warns; none
   await using none = await startAgent({ args: ["--sandbox", "none"] });
   assert.match(none.log(), /WARNING: --sandbox none/);
 });
+
+Deno.test("Lua jobs on the agent each get a worker of their own, made ahead, that reaches only their directory", async () => {
+  await using root = await tempWorkspace();
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  listener.close();
+  const agent = await startAgent({ args: ["--work-root", root.dir], port });
+  const task = (name: string) =>
+    `{ name = "${name}", delegate_to = "${agent.address}", command = function(params)
+        local seen = tostring(rawget(_G, "left_behind"))
+        left_behind = "${name}"
+        local ok = pcall(fs.write, params.workdir .. "/../../escape-${name}.txt", "x")
+        log.info("${name} seen=" .. seen .. " escaped=" .. tostring(ok))
+        return true
+      end }`;
+  await using ws = await tempWorkspace({
+    "workflow.lua": `TaskDefinitions = { g = { tasks = { ${
+      ["one", "two", "three"].map(task).join(", ")
+    } } } }`,
+  });
+  const r = await cliProcess(["run", "-f", "workflow.lua"], { cwd: ws.dir });
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  for (const name of ["one", "two", "three"]) {
+    assert.match(r.stdout, new RegExp(`\\] ${name} seen=nil escaped=false$`, "m"));
+  }
+  await agent.stop();
+  const jobs = `${root.dir}/sloth-agent-${port}/jobs`;
+  assert.deepEqual([...Deno.readDirSync(jobs)], [], "no job or standby directory is left");
+});
