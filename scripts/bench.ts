@@ -317,7 +317,8 @@ if (want("sync") || want("warm")) {
   const coldRuns: { ms: number; sent: number; received: number }[] = [];
   let agent: TestAgent | undefined;
   const roots: string[] = [];
-  for (let i = 0; i < 3; i++) {
+  // Five pairs: this VM's disk speed swings, and the median of five holds still better.
+  for (let i = 0; i < 5; i++) {
     await agent?.stop();
     const root = await scratch();
     roots.push(root);
@@ -329,7 +330,7 @@ if (want("sync") || want("warm")) {
     await tarOnce();
     coldRuns.push(await run());
   }
-  const cold = coldRuns.sort((x, y) => x.ms - y.ms)[1];
+  const cold = coldRuns.sort((x, y) => x.ms - y.ms)[2];
   const tarMs = median(tarRuns);
   rows.push({
     name: "Cold sync: 200 MB, 10,000 files, to the agent and back",
