@@ -539,7 +539,8 @@ if (!only) {
 
 Measured by \`deno task bench\` (scripts/bench.ts) on ${new Date().toISOString().slice(0, 10)}:
 ${cpus} CPUs, ${memGb} GiB, Linux ${kernel}, Deno ${deno}. Medians over repeated runs
-(5 for local tasks, 200 dispatches, 3 for throughput and sync, 10 for start-up), all
+(5 for local tasks, 200 dispatches, 3 for throughput and warm sync, 5 cold syncs each
+interleaved with its baseline, 10 for start-up), all
 back-to-back (no pauses; see MACHINE-NOTES.md on memory give-back). Baselines run in the
 same invocation, on the same data.
 
@@ -552,5 +553,8 @@ commands with \`connection: local\`, which is Ansible's cheapest path (no SSH).
 
 ${await Deno.readTextFile(`${ROOT}/scripts/bench_notes.md`).catch(() => "")}`;
   await Deno.writeTextFile(`${ROOT}/BENCHMARKS.md`, doc);
+  // Formatted as the rest of the repository, so `deno fmt --check` stays clean.
+  await new Deno.Command(Deno.execPath(), { args: ["fmt", "-q", `${ROOT}/BENCHMARKS.md`] })
+    .output();
   console.log("\nwrote BENCHMARKS.md");
 }

@@ -45,7 +45,10 @@ export interface StartAgentOptions {
 
 export interface RunningAgent {
   port: number;
-  /** Cancels running jobs (their process trees are killed, directories removed), then closes. */
+  /**
+   * Cancels running jobs (their process trees are killed, directories removed) and
+   * lets their calls end; the process should exit next, which closes the port.
+   */
   stop(): Promise<void>;
 }
 
@@ -153,7 +156,9 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
     port: server.port,
     stop: async () => {
       await service.stop();
-      await server.close(1000);
+      // Results (cancelled, agent_lost) reach the masters; the connections end with
+      // the process, without the GOAWAY that `close` would send (see AgentServer.settle).
+      await server.settle(1000);
       if (localTokenFile) await Deno.remove(localTokenFile).catch(() => {});
     },
   };

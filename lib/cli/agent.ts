@@ -92,9 +92,8 @@ export async function agentPingCommand(
   } catch (error) {
     io.err(`error: ${(error as Error).message}\n`);
     return ExitCode.taskFailed;
-  } finally {
-    client.close();
   }
+  // The connection ends with the process, without a GOAWAY (see AgentClient.close).
 }
 
 /** `--token-file` wins over `SLOTH_AGENT_TOKEN`; an empty token is an error, not "no token". */

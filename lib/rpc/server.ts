@@ -55,6 +55,13 @@ export interface AgentServer {
   port: number;
   /** Stops accepting calls; gives running calls `graceMs`, then cuts them. */
   close(graceMs?: number): Promise<void>;
+  /**
+   * Waits (at most `graceMs`) for running calls to end, closing nothing: for a
+   * process about to exit, whose exit then ends the connections without a GOAWAY.
+   * Deno 2.9 can crash a peer that receives a GOAWAY (denoland/deno#36788), and
+   * `close` sends one to every connected master.
+   */
+  settle(graceMs: number): Promise<void>;
 }
 
 const serverOptions: grpc.ServerOptions = {
@@ -82,6 +89,7 @@ export async function serveAgent(
     return status(grpc.status.UNAUTHENTICATED, "missing or wrong token");
   };
 
+  let running = 0;
   server.addService(agent.service, {
     Ping: (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
       const refusal = denied(call.metadata);
@@ -91,6 +99,7 @@ export async function serveAgent(
     RunTask: (call: grpc.ServerDuplexStream<Record<string, unknown>, unknown>) => {
       const refusal = denied(call.metadata);
       if (refusal) return call.emit("error", refusal);
+      running++;
       runTask(call, handlers, options.idleTimeoutMs ?? IDLE_TIMEOUT_MS).catch((error) => {
         if (error instanceof ProtocolError) {
           const code = error.status === "not_found"
@@ -106,7 +115,7 @@ export async function serveAgent(
             status(grpc.status.INTERNAL, "internal error on the agent (see its log)"),
           );
         }
-      });
+      }).finally(() => running--);
     },
   });
 
@@ -145,6 +154,12 @@ export async function serveAgent(
           resolve();
         });
       }),
+    settle: async (graceMs) => {
+      const deadline = Date.now() + graceMs;
+      while (running > 0 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    },
   };
 }
 

@@ -250,7 +250,8 @@ export class RemoteRunner implements TaskExecutor {
   }
 
   close(): void {
-    for (const client of this.#clients.values()) client.close();
+    // Not closed: a GOAWAY can crash the agent (see AgentClient.close); the
+    // connections end with this process.
     this.#clients.clear();
   }
 

@@ -305,3 +305,21 @@ Deno.test("a loopback agent without a token makes one only its own user can read
   await agent.stop();
   await assert.rejects(Deno.stat(tokenFile), Deno.errors.NotFound);
 });
+
+Deno.test("a run of 150 remote tasks on one agent leaves it serving (connections are renewed)", async () => {
+  await using agent = await startAgent();
+  const tasks = Array.from(
+    { length: 150 },
+    (_, i) =>
+      `{ name = "t${i}", async = true, delegate_to = "${agent.address}", command = "true" }`,
+  );
+  await using ws = await tempWorkspace({
+    "workflow.lua": `TaskDefinitions = { g = { tasks = { ${tasks.join(",\n")} } } }`,
+  });
+  const r = await cliProcess(["run", "-f", "workflow.lua", "-j", "8"], { cwd: ws.dir });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^150 tasks: 150 success$/m);
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const ping = await cliProcess(["agent", "ping", agent.address], { cwd: "/tmp" });
+  assert.equal(ping.code, 0, ping.stderr + agent.log());
+});
