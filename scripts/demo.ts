@@ -3,8 +3,9 @@
  * 127.0.0.1 (a free port), runs examples/distributed/workflow.lua against it
  * from a scratch copy of that directory, shows the result, stops the agent.
  */
+import { runArgs } from "./executables.ts";
+
 const root = new URL("../", import.meta.url).pathname;
-const main = `${root}main.ts`;
 const scratch = await Deno.makeTempDir({ prefix: "sloth-demo-" });
 const env = { RUST_BACKTRACE: "0" };
 
@@ -19,7 +20,7 @@ async function copy(from: string, to: string): Promise<void> {
 
 await copy(`${root}examples/distributed`, scratch);
 const agent = new Deno.Command(Deno.execPath(), {
-  args: ["run", "-A", main, "agent", "-p", "0"],
+  args: [...runArgs("sloth-agent", root.replace(/\/$/, "")), "-p", "0"],
   env,
   stdin: "null",
   stdout: "inherit",
@@ -52,7 +53,14 @@ if (port) {
   await Deno.writeTextFile(`${scratch}/values.yaml`, `agent: 127.0.0.1:${port}\n`);
   console.log(`\n$ sloth-runner run -f workflow.lua -v values.yaml     (in ${scratch})\n`);
   const run = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", main, "run", "-f", "workflow.lua", "-v", "values.yaml"],
+    args: [
+      ...runArgs("sloth-runner", root.replace(/\/$/, "")),
+      "run",
+      "-f",
+      "workflow.lua",
+      "-v",
+      "values.yaml",
+    ],
     cwd: scratch,
     env,
     stdin: "null",

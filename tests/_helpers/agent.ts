@@ -1,5 +1,5 @@
 /** Real agent processes on 127.0.0.1, port 0, exactly as users start them. */
-import { MAIN_TS, ROOT } from "./mod.ts";
+import { executable } from "./mod.ts";
 
 export interface TestAgent {
   address: string;
@@ -15,19 +15,20 @@ export interface TestAgent {
 export interface AgentOptions {
   args?: string[];
   env?: Record<string, string>;
-  /** `agent.ts`, or `main.ts agent start`, instead of `main.ts agent`. */
+  /** `main.ts agent`, or `main.ts agent start`, instead of `agent.ts` (sloth-agent). */
   entry?: "main" | "agent" | "start";
   port?: number;
 }
 
 export async function startAgent(options: AgentOptions = {}): Promise<TestAgent> {
-  const entry = options.entry === "agent"
-    ? [`${ROOT}/agent.ts`]
+  const args = ["-p", String(options.port ?? 0), ...(options.args ?? [])];
+  const run = options.entry === "main"
+    ? executable("sloth-runner", ["agent", ...args])
     : options.entry === "start"
-    ? [MAIN_TS, "agent", "start"]
-    : [MAIN_TS, "agent"];
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", ...entry, "-p", String(options.port ?? 0), ...(options.args ?? [])],
+    ? executable("sloth-runner", ["agent", "start", ...args])
+    : executable("sloth-agent", args);
+  const child = new Deno.Command(run.command, {
+    args: run.args,
     env: { NO_COLOR: "1", RUST_BACKTRACE: "0", ...options.env },
     stdin: "null",
     stdout: "null",

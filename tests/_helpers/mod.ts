@@ -1,10 +1,29 @@
 /** Shared by tests that cross modules: temp workspaces and the CLI, in and out of process. */
 import { main } from "../../lib/cli/mod.ts";
 import type { Io } from "../../lib/cli/mod.ts";
+import { type ExecutableName, runArgs } from "../../scripts/executables.ts";
 
 export const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 export const FIXTURES = `${ROOT}/tests/fixtures`;
 export const MAIN_TS = `${ROOT}/main.ts`;
+
+/**
+ * With DENORT_BIN set (a real `denort`, so `deno task compile` works), the tests
+ * run the compiled executables in dist/ (`.ci/run` builds them first).
+ */
+export const COMPILED = Deno.env.get("DENORT_BIN") ? `${ROOT}/dist` : undefined;
+
+/**
+ * How to start an executable: its compiled file, or its entry point under
+ * `deno run` with exactly the permissions it is compiled with (scripts/executables.ts).
+ */
+export function executable(
+  name: ExecutableName,
+  args: string[],
+): { command: string; args: string[] } {
+  if (COMPILED) return { command: `${COMPILED}/${name}`, args };
+  return { command: Deno.execPath(), args: [...runArgs(name, ROOT), ...args] };
+}
 
 /** A temp directory holding `files` (path → content); removed by `Symbol.asyncDispose`. */
 export async function tempWorkspace(
@@ -47,8 +66,9 @@ export async function cliProcess(
   args: string[],
   options: { cwd: string; env?: Record<string, string> },
 ): Promise<CliResult> {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN_TS, ...args],
+  const run = executable("sloth-runner", args);
+  const output = await new Deno.Command(run.command, {
+    args: run.args,
     cwd: options.cwd,
     env: { NO_COLOR: "1", RUST_BACKTRACE: "0", ...options.env },
     stdin: "null",
@@ -66,8 +86,9 @@ export function spawnCli(
   args: string[],
   options: { cwd: string; env?: Record<string, string> },
 ): Deno.ChildProcess {
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN_TS, ...args],
+  const run = executable("sloth-runner", args);
+  return new Deno.Command(run.command, {
+    args: run.args,
     cwd: options.cwd,
     env: { NO_COLOR: "1", RUST_BACKTRACE: "0", ...options.env },
     stdin: "null",

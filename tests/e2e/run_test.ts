@@ -3,8 +3,8 @@ import assert from "node:assert/strict";
 import {
   cliProcess,
   copyFixture,
+  executable,
   FIXTURES,
-  MAIN_TS,
   processAlive,
   snapshot,
   spawnCli,
@@ -298,7 +298,8 @@ Deno.test("colours appear on a terminal, and never off one or with NO_COLOR", as
   assert.ok(!(r.stdout + r.stderr).includes("\x1b["));
   // script(1) gives the command a pseudo-terminal.
   const onTty = async (env: Record<string, string>) => {
-    const command = `${Deno.execPath()} run -A ${MAIN_TS} run -f workflow.lua -t greet`;
+    const run = executable("sloth-runner", ["run", "-f", "workflow.lua", "-t", "greet"]);
+    const command = [run.command, ...run.args].join(" ");
     const out = await new Deno.Command("script", {
       args: ["-qec", command, "/dev/null"],
       cwd: ws.dir,

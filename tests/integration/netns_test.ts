@@ -5,7 +5,13 @@
  * namespace, so no packet can leave the machine. Needs root and iproute2.
  */
 import assert from "node:assert/strict";
-import { MAIN_TS, snapshot, tempWorkspace, waitFor } from "../_helpers/mod.ts";
+import { executable, snapshot, tempWorkspace, waitFor } from "../_helpers/mod.ts";
+
+/** The command line that starts an executable, for `ip netns exec`. */
+function commandLine(name: "sloth-runner" | "sloth-agent"): string[] {
+  const run = executable(name, []);
+  return [run.command, ...run.args];
+}
 
 const GUARD = "10.231.0.0/16";
 
@@ -69,11 +75,7 @@ Deno.test({
         "netns",
         "exec",
         nsAgent,
-        Deno.execPath(),
-        "run",
-        "-A",
-        MAIN_TS,
-        "agent",
+        ...commandLine("sloth-agent"),
         "--bind",
         agentIp,
         "-p",
@@ -107,10 +109,7 @@ Deno.test({
         "netns",
         "exec",
         nsMaster,
-        Deno.execPath(),
-        "run",
-        "-A",
-        MAIN_TS,
+        ...commandLine("sloth-runner"),
         "run",
         "-f",
         "workflow.lua",

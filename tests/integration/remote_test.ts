@@ -207,7 +207,7 @@ Deno.test("agent ping reports reachability, version and running jobs", async () 
 });
 
 Deno.test("agent.ts and `agent start` are the same agent as `sloth-runner agent`", async () => {
-  for (const entry of ["agent", "start"] as const) {
+  for (const entry of ["main", "start"] as const) {
     await using agent = await startAgent({ entry });
     const r = await cliProcess(["agent", "ping", agent.address], { cwd: "/tmp" });
     assert.equal(r.code, 0, r.stderr);
