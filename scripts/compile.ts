@@ -1,12 +1,16 @@
 /**
- * `deno task compile [--target T ...] [--all]`: builds dist/sloth-runner and
- * dist/sloth-agent for this machine, or dist/<target>/… for each target asked.
+ * `deno task compile [--target T ...] [--all] [--assets]`: builds dist/sloth-runner
+ * and dist/sloth-agent for this machine, or dist/<target>/… for each target asked.
+ * `--assets` also lays them out as a release: dist/release/<name>-<target>[.exe]
+ * and dist/release/SHA256SUMS (what install.sh downloads and checks).
  *
  * `deno compile` needs Deno's runtime (`denort`) for each target, downloaded from
  * dl.deno.land unless DENORT_BIN names one. Where that download is impossible this
  * says so in one line and exits 1, instead of a stack trace.
  */
+import { createHash } from "node:crypto";
 import {
+  assetName,
   compileArgs,
   type ExecutableName,
   EXECUTABLES,
@@ -16,22 +20,42 @@ import {
 
 const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 
-function parseArgs(args: string[]): Target[] | undefined {
+function parseArgs(args: string[]): { targets?: Target[]; assets: boolean } {
   const targets: Target[] = [];
+  let assets = false;
   for (let i = 0; i < args.length; i++) {
     if (args[i] === "--all") targets.push(...TARGETS);
+    else if (args[i] === "--assets") assets = true;
     else if (args[i] === "--target" && TARGETS.includes(args[i + 1] as Target)) {
       targets.push(args[++i] as Target);
     } else {
       console.error(
         `error: unknown argument ${args[i]}${
           args[i] === "--target" ? ` (targets: ${TARGETS.join(", ")})` : ""
-        }\nusage: deno task compile [--target TARGET ...] [--all]`,
+        }\nusage: deno task compile [--target TARGET ...] [--all] [--assets]`,
       );
       Deno.exit(2);
     }
   }
-  return targets.length ? [...new Set(targets)] : undefined;
+  return { targets: targets.length ? [...new Set(targets)] : undefined, assets };
+}
+
+/** Copies built files to dist/release under their asset names and writes SHA256SUMS. */
+export async function writeAssets(
+  root: string,
+  built: { name: ExecutableName; target: Target; path: string }[],
+): Promise<string> {
+  const dir = `${root}/dist/release`;
+  await Deno.mkdir(dir, { recursive: true });
+  const sums: string[] = [];
+  for (const { name, target, path } of built) {
+    const asset = assetName(name, target);
+    await Deno.copyFile(path, `${dir}/${asset}`);
+    const digest = createHash("sha256").update(await Deno.readFile(path)).digest("hex");
+    sums.push(`${digest}  ${asset}`);
+  }
+  await Deno.writeTextFile(`${dir}/SHA256SUMS`, sums.join("\n") + "\n");
+  return dir;
 }
 
 /** The one line to show for a failed `deno compile`, from its error output. */
@@ -69,13 +93,22 @@ async function compile(name: ExecutableName, target: Target | undefined): Promis
 }
 
 if (import.meta.main) {
-  const targets = parseArgs(Deno.args);
+  const { targets, assets } = parseArgs(Deno.args);
+  if (assets && !targets) {
+    console.error("error: --assets needs --target or --all (asset names carry the target)");
+    Deno.exit(2);
+  }
   try {
+    const built: { name: ExecutableName; target: Target; path: string }[] = [];
     for (const target of targets ?? [undefined]) {
       for (const name of Object.keys(EXECUTABLES) as ExecutableName[]) {
         const output = await compile(name, target);
         console.log(`built ${output.slice(ROOT.length + 1)}`);
+        if (target) built.push({ name, target, path: output });
       }
+    }
+    if (assets) {
+      console.log(`release assets in ${(await writeAssets(ROOT, built)).slice(ROOT.length + 1)}`);
     }
   } catch (error) {
     console.error(`error: ${(error as Error).message}`);

@@ -70,6 +70,14 @@ export const TARGETS = [
 ] as const;
 export type Target = (typeof TARGETS)[number];
 
+/**
+ * A release asset's file name: `sloth-runner-x86_64-unknown-linux-gnu`, `….exe` on
+ * Windows. install.sh builds the same names (tests/e2e/install_test.ts holds them together).
+ */
+export function assetName(name: ExecutableName, target: Target): string {
+  return `${name}-${target}${target.includes("windows") ? ".exe" : ""}`;
+}
+
 /** Arguments for `deno run` of an executable's entry point, as the tests start it. */
 export function runArgs(name: ExecutableName, root: string): string[] {
   const { entry, permissions } = EXECUTABLES[name];
