@@ -1,5 +1,5 @@
 /** Where the CLI writes, and whether it may use colours. */
-import { fdWriter, type Write } from "../log/mod.ts";
+import { fdWriter, type Terminal, type Write } from "../log/mod.ts";
 
 export interface Io {
   out: Write;
@@ -7,6 +7,8 @@ export interface Io {
   /** Colours on stdout. */
   color: boolean;
   cwd: string;
+  /** Set when stdout and stderr are a terminal: `run` then shows its live view. */
+  terminal?: Terminal;
 }
 
 export function defaultIo(): Io {
@@ -17,5 +19,16 @@ export function defaultIo(): Io {
     err: fdWriter(Deno.stderr),
     color: tty && !noColor,
     cwd: Deno.cwd(),
+    terminal: tty && Deno.stderr.isTerminal() && Deno.env.get("TERM") !== "dumb"
+      ? { size: consoleSize, now: () => performance.now() }
+      : undefined,
   };
+}
+
+function consoleSize(): { columns: number; rows: number } {
+  try {
+    return Deno.consoleSize();
+  } catch {
+    return { columns: 0, rows: 0 };
+  }
 }

@@ -71,7 +71,11 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
       new Option("-o, --output <format>", "text for people, json for one event per line")
         .choices(["text", "json"] as const).default("text" as const),
     )
-    .option("--verbose", "also show log.debug lines")
+    .option(
+      "--verbose",
+      "stream every task's full output on a terminal too, and show log.debug lines",
+    )
+    .option("--plain", "plain prefixed lines even on a terminal (no live progress view)")
     .option(
       "--compress",
       "gzip workspaces and change sets to and from agents (for slow links; `compress` in an agent's definition overrides)",
@@ -92,6 +96,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
           dryRun: o.dryRun,
           output: o.output,
           verbose: o.verbose,
+          plain: o.plain,
           compress: o.compress,
           tls: masterTls(o),
         }),

@@ -33,6 +33,8 @@ export interface RunCommandOptions extends LoadOptions {
   dryRun?: boolean;
   output: "text" | "json";
   verbose?: boolean;
+  /** Plain lines even on a terminal (no live view). */
+  plain?: boolean;
   /** TLS for agents whose definition has none. */
   tls?: TlsPaths;
   /** gzip for agents whose definition does not say. */
@@ -46,9 +48,10 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
   for (const sig of signals) Deno.addSignalListener(sig, onSignal);
   let remote: RemoteRunner | undefined;
+  let text: TextRenderer | undefined;
+  let redraw: ReturnType<typeof setInterval> | undefined;
   try {
     let emit: EmitEvent;
-    let text: TextRenderer | undefined;
     if (options.output === "json") emit = jsonRenderer(io.out);
     else {
       text = new TextRenderer({
@@ -56,6 +59,7 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
         err: io.err,
         color: io.color,
         verbose: options.verbose ?? false,
+        live: options.plain || options.dryRun ? undefined : io.terminal,
       });
       emit = (event) => text!.handle(event);
     }
@@ -75,6 +79,10 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
     );
     if (luaHere) pool.warm();
     else pool.drain();
+    if (text && io.terminal && !options.plain) {
+      const view = text;
+      redraw = setInterval(() => view.tick(), 100);
+    }
 
     const started = performance.now();
     emit({
@@ -154,6 +162,8 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
     }
     return exitCode;
   } finally {
+    clearInterval(redraw);
+    text?.stop();
     for (const sig of signals) Deno.removeSignalListener(sig, onSignal);
     remote?.close();
     pool.close();

@@ -6,6 +6,7 @@
 import type { TaskResult, TaskStatus } from "../model/mod.ts";
 import { formatDuration } from "../model/mod.ts";
 import type { RunEvent } from "./events.ts";
+import { LiveRegion, type Terminal } from "./progress.ts";
 
 export type Write = (text: string) => void;
 
@@ -23,9 +24,17 @@ export interface TextRendererOptions {
   out: Write;
   err: Write;
   color: boolean;
-  /** Show `log.debug` lines. */
+  /**
+   * Show `log.debug` lines; in the live view, also every line of every task
+   * (without it the live view shows only warnings, errors and failed tasks' output).
+   */
   verbose: boolean;
+  /** A terminal on stdout and stderr: show running tasks live, in place. */
+  live?: Terminal;
 }
+
+/** Lines of a task's output kept to show under it when it fails in the live view. */
+const FAILURE_TAIL = 12;
 
 const ansi = {
   reset: "\x1b[0m",
@@ -50,9 +59,48 @@ export class TextRenderer {
   #colors = new Map<string, string>();
   /** Name tasks `group.task`: set when the run has several groups. */
   qualify = false;
+  #live?: LiveRegion;
+  /** Lines waiting to scroll above the live region at the next redraw. */
+  #pending: { write: Write; text: string }[] = [];
+  #tails = new Map<string, { lines: string[]; dropped: number }>();
+  #cursorHidden = false;
 
   constructor(options: TextRendererOptions) {
     this.#o = options;
+    if (options.live) this.#live = new LiveRegion(options.live, options.color);
+  }
+
+  /** Prints lines queued above the live region and redraws it; call every ~100 ms. */
+  tick(): void {
+    if (!this.#live) return;
+    let text = this.#cursorHidden ? "" : "\x1b[?25l";
+    this.#cursorHidden = true;
+    this.#o.err(text + this.#live.clear());
+    this.#flush();
+    text = this.#live.draw();
+    this.#o.err(text);
+  }
+
+  /** Removes the live region and gives the cursor back; the renderer then writes plainly. */
+  stop(): void {
+    if (!this.#live) return;
+    this.#o.err(this.#live.clear() + (this.#cursorHidden ? "\x1b[?25h" : ""));
+    this.#flush();
+    this.#live = undefined;
+  }
+
+  #flush(): void {
+    for (const { write, text } of this.#pending.splice(0)) write(text);
+  }
+
+  /** Writes now, or, in the live view, above the region at the next redraw. */
+  #print(write: Write, text: string): void {
+    if (this.#live) this.#pending.push({ write, text });
+    else write(text);
+  }
+
+  #name(id: string, task: string): string {
+    return this.qualify ? id : task;
   }
 
   #paint(code: string, text: string): string {
@@ -68,11 +116,18 @@ export class TextRenderer {
   }
 
   handle(event: RunEvent): void {
-    const { err } = this.#o;
+    const err = (text: string) => this.#print(this.#o.err, text);
     switch (event.type) {
       case "run_started":
+        this.#live?.planned(event.tasks.length);
         break;
       case "task_started": {
+        this.#live?.started(event.id, {
+          label: this.#name(event.id, event.task),
+          where: event.where,
+          attempt: event.attempt,
+        });
+        if (this.#live && !this.#o.verbose) break;
         const attempt = event.attempt > 1 ? ` (attempt ${event.attempt})` : "";
         const where = event.where === "local" ? "" : ` on ${event.where}`;
         err(
@@ -85,7 +140,11 @@ export class TextRenderer {
       case "log": {
         const prefix = this.#label(event.id, event.task, event.agent);
         for (const line of event.line.replace(/\n$/, "").split("\n")) {
-          this.#logLine(prefix, event, line);
+          if (this.#live && event.id !== undefined && event.level !== "debug") {
+            this.#live.output(event.id, line);
+          }
+          if (this.#live && event.id !== undefined && !this.#o.verbose) this.#keep(event, line);
+          else this.#logLine(prefix, event, line);
         }
         break;
       }
@@ -94,11 +153,22 @@ export class TextRenderer {
         const mark = r.status === "success" ? "✔" : r.status === "skipped" ? "↷" : "✘";
         const why = r.error ? `: ${r.error}` : "";
         const time = r.status === "skipped" ? "" : ` (${formatDuration(r.durationMs)})`;
+        const where = this.#live && r.where !== "local" ? ` on ${r.where}` : "";
         err(
           `${this.#label(r.id, event.task)} ${
             this.#paint(statusColor[r.status], `${mark} ${r.status}${why}`)
-          }${time}\n`,
+          }${time}${where}\n`,
         );
+        this.#live?.finished(r.id);
+        const tail = this.#tails.get(r.id);
+        this.#tails.delete(r.id);
+        if (tail && r.status !== "success" && r.status !== "skipped") {
+          const title = tail.dropped > 0 ? `its last ${tail.lines.length} lines` : "its output";
+          err(
+            this.#paint(ansi.dim, `  ${title}:\n`) +
+              tail.lines.map((line) => `  ${this.#paint(ansi.dim, "│")} ${line}\n`).join(""),
+          );
+        }
         break;
       }
       case "run_finished":
@@ -106,8 +176,29 @@ export class TextRenderer {
     }
   }
 
+  /**
+   * The live view without --verbose: a task's lines feed its live line and a short
+   * tail shown if it fails; warnings and errors still scroll above.
+   */
+  #keep(event: RunEvent & { type: "log" }, line: string): void {
+    const id = event.id!;
+    if (event.level !== "debug") {
+      const tail = this.#tails.get(id) ?? { lines: [], dropped: 0 };
+      tail.lines.push(line);
+      if (tail.lines.length > FAILURE_TAIL) {
+        tail.lines.shift();
+        tail.dropped++;
+      }
+      this.#tails.set(id, tail);
+    }
+    if (event.level === "warn" || event.level === "error") {
+      this.#logLine(this.#label(event.id, event.task, event.agent), event, line);
+    }
+  }
+
   #logLine(prefix: string, event: RunEvent & { type: "log" }, line: string): void {
-    const { out, err } = this.#o;
+    const out = (text: string) => this.#print(this.#o.out, text);
+    const err = (text: string) => this.#print(this.#o.err, text);
     if (event.stream === "stdout") out(`${prefix} ${line}\n`);
     else if (event.stream === "stderr") err(`${prefix} ${line}\n`);
     else if (event.level === "debug") {
@@ -121,6 +212,7 @@ export class TextRenderer {
 
   /** The table at the end of a run, on stdout. */
   summary(results: { task: string; result: TaskResult }[], footer: string): void {
+    this.stop();
     const rows = results.map(({ task, result: r }) => [
       this.qualify ? r.id : task,
       r.status,

@@ -208,3 +208,36 @@ export async function pgrep(text: string): Promise<number[]> {
 export function uniqueSeconds(): string {
   return `${30 + Math.floor(Math.random() * 1000)}.${Math.floor(Math.random() * 1e6)}`;
 }
+
+/** Whether util-linux `script` is here, to give the CLI a real terminal. */
+export const HAS_SCRIPT = (() => {
+  try {
+    return new Deno.Command("script", { args: ["--version"], stdout: "null", stderr: "null" })
+      .outputSync().success;
+  } catch {
+    return false;
+  }
+})();
+
+/**
+ * Runs sloth-runner on a pseudo-terminal of `columns`×`rows` (through util-linux
+ * `script`) and returns every byte it wrote there, escapes included.
+ */
+export async function cliInTerminal(
+  args: string[],
+  options: { cwd: string; columns?: number; rows?: number; env?: Record<string, string> },
+): Promise<{ code: number; raw: string }> {
+  const run = executable("sloth-runner", args);
+  const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+  const command = `stty cols ${options.columns ?? 100} rows ${options.rows ?? 30}; exec ` +
+    [run.command, ...run.args].map(quote).join(" ");
+  const output = await new Deno.Command("script", {
+    args: ["-q", "-e", "-c", command, "/dev/null"],
+    cwd: options.cwd,
+    env: { TERM: "xterm-256color", RUST_BACKTRACE: "0", ...options.env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return { code: output.code, raw: new TextDecoder().decode(output.stdout) };
+}
