@@ -3,7 +3,13 @@ import { Command, CommanderError, InvalidArgumentError, Option } from "@commande
 import denoJson from "../../deno.json" with { type: "json" };
 import { ExitCode } from "../errors.ts";
 import { defaultIo, type Io } from "./io.ts";
-import { masterTls, masterTlsOptions, positiveInt, withAgentOptions } from "./options.ts";
+import {
+  DEFAULT_AGENT_PORT,
+  masterTls,
+  masterTlsOptions,
+  positiveInt,
+  withAgentOptions,
+} from "./options.ts";
 import { reportError } from "./report.ts";
 
 export const VERSION = denoJson.version;
@@ -140,6 +146,30 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
     .action(async (address, o) => {
       const { agentPingCommand } = await agentCommands();
       setExit(await agentPingCommand(io, address, o));
+    });
+
+  program.command("new")
+    .description("write a starter workflow, NAME/workflow.lua, that runs as it is")
+    .argument("<name>", "directory to create it in (made if missing)")
+    .option(
+      "--agent <host:port>",
+      "the agent its remote task runs on",
+      `127.0.0.1:${DEFAULT_AGENT_PORT}`,
+    )
+    .option("--force", "overwrite NAME/workflow.lua if it exists")
+    .action(async (name, o) => {
+      const { newCommand } = await import("./new.ts");
+      setExit(await newCommand(io, name, { agent: o.agent, force: o.force }));
+    });
+
+  program.command("types")
+    .description(
+      "write LuaLS annotations (and a .luarc.json if there is none) so editors complete and check workflows",
+    )
+    .option("-o, --output <file>", "where to write them; - for stdout", ".sloth/sloth.lua")
+    .action(async (o) => {
+      const { typesCommand } = await import("./types.ts");
+      setExit(await typesCommand(io, { output: o.output }));
     });
 
   program.command("version")

@@ -11,6 +11,7 @@ export { LOAD_TIMEOUT_MS, LUA_MEMORY_LIMIT, LUA_WASM_PATH, LuaPool, LuaSession }
 export type { LuaPoolOptions, SessionHooks } from "./pool.ts";
 export type { CallKind, CallResult } from "./protocol.ts";
 export { sourceContext } from "./source.ts";
+export { luaAnnotations } from "./annotations.ts";
 
 /** Everything needed to load the same workflow again, in another Lua state or on an agent. */
 export interface WorkflowSource {

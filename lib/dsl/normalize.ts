@@ -32,7 +32,7 @@ export interface NormalizeOptions {
   ignoreTargets?: boolean;
 }
 
-const TASK_FIELDS = [
+export const TASK_FIELDS = [
   "name",
   "description",
   "command",
@@ -51,7 +51,7 @@ const TASK_FIELDS = [
   "agent",
   "sync_back",
 ] as const;
-const GROUP_FIELDS = ["description", "workdir", "delegate_to", "agents"] as const;
+export const GROUP_FIELDS = ["description", "workdir", "delegate_to", "agents"] as const;
 
 /** Lua's empty table arrives as `{}`; where a list is expected it means an empty list. */
 const emptyAsList = (value: unknown) =>
@@ -72,7 +72,7 @@ const address = z.string().regex(
   const port = Number(a.slice(a.lastIndexOf(":") + 1));
   return port >= 1 && port <= 65535;
 }, "has a port outside 1-65535");
-const tlsDef = z.object({
+export const tlsDef = z.object({
   ca: z.string().min(1).optional(),
   cert: z.string().min(1).optional(),
   key: z.string().min(1).optional(),
@@ -81,7 +81,7 @@ const tlsDef = z.object({
     (t) => (t.cert === undefined) === (t.key === undefined),
     "tls needs both cert and key, or neither",
   );
-const agentDef = z.object({
+export const agentDef = z.object({
   address,
   token_env: z.string().min(1).optional(),
   tls: tlsDef.optional(),

@@ -241,7 +241,7 @@ export class TextRenderer {
 
 function oneLine(text: string): string {
   const first = text.split("\n")[0];
-  return first.length > 120 ? first.slice(0, 117) + "..." : first;
+  return first.length > 200 ? first.slice(0, 197) + "..." : first;
 }
 
 /** `--output json`: every event as one line of JSON on stdout, keys in snake_case. */

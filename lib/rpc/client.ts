@@ -165,15 +165,21 @@ export class AgentClient {
       case grpc.status.UNAVAILABLE: {
         const raw = e.details ?? e.message ?? "";
         const never = /No connection established|ECONNREFUSED/.test(raw);
+        const port = this.address.split(":").at(-1);
+        const next = /ECONNREFUSED/.test(raw)
+          ? ` (is an agent running there? start one with: sloth-runner agent -p ${port})`
+          : "";
         return new RpcError(
           never ? "unreachable" : "lost",
-          `agent ${this.address} ${never ? "unreachable" : "lost"}: ${details}`,
+          `agent ${this.address} ${never ? "unreachable" : "lost"}: ${details}${next}`,
         );
       }
       case grpc.status.DEADLINE_EXCEEDED:
         return new RpcError(
           "unreachable",
-          `agent ${this.address} unreachable: no answer within ${CONNECT_TIMEOUT_MS / 1000}s`,
+          `agent ${this.address} unreachable: no answer within ${
+            CONNECT_TIMEOUT_MS / 1000
+          }s (check the address, the agent's --bind and any firewall between)`,
         );
       case grpc.status.UNAUTHENTICATED:
         return new RpcError(

@@ -185,7 +185,7 @@ Deno.test("an unreachable agent fails the task in seconds with the address and t
   assert.ok(Date.now() - started < 10_000);
   assert.match(
     r.stdout,
-    /^far\s+failed .* agent 127\.0\.0\.1:1 unreachable: connect ECONNREFUSED 127\.0\.0\.1:1$/m,
+    /^far\s+failed .* agent 127\.0\.0\.1:1 unreachable: connect ECONNREFUSED 127\.0\.0\.1:1 \(is an agent running there\? start one with: sloth-runner agent -p 1\)$/m,
   );
   assert.match(r.stdout, /^\[near\] still ran$/m);
 });

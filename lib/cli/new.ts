@@ -1,0 +1,97 @@
+/** `sloth-runner new NAME`: a starter workflow that runs as it is written. */
+import { ExitCode, SlothError } from "../errors.ts";
+import type { Io } from "./io.ts";
+
+export interface NewOptions {
+  /** The agent the remote task runs on. */
+  agent: string;
+  force?: boolean;
+}
+
+/** Lua identifiers for the group name: the directory's name, tidied. */
+function groupName(dir: string): string {
+  const base = dir.replace(/\/+$/, "").split("/").at(-1) ?? "";
+  const name = base.toLowerCase().replace(/[^a-z0-9_]+/g, "_").replace(/^_+|_+$/g, "");
+  return /^[a-z_]/.test(name) ? name : `workflow_${name || "starter"}`;
+}
+
+export function starterWorkflow(dir: string, agent: string): string {
+  const group = groupName(dir);
+  return `-- ${group}: a starter sloth-runner workflow. It runs as it is:
+--   sloth-runner agent                    (another terminal: an agent on ${agent})
+--   sloth-runner run -f ${dir}/workflow.lua
+-- Editor completion and checks: sloth-runner types --output .sloth/sloth.lua
+-- (then point your Lua language server at .sloth; see the README).
+
+TaskDefinitions = {
+  ${group} = {
+    description = "Prepare here, build on an agent, report here",
+    workdir = ".", -- this file's directory: what is sent to the agent, and where its changes land
+    agents = {
+      builder = { address = "${agent}" },
+    },
+    tasks = {
+      {
+        name = "prepare",
+        description = "A shell command, here",
+        command = "mkdir -p out && echo 'hello from the master' > out/input.txt && echo prepared",
+      },
+      {
+        name = "flaky",
+        description = "Fails its first attempt on purpose, to show a retry",
+        depends_on = "prepare",
+        retries = 2,
+        command = "if [ -f out/.tried ]; then rm out/.tried; echo 'worked on a retry'; "
+          .. "else touch out/.tried; echo 'first attempt fails' >&2; exit 1; fi",
+      },
+      {
+        name = "build",
+        description = "Runs on the agent, in a copy of this directory; its changes come back",
+        agent = "builder",
+        depends_on = "prepare",
+        retries = 1,
+        timeout = "2m",
+        command = "echo \\"building on $(hostname)\\" && tr a-z A-Z < out/input.txt > out/build.txt",
+      },
+      {
+        name = "report",
+        description = "A Lua function, here, after both",
+        depends_on = { "build", "flaky" },
+        command = function(params)
+          local text = fs.read("out/build.txt")
+          log.info("the agent wrote: " .. text:gsub("\\n$", ""))
+          return true, "reported", { bytes = #text }
+        end,
+      },
+    },
+  },
+}
+`;
+}
+
+export async function newCommand(io: Io, dir: string, options: NewOptions): Promise<number> {
+  const path = `${dir.replace(/\/+$/, "")}/workflow.lua`;
+  const full = path.startsWith("/") ? path : `${io.cwd}/${path}`;
+  try {
+    await Deno.mkdir(full.slice(0, full.lastIndexOf("/")), { recursive: true });
+    await Deno.writeTextFile(full, starterWorkflow(dir.replace(/\/+$/, ""), options.agent), {
+      createNew: !options.force,
+    });
+  } catch (error) {
+    if (error instanceof Deno.errors.AlreadyExists) {
+      throw new SlothError("usage", `${path} already exists; nothing was written`, {
+        hint: "choose another name, or pass --force to overwrite it",
+      });
+    }
+    throw new SlothError("usage", `cannot write ${path}: ${(error as Error).message}`, {
+      hint: "choose a directory you can write to",
+    });
+  }
+  const port = options.agent.split(":").at(-1);
+  io.out(
+    `created ${path}\n\nnext:\n` +
+      `  sloth-runner agent -p ${port}          # in another terminal: the agent for "build"\n` +
+      `  sloth-runner run -f ${path}\n`,
+  );
+  return ExitCode.ok;
+}

@@ -1,0 +1,557 @@
+/**
+ * LuaLS (lua-language-server) annotations for workflow files: a `---@meta` file
+ * that gives editors completion, hover text and type checks for `TaskDefinitions`
+ * and the host modules.
+ *
+ * The field tables are keyed by the field lists normalize.ts checks workflows
+ * with, so `deno check` fails when a field is added there and not here, or
+ * described here and not accepted there. Those imports are types only: loading
+ * this file must not load zod (mod.ts imports normalize.ts lazily).
+ * The module functions live in Lua code (prelude.ts); annotations_test.ts walks
+ * a real Lua state and fails on any function that is missing here, or described
+ * here and not there.
+ */
+import type { agentDef, GROUP_FIELDS, TASK_FIELDS, tlsDef } from "./normalize.ts";
+
+type TaskField = (typeof TASK_FIELDS)[number];
+type GroupField = (typeof GROUP_FIELDS)[number];
+type AgentField = keyof (typeof agentDef)["shape"];
+type TlsField = keyof (typeof tlsDef)["shape"];
+
+interface Field {
+  /** A LuaLS type expression. */
+  type: string;
+  doc: string;
+  /** Absent from a table literal is an error (LuaLS `missing-fields`). */
+  required?: boolean;
+}
+
+interface Param {
+  /** A Lua name, or `...`. */
+  name: string;
+  type: string;
+  optional?: boolean;
+}
+
+interface Fn {
+  /** As Lua code calls it: `exec.run`, `import`. */
+  name: string;
+  doc: string;
+  params: Param[];
+  returns: string[];
+  /** For functions that only raise an error. */
+  deprecated?: boolean;
+}
+
+interface Class {
+  name: string;
+  doc: string;
+  fields: Record<string, Field>;
+  /** Not `(exact)`: any key may be there. */
+  open?: boolean;
+}
+
+interface Module {
+  name: string;
+  doc: string;
+  functions: Fn[];
+}
+
+const DURATION = "sloth.Duration";
+
+const GROUP: Record<GroupField | "tasks", Field> = {
+  description: { type: "string", doc: "Shown by `sloth-runner list`." },
+  tasks: {
+    type: "table<integer|string, sloth.Task>",
+    doc: "A list of tasks, or a table keyed by task name (the key names a task without `name`).",
+  },
+  workdir: {
+    type: "string",
+    doc: "Working directory of the group's tasks, relative to the workflow file's directory.",
+  },
+  delegate_to: {
+    type: "string|sloth.Agent",
+    doc: 'Run the group\'s tasks on an agent: "host:port", a name from `agents`, or a definition.',
+  },
+  agents: {
+    type: "table<string, sloth.Agent>",
+    doc: "Named agents, for `delegate_to` and `agent`.",
+  },
+};
+
+const TASK: Record<TaskField | "uses", Field> = {
+  name: {
+    type: "string",
+    doc: "Unique within its group; no spaces or commas. Defaults to the key in a keyed `tasks`.",
+  },
+  description: { type: "string", doc: "Shown by `sloth-runner list`." },
+  command: {
+    type: "string|sloth.TaskFunction",
+    doc: "A shell command (`/bin/sh -c`), or a Lua function returning `ok[, message[, outputs]]`.",
+  },
+  depends_on: {
+    type: "string|string[]",
+    doc: "Tasks that run first and must succeed; `inputs[name]` is their outputs.",
+  },
+  next_if_fail: {
+    type: "string|string[]",
+    doc: "Tasks this one waits for; it runs only if one of them failed (or timed out).",
+  },
+  retries: {
+    type: "integer",
+    doc: "Extra attempts after a failure (0-100), with exponential backoff.",
+  },
+  timeout: {
+    type: DURATION,
+    doc: 'Per attempt: "500ms", "30s", "2m", "1h30m", or a number of seconds.',
+  },
+  async: {
+    type: "boolean",
+    doc: "May run alongside other tasks once its dependencies have finished.",
+  },
+  pre_exec: {
+    type: "sloth.PreExec",
+    doc: "Runs before the command; returning false fails the task.",
+  },
+  post_exec: {
+    type: "sloth.PostExec",
+    doc: "Runs after a successful command, with its outputs; returning false fails the task.",
+  },
+  run_if: {
+    type: "string|sloth.Condition",
+    doc: "A shell command (exit 0 = true) or a function; false skips the task.",
+  },
+  abort_if: {
+    type: "string|sloth.Condition",
+    doc: "A shell command (exit 0 = true) or a function; true stops the whole run.",
+  },
+  workdir: {
+    type: "string",
+    doc: "Working directory, relative to the workflow file's directory (overrides the group's).",
+  },
+  params: {
+    type: "table<string, any>",
+    doc: "Passed to the task's functions, plus `task_name`, `group_name` and `workdir`.",
+  },
+  delegate_to: {
+    type: "string|sloth.Agent",
+    doc:
+      'Run this task on an agent: "host:port", a name from the group\'s `agents`, or a definition.',
+  },
+  agent: { type: "string", doc: "Run this task on the group's agent of this name." },
+  sync_back: {
+    type: '"on_success"|"always"|"never"',
+    doc: "On an agent: when the files the task changed are copied back (default on_success).",
+  },
+  uses: {
+    type: "sloth.Task",
+    doc: "Another task table to start from; this task's fields override it.",
+  },
+};
+
+const AGENT: Record<AgentField, Field> = {
+  address: { type: "string", doc: '"host:port" of the agent.', required: true },
+  token_env: {
+    type: "string",
+    doc: "Environment variable holding the agent's token (else SLOTH_AGENT_TOKEN).",
+  },
+  tls: { type: "sloth.Tls", doc: "Talk TLS to this agent." },
+  compress: {
+    type: "boolean",
+    doc: "gzip workspaces and change sets to and from this agent (wins over --compress).",
+  },
+};
+
+const TLS: Record<TlsField, Field> = {
+  ca: { type: "string", doc: "CA certificate (PEM) that signed the agent's certificate." },
+  cert: { type: "string", doc: "Client certificate (PEM), for mutual TLS; needs `key`." },
+  key: { type: "string", doc: "Client private key (PEM), for mutual TLS; needs `cert`." },
+};
+
+/** What a task's functions get as `params` (lib/runner/local.ts adds the three names). */
+const PARAMS: Record<string, Field> = {
+  task_name: { type: "string", doc: "The task's name.", required: true },
+  group_name: { type: "string", doc: "The task's group.", required: true },
+  workdir: { type: "string", doc: "The task's working directory (absolute).", required: true },
+  "[string]": { type: "any", doc: "The task's own `params`." },
+};
+
+// host.ts: `options(opts, [...])` and the values its functions return.
+const EXEC_OPTIONS: Record<string, Field> = {
+  workdir: { type: "string", doc: "Where the command runs (default: the task's workdir)." },
+  env: { type: "table<string, string|number>", doc: "Added to the inherited environment." },
+  timeout: { type: DURATION, doc: "Stops the command; it then has exit_code 124." },
+};
+const EXEC_RESULT: Record<string, Field> = {
+  stdout: { type: "string", doc: "Everything the command wrote to stdout.", required: true },
+  stderr: { type: "string", doc: "Everything the command wrote to stderr.", required: true },
+  exit_code: { type: "integer", doc: "The exit code (124 after a timeout).", required: true },
+  success: { type: "boolean", doc: "exit_code == 0.", required: true },
+};
+const HTTP_OPTIONS: Record<string, Field> = {
+  headers: { type: "table<string, string>", doc: "Request headers." },
+  timeout: { type: DURATION, doc: "Give up after this long (default 30s)." },
+};
+const HTTP_RESPONSE: Record<string, Field> = {
+  status: { type: "integer", doc: "HTTP status code.", required: true },
+  ok: { type: "boolean", doc: "The status is 2xx.", required: true },
+  body: { type: "string", doc: "The response body as text.", required: true },
+  headers: {
+    type: "table<string, string>",
+    doc: "Response headers, lower-case names.",
+    required: true,
+  },
+};
+const DOWNLOAD: Record<string, Field> = {
+  status: { type: "integer", doc: "HTTP status code (always 2xx).", required: true },
+  bytes: { type: "integer", doc: "Bytes written.", required: true },
+  path: { type: "string", doc: "Absolute path of the file written.", required: true },
+};
+
+const CLASSES: Class[] = [
+  {
+    name: "sloth.TaskDefinitions",
+    doc: "The workflow: groups of tasks, keyed by group name.",
+    fields: { "[string]": { type: "sloth.Group", doc: "A group." } },
+    open: true,
+  },
+  { name: "sloth.Group", doc: "A group of tasks.", fields: GROUP },
+  { name: "sloth.Task", doc: "A task: a shell command or a Lua function.", fields: TASK },
+  { name: "sloth.Agent", doc: "Where tasks run remotely.", fields: AGENT },
+  { name: "sloth.Tls", doc: "TLS settings of an agent; paths relative to the file.", fields: TLS },
+  { name: "sloth.Params", doc: "The `params` a task's functions get.", fields: PARAMS, open: true },
+  { name: "sloth.ExecOptions", doc: "Options of `exec.run`.", fields: EXEC_OPTIONS },
+  { name: "sloth.ExecResult", doc: "What `exec.run` returns.", fields: EXEC_RESULT },
+  { name: "sloth.HttpOptions", doc: "Options of the `net` functions.", fields: HTTP_OPTIONS },
+  {
+    name: "sloth.HttpResponse",
+    doc: "What `net.http_get/http_post` return.",
+    fields: HTTP_RESPONSE,
+  },
+  { name: "sloth.Download", doc: "What `net.download` returns.", fields: DOWNLOAD },
+];
+
+// How lib/runner/local.ts calls a task's functions, and what prelude.ts's
+// `__sloth_call` accepts back from them.
+const ALIASES: { name: string; doc: string; type: string }[] = [
+  {
+    name: "sloth.Duration",
+    doc: '"500ms", "30s", "2m", "1h30m", or seconds.',
+    type: "string|number",
+  },
+  {
+    name: "sloth.Inputs",
+    doc: "The outputs of the tasks this one depends on, by task name.",
+    type: "table<string, table<string, any>>",
+  },
+  {
+    name: "sloth.Outputs",
+    doc: "Plain data: strings, numbers, booleans and tables.",
+    type: "table<string, any>",
+  },
+  {
+    name: "sloth.TaskFunction",
+    doc: "A task's command: fails on false or an error; outputs become the inputs of dependents.",
+    type: "fun(params: sloth.Params, inputs: sloth.Inputs): boolean, string?, sloth.Outputs?",
+  },
+  {
+    name: "sloth.PreExec",
+    doc: "Runs before the command; false (with a message) fails the task.",
+    type: "fun(params: sloth.Params, inputs: sloth.Inputs): boolean, string?",
+  },
+  {
+    name: "sloth.PostExec",
+    doc: "Runs after a successful command; false (with a message) fails the task.",
+    type: "fun(params: sloth.Params, outputs: sloth.Outputs): boolean, string?",
+  },
+  {
+    name: "sloth.Condition",
+    doc: "run_if / abort_if as a function: must return a boolean.",
+    type: "fun(params: sloth.Params, inputs: sloth.Inputs): boolean",
+  },
+];
+
+const p = (name: string, type: string, optional = false): Param => ({ name, type, optional });
+const path = p("path", "string");
+const text = p("text", "string");
+const anything = p("...", "any");
+const url = p("url", "string");
+const httpOptions = p("opts", "sloth.HttpOptions", true);
+
+const log = (level: string, doc: string): Fn => ({
+  name: `log.${level}`,
+  doc,
+  params: [anything],
+  returns: [],
+});
+
+// prelude.ts builds these from the host functions of host.ts.
+const MODULES: Module[] = [
+  {
+    name: "log",
+    doc: "Log lines for the task; the arguments are joined with spaces.",
+    functions: [
+      log("debug", "A debug line, shown with --verbose."),
+      log("info", "An info line."),
+      log("warn", "A warning line."),
+      log("error", "An error line (it does not fail the task)."),
+    ],
+  },
+  {
+    name: "exec",
+    doc: "Shell commands.",
+    functions: [{
+      name: "exec.run",
+      doc: "Runs cmd with /bin/sh -c in the task's workdir; a non-zero exit is not an error.",
+      params: [p("cmd", "string"), p("opts", "sloth.ExecOptions", true)],
+      returns: ["sloth.ExecResult"],
+    }],
+  },
+  {
+    name: "fs",
+    doc: "Files; relative paths start from the task's workdir. Failures raise an error.",
+    functions: [
+      { name: "fs.read", doc: "The content of a text file.", params: [path], returns: ["string"] },
+      {
+        name: "fs.write",
+        doc: "Writes a file, replacing it.",
+        params: [path, p("text", "string|number")],
+        returns: ["true"],
+      },
+      {
+        name: "fs.append",
+        doc: "Appends to a file, creating it.",
+        params: [path, p("text", "string|number")],
+        returns: ["true"],
+      },
+      {
+        name: "fs.exists",
+        doc: "Whether the path exists (a dangling symlink does).",
+        params: [path],
+        returns: ["boolean"],
+      },
+      {
+        name: "fs.mkdir",
+        doc: "Makes a directory and its parents.",
+        params: [path],
+        returns: ["true"],
+      },
+      {
+        name: "fs.rm",
+        doc: "Removes a file or an empty directory.",
+        params: [path],
+        returns: ["true"],
+      },
+      {
+        name: "fs.rm_r",
+        doc: "Removes a path recursively; no error if it is missing.",
+        params: [path],
+        returns: ["true"],
+      },
+      {
+        name: "fs.ls",
+        doc: "The sorted names in a directory (default: the workdir).",
+        params: [p("path", "string", true)],
+        returns: ["string[]"],
+      },
+      { name: "fs.size", doc: "A file's size in bytes.", params: [path], returns: ["integer"] },
+      {
+        name: "fs.copy",
+        doc: "Copies a file.",
+        params: [p("from", "string"), p("to", "string")],
+        returns: ["true"],
+      },
+      {
+        name: "fs.rename",
+        doc: "Renames or moves a path.",
+        params: [p("from", "string"), p("to", "string")],
+        returns: ["true"],
+      },
+      {
+        name: "fs.tmpname",
+        doc: "Creates an empty temporary file and returns its path.",
+        params: [],
+        returns: ["string"],
+      },
+    ],
+  },
+  {
+    name: "data",
+    doc: "Data formats; JSON and YAML nulls become nil.",
+    functions: [
+      { name: "data.parse_json", doc: "Parses JSON text.", params: [text], returns: ["any"] },
+      {
+        name: "data.to_json",
+        doc: "A value as JSON text.",
+        params: [p("value", "any")],
+        returns: ["string"],
+      },
+      { name: "data.parse_yaml", doc: "Parses YAML text.", params: [text], returns: ["any"] },
+      {
+        name: "data.to_yaml",
+        doc: "A value as YAML text.",
+        params: [p("value", "any")],
+        returns: ["string"],
+      },
+    ],
+  },
+  {
+    name: "net",
+    doc: "HTTP; no answer within the timeout raises an error, a non-2xx status only in download.",
+    functions: [
+      {
+        name: "net.http_get",
+        doc: "A GET request.",
+        params: [url, httpOptions],
+        returns: ["sloth.HttpResponse"],
+      },
+      {
+        name: "net.http_post",
+        doc: "A POST request; a table body is sent as JSON.",
+        params: [url, p("body", "string|table", true), httpOptions],
+        returns: ["sloth.HttpResponse"],
+      },
+      {
+        name: "net.download",
+        doc: "Saves a URL's body to a file; a non-2xx status raises an error.",
+        params: [url, path, httpOptions],
+        returns: ["sloth.Download"],
+      },
+    ],
+  },
+];
+
+const unavailable = (name: string, instead: string): Fn => ({
+  name,
+  doc: `Not available in sloth-runner: raises an error. Use \`${instead}\`.`,
+  params: [anything],
+  returns: [],
+  deprecated: true,
+});
+
+/** Globals and standard-library functions that prelude.ts replaces. */
+const FUNCTIONS: Fn[] = [
+  {
+    name: "print",
+    doc: "A line on the task's stdout; the arguments are joined with spaces.",
+    params: [anything],
+    returns: [],
+  },
+  {
+    name: "import",
+    doc: "Runs a Lua file (relative to this file) once per Lua state and returns its value.",
+    params: [path],
+    returns: ["any"],
+  },
+  {
+    name: "os.getenv",
+    doc: "An environment variable, including the task's SLOTH_TASK, SLOTH_GROUP, SLOTH_WORKDIR.",
+    params: [p("name", "string")],
+    returns: ["string?"],
+  },
+  {
+    name: "os.remove",
+    doc: "fs.rm: removes a file or an empty directory; raises an error on failure.",
+    params: [path],
+    returns: ["true"],
+  },
+  {
+    name: "os.rename",
+    doc: "fs.rename: renames or moves a path; raises an error on failure.",
+    params: [p("from", "string"), p("to", "string")],
+    returns: ["true"],
+  },
+  {
+    name: "os.tmpname",
+    doc: "fs.tmpname: creates an empty temporary file and returns its path.",
+    params: [],
+    returns: ["string"],
+  },
+  {
+    name: "io.write",
+    doc: "Writes the arguments, joined with spaces, as a line on the task's stdout.",
+    params: [anything],
+    returns: ["table"],
+  },
+  unavailable("os.execute", "exec.run(cmd)"),
+  unavailable("io.popen", "exec.run(cmd)"),
+  unavailable("os.exit", 'return false, "message" from the task'),
+  unavailable("io.open", "fs.read(path) / fs.write(path, text)"),
+  unavailable("io.lines", "fs.read(path)"),
+  unavailable("dofile", 'import("path.lua")'),
+  unavailable("loadfile", 'import("path.lua")'),
+  unavailable("require", 'import("path.lua")'),
+];
+
+/** Global values: `name = value`, after a `---@type` unless LuaLS can tell from the value. */
+const GLOBALS: { name: string; doc: string; type?: string; value: string }[] = [
+  {
+    name: "TaskDefinitions",
+    doc: "The workflow: groups of tasks, keyed by group name.",
+    type: "sloth.TaskDefinitions",
+    value: "{}",
+  },
+  {
+    name: "values",
+    doc: "The content of `-v/--values file.yaml`; {} without it.",
+    type: "table<string|integer, any>",
+    value: "{}",
+  },
+  {
+    name: "unpack",
+    doc: "table.unpack, for Lua 5.1 scripts.",
+    value: "table.unpack",
+  },
+];
+
+function comment(doc: string): string {
+  return `--- ${doc}`;
+}
+
+function classBlock({ name, doc, fields, open }: Class): string[] {
+  const lines = [comment(doc), `---@class ${open ? "" : "(exact) "}${name}`];
+  for (const [field, spec] of Object.entries(fields)) {
+    lines.push(comment(spec.doc));
+    const optional = spec.required || field.startsWith("[") ? "" : "?";
+    lines.push(`---@field ${field}${optional} ${spec.type}`);
+  }
+  return lines;
+}
+
+function fnBlock(fn: Fn): string[] {
+  const lines = [comment(fn.doc)];
+  if (fn.deprecated) lines.push("---@deprecated");
+  for (const param of fn.params) {
+    lines.push(`---@param ${param.name}${param.optional ? "?" : ""} ${param.type}`);
+  }
+  for (const type of fn.returns) lines.push(`---@return ${type}`);
+  lines.push(`function ${fn.name}(${fn.params.map((x) => x.name).join(", ")}) end`);
+  return lines;
+}
+
+/**
+ * The LuaLS meta file for workflow files: put it where the editor's Lua
+ * extension looks (`workspace.library`, or next to the workflow).
+ */
+export function luaAnnotations(): string {
+  const blocks: string[][] = [
+    [
+      "---@meta",
+      "-- sloth-runner workflow API, for lua-language-server (the VS Code Lua extension).",
+      "-- Generated by `sloth-runner types`; editing it changes nothing at run time.",
+    ],
+    ...CLASSES.map(classBlock),
+    ...ALIASES.map((a) => [comment(a.doc), `---@alias ${a.name} ${a.type}`]),
+    ...GLOBALS.map((g) => [
+      comment(g.doc),
+      ...(g.type ? [`---@type ${g.type}`] : []),
+      `${g.name} = ${g.value}`,
+    ]),
+    ...MODULES.flatMap((m) => [
+      [comment(m.doc), `---@class sloth.${m.name}`, `${m.name} = {}`],
+      ...m.functions.map(fnBlock),
+    ]),
+    ...FUNCTIONS.map(fnBlock),
+  ];
+  return blocks.map((lines) => lines.join("\n")).join("\n\n") + "\n";
+}

@@ -1,0 +1,80 @@
+/** `new` (a starter workflow that runs as it is) and `types` (editor annotations). */
+import assert from "node:assert/strict";
+import { startAgent } from "../_helpers/agent.ts";
+import { cliProcess, tempWorkspace } from "../_helpers/mod.ts";
+
+Deno.test("new writes a starter workflow that runs as it is: local and remote tasks, a dependency, a retry", async () => {
+  await using ws = await tempWorkspace();
+  await using agent = await startAgent();
+  const created = await cliProcess(["new", "my-pipeline", "--agent", agent.address], {
+    cwd: ws.dir,
+  });
+  assert.equal(created.code, 0, created.stderr);
+  assert.match(created.stdout, /^created my-pipeline\/workflow\.lua$/m);
+  assert.match(created.stdout, /^ {2}sloth-runner run -f my-pipeline\/workflow\.lua$/m);
+
+  const run = await cliProcess(["run", "-f", "my-pipeline/workflow.lua"], { cwd: ws.dir });
+  assert.equal(run.code, 0, run.stdout + run.stderr);
+  assert.match(run.stdout, /^flaky +success +2 /m);
+  assert.match(
+    run.stdout,
+    new RegExp(`^build +success +1 .*agent builder \\(${agent.address}\\)`, "m"),
+  );
+  assert.match(run.stdout, /^report +success +1 /m);
+  assert.match(run.stdout, /^\[report\] the agent wrote: HELLO FROM THE MASTER$/m);
+  assert.match(run.stdout, /^4 tasks: 4 success$/m);
+  // The agent's change came back to the master's directory.
+  assert.equal(
+    await Deno.readTextFile(`${ws.dir}/my-pipeline/out/build.txt`),
+    "HELLO FROM THE MASTER\n",
+  );
+  const valid = await cliProcess(["validate", "-f", "my-pipeline/workflow.lua"], { cwd: ws.dir });
+  assert.match(valid.stdout, /is valid: 1 group, 4 tasks \(1 remote\)/);
+});
+
+Deno.test("new names the default agent 127.0.0.1:50051 and never overwrites a workflow", async () => {
+  await using ws = await tempWorkspace({ "demo/workflow.lua": "-- mine\n" });
+  const r = await cliProcess(["new", "demo"], { cwd: ws.dir });
+  assert.equal(r.code, 2);
+  assert.equal(
+    r.stderr,
+    "error: demo/workflow.lua already exists; nothing was written\n" +
+      "hint: choose another name, or pass --force to overwrite it\n",
+  );
+  assert.equal(await Deno.readTextFile(`${ws.dir}/demo/workflow.lua`), "-- mine\n");
+  const fresh = await cliProcess(["new", "other"], { cwd: ws.dir });
+  assert.equal(fresh.code, 0, fresh.stderr);
+  assert.match(
+    await Deno.readTextFile(`${ws.dir}/other/workflow.lua`),
+    /address = "127\.0\.0\.1:50051"/,
+  );
+  assert.match(fresh.stdout, /sloth-runner agent -p 50051 /);
+  const forced = await cliProcess(["new", "demo", "--force"], { cwd: ws.dir });
+  assert.equal(forced.code, 0, forced.stderr);
+  assert.match(
+    await Deno.readTextFile(`${ws.dir}/demo/workflow.lua`),
+    /TaskDefinitions = \{\n {2}demo = \{/,
+  );
+});
+
+Deno.test("types writes LuaLS annotations and a .luarc.json that points at them, leaving an existing one alone", async () => {
+  await using ws = await tempWorkspace();
+  const r = await cliProcess(["types"], { cwd: ws.dir });
+  assert.equal(r.code, 0, r.stderr);
+  const meta = await Deno.readTextFile(`${ws.dir}/.sloth/sloth.lua`);
+  assert.match(meta, /^---@meta\n/);
+  assert.match(meta, /^---@class \(exact\) sloth\.Task$/m);
+  assert.match(meta, /^function exec\.run\(/m);
+  assert.deepEqual(JSON.parse(await Deno.readTextFile(`${ws.dir}/.luarc.json`)), {
+    "runtime.version": "Lua 5.4",
+    "workspace.library": [".sloth"],
+  });
+  await Deno.writeTextFile(`${ws.dir}/.luarc.json`, "{}\n");
+  const again = await cliProcess(["types", "--output", "editor/types.lua"], { cwd: ws.dir });
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stdout, /\.luarc\.json exists and was left alone: .*"editor"/);
+  assert.equal(await Deno.readTextFile(`${ws.dir}/.luarc.json`), "{}\n");
+  assert.equal(await Deno.readTextFile(`${ws.dir}/editor/types.lua`), meta);
+  const stdout = await cliProcess(["types", "-o", "-"], { cwd: ws.dir });
+  assert.equal(stdout.stdout, meta);
+});
