@@ -2,6 +2,7 @@
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import { defaultIo, reportError, VERSION } from "./lib/cli/mod.ts";
 import { withAgentOptions } from "./lib/cli/options.ts";
+import { AGENT_START_HELP } from "./lib/cli/help.ts";
 import { ExitCode } from "./lib/errors.ts";
 
 export async function agentMain(args: string[]): Promise<number> {
@@ -13,7 +14,8 @@ export async function agentMain(args: string[]): Promise<number> {
       .description("Run tasks for sloth-runner masters.")
       .version(VERSION, "--version", "print the version")
       .configureOutput({ writeOut: io.out, writeErr: io.err })
-      .exitOverride(),
+      .exitOverride()
+      .addHelpText("after", AGENT_START_HELP.replaceAll("sloth-runner agent", "sloth-agent")),
   ).action(async (o) => {
     const { agentStartCommand } = await import("./lib/cli/agent.ts");
     exitCode = await agentStartCommand(io, VERSION, o);

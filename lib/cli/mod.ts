@@ -11,6 +11,16 @@ import {
   withAgentOptions,
 } from "./options.ts";
 import { reportError } from "./report.ts";
+import {
+  AGENT_START_HELP,
+  LIST_HELP,
+  NEW_HELP,
+  PING_HELP,
+  RUN_HELP,
+  TOP_HELP,
+  TYPES_HELP,
+  VALIDATE_HELP,
+} from "./help.ts";
 
 export const VERSION = denoJson.version;
 export { reportError } from "./report.ts";
@@ -27,13 +37,6 @@ const workflowCommands = async () => {
   return await import("./workflow.ts");
 };
 const agentCommands = () => import("./agent.ts");
-
-const EXIT_CODES_HELP = `
-Exit codes:
-  0    every task succeeded (or was skipped)
-  1    a task failed or timed out, or abort_if stopped the run
-  2    usage error, or a workflow that does not load or validate
-  130  interrupted (Ctrl-C / SIGTERM)`;
 
 function names(value: string, previous: string[] | undefined): string[] {
   const list = value.split(",").map((s) => s.trim()).filter(Boolean);
@@ -53,7 +56,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
     .showHelpAfterError("(run with --help for usage)")
     .configureOutput({ writeOut: io.out, writeErr: io.err })
     .exitOverride()
-    .addHelpText("after", EXIT_CODES_HELP);
+    .addHelpText("after", TOP_HELP);
 
   program.command("run")
     .description("run a workflow's tasks (all groups unless -g is given)")
@@ -89,7 +92,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
     .addOption(masterTlsOptions.ca())
     .addOption(masterTlsOptions.cert())
     .addOption(masterTlsOptions.key())
-    .addHelpText("after", EXIT_CODES_HELP)
+    .addHelpText("after", RUN_HELP)
     .action(async (o) => {
       const { runCommand } = await workflowCommands();
       setExit(
@@ -113,6 +116,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
     .description("list groups and tasks, their dependencies and where each runs")
     .addOption(fileOption())
     .addOption(valuesOption())
+    .addHelpText("after", LIST_HELP)
     .action(async (o) => {
       const { listCommand } = await workflowCommands();
       setExit(await listCommand(io, { file: o.file, values: o.values }));
@@ -122,6 +126,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
     .description("check a workflow without running anything or contacting any agent")
     .addOption(fileOption())
     .addOption(valuesOption())
+    .addHelpText("after", VALIDATE_HELP)
     .action(async (o) => {
       const { validateCommand } = await workflowCommands();
       setExit(await validateCommand(io, { file: o.file, values: o.values }));
@@ -131,7 +136,8 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
     .description("run an agent that executes tasks for masters (see `agent start --help`)");
   withAgentOptions(
     agent.command("start", { isDefault: true })
-      .description("listen for tasks from masters (the default: `sloth-runner agent -p PORT`)"),
+      .description("listen for tasks from masters (the default: `sloth-runner agent -p PORT`)")
+      .addHelpText("after", AGENT_START_HELP),
   ).action(async (o) => {
     const { agentStartCommand } = await agentCommands();
     setExit(await agentStartCommand(io, VERSION, o));
@@ -143,6 +149,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
     .addOption(masterTlsOptions.ca())
     .addOption(masterTlsOptions.cert())
     .addOption(masterTlsOptions.key())
+    .addHelpText("after", PING_HELP)
     .action(async (address, o) => {
       const { agentPingCommand } = await agentCommands();
       setExit(await agentPingCommand(io, address, o));
@@ -157,6 +164,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
       `127.0.0.1:${DEFAULT_AGENT_PORT}`,
     )
     .option("--force", "overwrite NAME/workflow.lua if it exists")
+    .addHelpText("after", NEW_HELP)
     .action(async (name, o) => {
       const { newCommand } = await import("./new.ts");
       setExit(await newCommand(io, name, { agent: o.agent, force: o.force }));
@@ -167,6 +175,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
       "write LuaLS annotations (and a .luarc.json if there is none) so editors complete and check workflows",
     )
     .option("-o, --output <file>", "where to write them; - for stdout", ".sloth/sloth.lua")
+    .addHelpText("after", TYPES_HELP)
     .action(async (o) => {
       const { typesCommand } = await import("./types.ts");
       setExit(await typesCommand(io, { output: o.output }));

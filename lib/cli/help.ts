@@ -1,0 +1,87 @@
+/** The parts of `--help` that are not options: examples, environment, exit codes. */
+
+export const EXIT_CODES_HELP = `
+Exit codes:
+  0    every task succeeded (or was skipped)
+  1    a task failed or timed out, or abort_if stopped the run
+  2    usage error, or a workflow that does not load or validate
+  130  interrupted (Ctrl-C / SIGTERM)`;
+
+export const TOP_HELP = `
+Getting started:
+  sloth-runner new hello && sloth-runner agent &     a starter workflow and an agent
+  sloth-runner run -f hello/workflow.lua            run it
+  sloth-runner <command> --help                     every command's options
+
+Environment:
+  SLOTH_AGENT_TOKEN        token sent to agents (agents: the token to require)
+  SLOTH_TLS_CA, SLOTH_TLS_CERT, SLOTH_TLS_KEY
+                           defaults for --tls-ca, --tls-cert, --tls-key
+  SLOTH_LUA_TIMEOUT        longest a workflow file may take to load (default 10s)
+  SLOTH_LUA_MEMORY         bytes each Lua state may use (default 268435456, 256 MiB)
+  NO_COLOR                 no colours
+  SLOTH_DEBUG              stack traces for internal errors
+${EXIT_CODES_HELP}`;
+
+export const RUN_HELP = `
+Examples:
+  sloth-runner run                              workflow.lua in this directory, all groups
+  sloth-runner run -f ci.lua -g build           one group
+  sloth-runner run -t deploy                    one task and what it depends on
+  sloth-runner run --dry-run                    the order, and where each task would run
+  sloth-runner run -v prod.yaml                 with a values file (the \`values\` global)
+  sloth-runner run --report junit=report.xml    a JUnit report for CI
+  sloth-runner run -o json | jq .               one JSON event per line
+
+Output: on a terminal, a live view of the running tasks (--verbose for every line,
+--plain for plain lines); elsewhere, each line prefixed with its task. A summary
+table ends every run.
+
+Remote tasks (\`delegate_to\`, or \`agent\` with a group's \`agents\`) need a running
+agent: \`sloth-runner agent -p 50051\` on that machine. Their token is SLOTH_AGENT_TOKEN
+or the agent definition's \`token_env\`; a loopback agent started by the same user
+needs none.
+${EXIT_CODES_HELP}`;
+
+export const LIST_HELP = `
+Example:
+  sloth-runner list -f ci.lua`;
+
+export const VALIDATE_HELP = `
+Example:
+  sloth-runner validate -f ci.lua && echo ok     exits 2 and says why if it is not`;
+
+export const AGENT_START_HELP = `
+Examples:
+  sloth-runner agent                                    127.0.0.1:50051, for masters of this user
+  SLOTH_AGENT_TOKEN=s3cret sloth-runner agent --bind 0.0.0.0
+  sloth-agent -p 50051 --bind 10.0.0.5 --token-file /etc/sloth/token \\
+      --tls-cert agent.pem --tls-key agent-key.pem
+
+Listening anywhere but loopback needs a token (--token-file or SLOTH_AGENT_TOKEN),
+or --tls-client-ca, or --insecure. Tasks run in a temporary copy of the master's
+directory under --work-root; shell commands run under bubblewrap when it works.
+SIGINT or SIGTERM: running jobs are cancelled, then the agent exits.
+
+Environment:
+  SLOTH_AGENT_TOKEN        the token masters must send (if no --token-file)
+  SLOTH_SYNC_MAX_BYTES, SLOTH_SYNC_MAX_ENTRIES, SLOTH_SYNC_MAX_FILE_BYTES
+                           defaults for the --max-workspace-* and --max-file-bytes limits
+  TMPDIR                   default --work-root`;
+
+export const PING_HELP = `
+Example:
+  sloth-runner agent ping 10.0.0.5:50051 --token-file ~/.config/sloth/token
+Exit code 0 when it answers, 1 when it does not (the reason is printed).`;
+
+export const NEW_HELP = `
+Example:
+  sloth-runner new my-pipeline
+  sloth-runner agent &                  the agent its "build" task runs on
+  sloth-runner run -f my-pipeline/workflow.lua`;
+
+export const TYPES_HELP = `
+Example (in the directory of your workflows):
+  sloth-runner types        writes .sloth/sloth.lua and, if missing, .luarc.json
+Then open the directory in VS Code with the "Lua" extension (sumneko.lua): it reads
+.luarc.json and completes TaskDefinitions, task fields and every module function.`;
