@@ -79,7 +79,9 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
     const info = await Deno.stat(options.workRoot);
     if (!info.isDirectory) throw new Error("not a directory");
   } catch {
-    throw new SlothError("usage", `work root ${options.workRoot} is not a directory`);
+    throw new SlothError("usage", `work root ${options.workRoot} is not a directory`, {
+      hint: "create it, or pass --work-root with a directory the agent may write to",
+    });
   }
   const bwrap = await chooseSandbox(options);
   const workRoot = await Deno.realPath(options.workRoot);
@@ -125,10 +127,7 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
     });
   } catch (error) {
     if (error instanceof TlsConfigError) throw new SlothError("usage", error.message);
-    throw new SlothError(
-      "usage",
-      `cannot listen on ${options.bind}:${options.port}: ${(error as Error).message}`,
-    );
+    throw listenError(options.bind, options.port, error as Error);
   }
   service.open(server.port, options.port === 0);
   if (makeLocalToken) {
@@ -186,4 +185,26 @@ async function chooseSandbox(options: StartAgentOptions): Promise<boolean> {
 
 function definedOnly<T extends object>(value: T): Partial<T> {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** Why the agent could not listen, in words, and what to do instead. */
+function listenError(bind: string, port: number, error: Error): SlothError {
+  const where = `${bind}:${port}`;
+  if (/EADDRINUSE/.test(error.message)) {
+    return new SlothError("usage", `cannot listen on ${where}: the port is already in use`, {
+      hint:
+        `stop what uses it (another agent?), or choose another port: -p PORT (-p 0 picks a free one)`,
+    });
+  }
+  if (/EACCES/.test(error.message)) {
+    return new SlothError("usage", `cannot listen on ${where}: permission denied`, {
+      hint: "ports below 1024 need root; choose a higher port with -p",
+    });
+  }
+  if (/EADDRNOTAVAIL|ENOTFOUND|resolve/i.test(error.message)) {
+    return new SlothError("usage", `cannot listen on ${where}: no such address on this machine`, {
+      hint: "--bind takes an address of this machine (127.0.0.1, 0.0.0.0, or an interface's)",
+    });
+  }
+  return new SlothError("usage", `cannot listen on ${where}: ${error.message}`);
 }

@@ -70,7 +70,10 @@ export async function agentStartCommand(
 function agentTls(o: AgentStartOptions): ServerTlsFiles | undefined {
   if (!o.tlsCert && !o.tlsKey && !o.tlsClientCa) return undefined;
   if (!o.tlsCert || !o.tlsKey) {
-    throw new SlothError("usage", "TLS needs both --tls-cert and --tls-key");
+    throw new SlothError("usage", "TLS needs both --tls-cert and --tls-key", {
+      hint:
+        "--tls-client-ca only adds client checks to a TLS agent; give it a certificate and key too",
+    });
   }
   return { cert: o.tlsCert, key: o.tlsKey, clientCa: o.tlsClientCa };
 }
@@ -80,6 +83,11 @@ export async function agentPingCommand(
   address: string,
   o: { tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string },
 ): Promise<number> {
+  if (!/^(\[[0-9a-fA-F:.]+\]|[^\s:]+):\d{1,5}$/.test(address)) {
+    throw new SlothError("usage", `"${address}" is not an agent address`, {
+      hint: "give it as host:port, e.g. 127.0.0.1:50051",
+    });
+  }
   const token = (await readToken(o.tokenFile)) ?? readLocalToken(address);
   const client = new AgentClient(address, { token, tls: masterTls(o) });
   try {
@@ -103,10 +111,21 @@ export async function readToken(file?: string): Promise<string | undefined> {
     try {
       text = await Deno.readTextFile(file);
     } catch (error) {
-      throw new SlothError("usage", `cannot read token file ${file}: ${(error as Error).message}`);
+      const why = error instanceof Deno.errors.NotFound
+        ? "it does not exist"
+        : error instanceof Deno.errors.PermissionDenied
+        ? "permission denied"
+        : (error as Error).message;
+      throw new SlothError("usage", `cannot read token file ${file}: ${why}`, {
+        hint: `make one with: openssl rand -hex 32 > ${file} && chmod 600 ${file}`,
+      });
     }
     const token = text.trim();
-    if (token === "") throw new SlothError("usage", `token file ${file} is empty`);
+    if (token === "") {
+      throw new SlothError("usage", `token file ${file} is empty`, {
+        hint: `put the token in it, e.g.: openssl rand -hex 32 > ${file}`,
+      });
+    }
     return token;
   }
   const fromEnv = Deno.env.get("SLOTH_AGENT_TOKEN");

@@ -164,6 +164,13 @@ export class AgentClient {
     switch (e.code) {
       case grpc.status.UNAVAILABLE: {
         const raw = e.details ?? e.message ?? "";
+        if (/Name resolution failed/.test(raw)) {
+          const host = this.address.replace(/:\d+$/, "");
+          return new RpcError(
+            "unreachable",
+            `agent ${this.address} unreachable: cannot resolve the host name ${host}`,
+          );
+        }
         const never = /No connection established|ECONNREFUSED/.test(raw);
         const port = this.address.split(":").at(-1);
         const next = /ECONNREFUSED/.test(raw)

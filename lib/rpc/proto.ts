@@ -2,6 +2,13 @@
 import * as grpc from "@grpc/grpc-js";
 import * as loader from "@grpc/proto-loader";
 
+// grpc-js logs some failures to stderr itself ("E No address added …"); every one of
+// them also reaches us as an error that is reported in full, so its log stays quiet
+// unless asked for (GRPC_VERBOSITY, as grpc-js documents it, or SLOTH_DEBUG).
+if (!Deno.env.get("GRPC_VERBOSITY") && !Deno.env.get("SLOTH_DEBUG")) {
+  grpc.setLogVerbosity(grpc.logVerbosity.NONE);
+}
+
 const protoRoot = decodeURIComponent(new URL("../../proto", import.meta.url).pathname);
 
 const options: loader.Options = {

@@ -122,3 +122,29 @@ Deno.test("validate stops a top level that eats memory, at its memory limit", as
     "error: workflow.lua: the Lua code used more than its memory limit of 64 MiB (SLOTH_LUA_MEMORY)\n",
   );
 });
+
+Deno.test("agent start-up errors say what failed, why, and what to do", async () => {
+  using busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (busy.addr as Deno.NetAddr).port;
+  const inUse = await cliProcess(["agent", "-p", String(port)], { cwd: ROOT });
+  assert.equal(inUse.code, 2);
+  assert.equal(
+    inUse.stderr,
+    `error: cannot listen on 127.0.0.1:${port}: the port is already in use\n` +
+      "hint: stop what uses it (another agent?), or choose another port: -p PORT (-p 0 picks a free one)\n",
+  );
+  const token = await cliProcess(["agent", "-p", "0", "--token-file", "/nonexistent/token"], {
+    cwd: ROOT,
+  });
+  assert.equal(token.code, 2);
+  assert.match(
+    token.stderr,
+    /^error: cannot read token file \/nonexistent\/token: it does not exist\nhint: make one with: openssl rand -hex 32 > /,
+  );
+  const address = await cliProcess(["agent", "ping", "localhost"], { cwd: ROOT });
+  assert.equal(address.code, 2);
+  assert.equal(
+    address.stderr,
+    'error: "localhost" is not an agent address\nhint: give it as host:port, e.g. 127.0.0.1:50051\n',
+  );
+});
