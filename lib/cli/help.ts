@@ -85,3 +85,12 @@ Example (in the directory of your workflows):
   sloth-runner types        writes .sloth/sloth.lua and, if missing, .luarc.json
 Then open the directory in VS Code with the "Lua" extension (sumneko.lua): it reads
 .luarc.json and completes TaskDefinitions, task fields and every module function.`;
+
+export const COMPLETION_HELP = `
+Examples:
+  source <(sloth-runner completion bash)           this shell (add it to ~/.bashrc to keep it)
+  sloth-runner completion bash > ~/.local/share/bash-completion/completions/sloth-runner
+  sloth-runner completion zsh > "\${fpath[1]}/_sloth-runner"
+  sloth-runner completion fish > ~/.config/fish/completions/sloth-runner.fish
+Completing -g and -t runs \`sloth-runner list\` on the workflow (its top-level Lua);
+SLOTH_COMPLETION_NO_LIST=1 turns that off.`;

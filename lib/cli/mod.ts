@@ -1,5 +1,12 @@
 /** The `sloth-runner` command line. Only this folder and the entry points print or exit. */
-import { Command, CommanderError, InvalidArgumentError, Option } from "@commander-js/extra-typings";
+import {
+  Argument,
+  Command,
+  CommanderError,
+  InvalidArgumentError,
+  Option,
+} from "@commander-js/extra-typings";
+import { completionScript, SHELLS } from "./completion.ts";
 import denoJson from "../../deno.json" with { type: "json" };
 import { ExitCode } from "../errors.ts";
 import { defaultIo, type Io } from "./io.ts";
@@ -13,6 +20,7 @@ import {
 import { reportError } from "./report.ts";
 import {
   AGENT_START_HELP,
+  COMPLETION_HELP,
   LIST_HELP,
   NEW_HELP,
   PING_HELP,
@@ -179,6 +187,15 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
     .action(async (o) => {
       const { typesCommand } = await import("./types.ts");
       setExit(await typesCommand(io, { output: o.output }));
+    });
+
+  program.command("completion")
+    .description("print a shell completion script for bash, zsh or fish")
+    .addArgument(new Argument("<shell>", "bash, zsh or fish").choices(SHELLS))
+    .addHelpText("after", COMPLETION_HELP)
+    .action((shell) => {
+      io.out(completionScript(program, shell));
+      setExit(ExitCode.ok);
     });
 
   program.command("version")
