@@ -46,6 +46,15 @@ const workflowCommands = async () => {
 };
 const agentCommands = () => import("./agent.ts");
 
+function reports(
+  value: string,
+  previous: { format: "junit" | "json"; file: string }[] | undefined,
+): { format: "junit" | "json"; file: string }[] {
+  const match = /^(junit|json)=(.+)$/.exec(value);
+  if (!match) throw new InvalidArgumentError("expected junit=FILE or json=FILE.");
+  return [...(previous ?? []), { format: match[1] as "junit" | "json", file: match[2] }];
+}
+
 function names(value: string, previous: string[] | undefined): string[] {
   const list = value.split(",").map((s) => s.trim()).filter(Boolean);
   if (list.length === 0) throw new InvalidArgumentError("expected one or more names.");
@@ -94,6 +103,11 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
     )
     .option("--plain", "plain prefixed lines even on a terminal (no live progress view)")
     .option(
+      "--report <format=file>",
+      "also write a report when the run ends: junit=FILE (JUnit XML for CI), json=FILE (the run record); repeatable",
+      reports,
+    )
+    .option(
       "--compress",
       "gzip workspaces and change sets to and from agents (for slow links; `compress` in an agent's definition overrides)",
     )
@@ -114,6 +128,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
           output: o.output,
           verbose: o.verbose,
           plain: o.plain,
+          reports: o.report,
           compress: o.compress,
           tls: masterTls(o),
         }),

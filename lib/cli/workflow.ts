@@ -1,7 +1,15 @@
 /** `run`, `list` and `validate`: load a workflow, then plan, show or run it. */
 import { ExitCode } from "../errors.ts";
 import { type LoadedWorkflow, loadWorkflow, LuaPool, readValues } from "../dsl/mod.ts";
-import { type EmitEvent, jsonRenderer, type RunEvent, TextRenderer } from "../log/mod.ts";
+import {
+  type EmitEvent,
+  jsonRenderer,
+  jsonReport,
+  junitXml,
+  type RunEvent,
+  RunRecorder,
+  TextRenderer,
+} from "../log/mod.ts";
 import { allTasks, targetText, type Task, type TaskResult, type TaskStatus } from "../model/mod.ts";
 import { loadRemoteRunner, LocalRunner, type RemoteRunner } from "../runner/mod.ts";
 import { checkWorkflow, type Plan, planRun, runPlan } from "../scheduler/mod.ts";
@@ -35,10 +43,17 @@ export interface RunCommandOptions extends LoadOptions {
   verbose?: boolean;
   /** Plain lines even on a terminal (no live view). */
   plain?: boolean;
+  /** Report files to write when the run ends. */
+  reports?: Report[];
   /** TLS for agents whose definition has none. */
   tls?: TlsPaths;
   /** gzip for agents whose definition does not say. */
   compress?: boolean;
+}
+
+export interface Report {
+  format: "junit" | "json";
+  file: string;
 }
 
 export async function runCommand(io: Io, options: RunCommandOptions): Promise<number> {
@@ -50,6 +65,8 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
   let remote: RemoteRunner | undefined;
   let text: TextRenderer | undefined;
   let redraw: ReturnType<typeof setInterval> | undefined;
+  let writeReports: (() => Promise<boolean>) | undefined;
+  let reported = false;
   try {
     let emit: EmitEvent;
     if (options.output === "json") emit = jsonRenderer(io.out);
@@ -62,6 +79,15 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
         live: options.plain || options.dryRun ? undefined : io.terminal,
       });
       emit = (event) => text!.handle(event);
+    }
+    if (options.reports?.length && !options.dryRun) {
+      const show = emit;
+      const recorder = new RunRecorder();
+      emit = (event) => {
+        recorder.handle(event);
+        return show(event);
+      };
+      writeReports = () => saveReports(io, options.reports!, recorder);
     }
     const topLevelLog = (level: string, line: string) => emit(logEvent(undefined, level, line));
     const loaded = await load(io, pool, options, topLevelLog);
@@ -160,14 +186,38 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
         footer(counts, outcome.aborted, outcome.interrupted),
       );
     }
+    if (writeReports) {
+      reported = true;
+      if (!(await writeReports()) && exitCode === ExitCode.ok) return ExitCode.usage;
+    }
     return exitCode;
   } finally {
     clearInterval(redraw);
     text?.stop();
+    // Also after a crash: a run that stopped half way still leaves its report.
+    if (writeReports && !reported) await writeReports();
     for (const sig of signals) Deno.removeSignalListener(sig, onSignal);
     remote?.close();
     pool.close();
   }
+}
+
+/** Writes each report; says which could not be written, and returns whether all were. */
+async function saveReports(io: Io, reports: Report[], recorder: RunRecorder): Promise<boolean> {
+  const record = recorder.record();
+  let ok = true;
+  for (const { format, file } of reports) {
+    const path = file.startsWith("/") ? file : `${io.cwd}/${file}`;
+    try {
+      const dir = path.slice(0, path.lastIndexOf("/"));
+      if (dir) await Deno.mkdir(dir, { recursive: true });
+      await Deno.writeTextFile(path, format === "junit" ? junitXml(record) : jsonReport(record));
+    } catch (error) {
+      io.err(`error: cannot write the ${format} report ${file}: ${(error as Error).message}\n`);
+      ok = false;
+    }
+  }
+  return ok;
 }
 
 function logEvent(task: Task | undefined, level: string, line: string): RunEvent {
