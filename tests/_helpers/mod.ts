@@ -99,6 +99,13 @@ export function spawnCli(
 
 /** Whether a process with this pid exists (and is not a zombie). */
 export function processAlive(pid: number): boolean {
+  if (Deno.build.os !== "linux") {
+    // No /proc on macOS: ask ps for the state ("Z" is a zombie; nothing, no such process).
+    const ps = new Deno.Command("ps", { args: ["-o", "stat=", "-p", String(pid)], stderr: "null" })
+      .outputSync();
+    const state = new TextDecoder().decode(ps.stdout).trim();
+    return ps.success && state !== "" && !state.startsWith("Z");
+  }
   try {
     const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
     return !/^\d+ \(.*\) Z /.test(stat);
