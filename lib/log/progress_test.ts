@@ -132,14 +132,19 @@ Deno.test("with --verbose the live view streams every line above the region", ()
   renderer.stop();
 });
 
-Deno.test("warnings and errors scroll above the live region even without --verbose", () => {
+Deno.test("log.info, warnings and errors scroll above the live region even without --verbose", () => {
   const { screen, renderer, emit } = setup();
   emit(planned);
   emit(started("build"));
   emit({ type: "log", id: "ci.build", task: "build", stream: "log", level: "warn", line: "slow" });
-  emit({ type: "log", id: "ci.build", task: "build", stream: "log", level: "info", line: "quiet" });
+  emit({ type: "log", id: "ci.build", task: "build", stream: "log", level: "info", line: "said" });
+  emit({ type: "log", id: "ci.build", task: "build", stream: "log", level: "debug", line: "dbg" });
+  emit(line("build", "command output"));
   renderer.tick();
-  assert.match(screen.text(), /^\[build\] WARN slow\n⠋ build running 0ms › quiet\n/);
+  assert.match(
+    screen.text(),
+    /^\[build\] WARN slow\n\[build\] said\n⠋ build running 0ms › command output\n/,
+  );
   renderer.stop();
 });
 

@@ -177,8 +177,9 @@ export class TextRenderer {
   }
 
   /**
-   * The live view without --verbose: a task's lines feed its live line and a short
-   * tail shown if it fails; warnings and errors still scroll above.
+   * The live view without --verbose: a task's output feeds its live line and a short
+   * tail shown if it fails; what its Lua code logs on purpose (`log.info`, `log.warn`,
+   * `log.error`) and sloth-runner's warnings still scroll above.
    */
   #keep(event: RunEvent & { type: "log" }, line: string): void {
     const id = event.id!;
@@ -191,7 +192,7 @@ export class TextRenderer {
       }
       this.#tails.set(id, tail);
     }
-    if (event.level === "warn" || event.level === "error") {
+    if (event.stream === "log" && event.level !== "debug") {
       this.#logLine(this.#label(event.id, event.task, event.agent), event, line);
     }
   }

@@ -298,7 +298,8 @@ Deno.test("colours appear on a terminal, and never off one or with NO_COLOR", as
   assert.ok(!(r.stdout + r.stderr).includes("\x1b["));
   // script(1) gives the command a pseudo-terminal.
   const onTty = async (env: Record<string, string>) => {
-    const run = executable("sloth-runner", ["run", "-f", "workflow.lua", "-t", "greet"]);
+    // --plain: colours are what is checked here, not the live view (tests/e2e/progress_test.ts).
+    const run = executable("sloth-runner", ["run", "-f", "workflow.lua", "-t", "greet", "--plain"]);
     const command = [run.command, ...run.args].join(" ");
     const out = await new Deno.Command("script", {
       args: ["-qec", command, "/dev/null"],
