@@ -69,8 +69,20 @@ export function explainFailure(stderr: string, target: string): string {
       "Set DENORT_BIN to a denort of the same Deno version for this target, " +
       "or build on a machine that can reach dl.deno.land.";
   }
-  const first = clean.split("\n").find((line) => /error/i.test(line)) ?? clean.split("\n")[0];
-  return `cannot compile for ${target}: ${first.trim()}`;
+  const lines = clean.split("\n").map((line) => line.trim());
+  const at = lines.findIndex((line) => line.startsWith("error:"));
+  const error = at >= 0 ? lines[at].replace(/^error:\s*/, "") : lines.find(Boolean) ?? "failed";
+  // "Caused by:" is followed by the reason, when deno gives one.
+  const cause = at >= 0
+    ? lines.slice(at + 1).find((line) =>
+      line !== "" && !/^(Caused by:|Stack backtrace:|\d+:)/.test(line)
+    )
+    : undefined;
+  const denort = Deno.env.get("DENORT_BIN");
+  return `cannot compile for ${target}: ${error}${cause ? `: ${cause}` : ""}` +
+    (denort
+      ? ` (is DENORT_BIN=${denort} the denort of Deno ${Deno.version.deno} for ${target}?)`
+      : "");
 }
 
 async function compile(name: ExecutableName, target: Target | undefined): Promise<string> {
