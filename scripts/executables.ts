@@ -16,14 +16,17 @@ export interface Executable {
 /**
  * Neither needs FFI, or importing code from the network, and neither gets them.
  * The master runs the workflow's commands and Lua: files, processes, the network,
- * the environment, and `sys` for the user id that names its workspaces on agents.
+ * the environment, and of the system only the host name and user id that name its
+ * workspaces on agents (and the group id its npm dependencies ask for).
  * The agent needs files, processes and the network for the tasks it runs, and the
- * same environment and `sys` access: its npm dependencies read variables of their
- * own (tar, grpc-js) and query the system, and without that access they crash or,
- * worse, quietly misbehave (protobufjs cannot find the .proto files without `sys`).
- * `Deno.kill` needs `--allow-run` whole, so processes cannot be narrowed to a list.
- * What stays narrow is inside: each job's Lua runs in a worker that may touch only
- * that job's directory, with no environment, processes or FFI (lib/agent).
+ * environment: its npm dependencies read variables of their own (tar, grpc-js).
+ * Of the system it gets the user and group ids and nothing else; without them
+ * protobufjs quietly fails to find the .proto files.
+ * `Deno.kill` needs `--allow-run` whole, so processes cannot be narrowed to a list;
+ * files and the network cannot either (the work root and the listening address are
+ * options, tasks use the network). What stays narrow is inside: each job's Lua
+ * runs in a worker that may touch only that job's directory, with no environment,
+ * processes or FFI (lib/agent).
  */
 export const EXECUTABLES: Record<ExecutableName, Executable> = {
   "sloth-runner": {
@@ -34,7 +37,7 @@ export const EXECUTABLES: Record<ExecutableName, Executable> = {
       "--allow-net",
       "--allow-env",
       "--allow-run",
-      "--allow-sys",
+      "--allow-sys=hostname,uid,gid",
     ],
   },
   "sloth-agent": {
@@ -45,7 +48,7 @@ export const EXECUTABLES: Record<ExecutableName, Executable> = {
       "--allow-net",
       "--allow-env",
       "--allow-run",
-      "--allow-sys",
+      "--allow-sys=uid,gid",
     ],
   },
 };

@@ -101,6 +101,10 @@ export class AgentClient {
       unknown,
       Record<string, unknown>
     >).call(this.#client, this.#metadata());
+    // The call's error reaches the caller through `responses` or `send`; a call
+    // abandoned before its responses are read (the request could not be made) must
+    // not take the process down with an unhandled 'error' event.
+    call.on("error", () => {});
     const address = this.address;
     const describe = (error: unknown) => this.describe(error);
     let cancelled = false;

@@ -1,7 +1,15 @@
 /** A master (the real CLI) and real agent processes on 127.0.0.1. */
 import assert from "node:assert/strict";
 import { jobDirs, startAgent } from "../_helpers/agent.ts";
-import { cliProcess, copyFixture, snapshot, tempWorkspace, waitFor } from "../_helpers/mod.ts";
+import {
+  cliProcess,
+  copyFixture,
+  ROOT,
+  snapshot,
+  tempWorkspace,
+  waitFor,
+} from "../_helpers/mod.ts";
+import { runArgs } from "../../scripts/executables.ts";
 
 const lua = (s: TemplateStringsArray, ...v: unknown[]) => String.raw(s, ...v);
 
@@ -322,4 +330,32 @@ Deno.test("a run of 150 remote tasks on one agent leaves it serving (connections
   await new Promise((resolve) => setTimeout(resolve, 500));
   const ping = await cliProcess(["agent", "ping", agent.address], { cwd: "/tmp" });
   assert.equal(ping.code, 0, ping.stderr + agent.log());
+});
+
+Deno.test("a remote task that fails before its upload starts fails alone; the master does not crash", async () => {
+  await using agent = await startAgent();
+  await using ws = await tempWorkspace({
+    "workflow.lua": `TaskDefinitions = { g = { tasks = {
+      { name = "one", delegate_to = "${agent.address}", command = "true" },
+      { name = "two", delegate_to = "${agent.address}", command = "true" },
+      { name = "here", command = "echo still ran" } } } }`,
+  });
+  // Without sys access to the host name the master cannot name its workspace: an
+  // exception between opening the call and sending on it.
+  const args = runArgs("sloth-runner", ROOT).map((a) =>
+    a.startsWith("--allow-sys") ? "--allow-sys=uid,gid" : a
+  );
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [...args, "run", "--plain"],
+    cwd: ws.dir,
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+  }).output();
+  const stdout = new TextDecoder().decode(out.stdout);
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 1, stdout + stderr);
+  assert.match(stdout, /^one +failed .*Requires sys access to "hostname"/m);
+  assert.match(stdout, /^two +failed /m);
+  assert.match(stdout, /^\[here\] still ran$/m);
+  assert.doesNotMatch(stderr, /Uncaught/);
 });
