@@ -109,6 +109,7 @@ export async function readValues(path: string, cwd: string): Promise<unknown> {
       error instanceof Deno.errors.NotFound
         ? `values file ${name} not found`
         : `cannot read values file ${name}: ${(error as Error).message}`,
+      { hint: "-v takes a YAML file, relative to the current directory" },
     );
   }
   const { parse } = await import("yaml");
@@ -118,6 +119,7 @@ export async function readValues(path: string, cwd: string): Promise<unknown> {
     throw new SlothError(
       "values_invalid",
       `values file ${name} is not valid YAML: ${(error as Error).message.split("\n")[0]}`,
+      { hint: "fix the line named above; the whole file becomes the `values` global" },
     );
   }
 }

@@ -148,6 +148,10 @@ async function open(request: OpenRequest): Promise<FromWorker> {
         message: error instanceof Deno.errors.NotFound
           ? `workflow file ${displayName(request.file, request.cwd)} not found`
           : `cannot read ${request.file}: ${(error as Error).message}`,
+        hint: error instanceof Deno.errors.NotFound
+          ? "pass the file with -f PATH (default: workflow.lua here), " +
+            "or write a starter with: sloth-runner new NAME"
+          : undefined,
       });
     }
     engine = await factory.createEngine({

@@ -197,7 +197,8 @@ export class AgentClient {
           "auth",
           this.#token === undefined
             ? `agent ${this.address} requires a token; set SLOTH_AGENT_TOKEN or token_env in the agent's definition`
-            : `agent ${this.address} refused the token`,
+            : `agent ${this.address} refused the token (the master's SLOTH_AGENT_TOKEN, or the ` +
+              "agent definition's token_env, must match the agent's --token-file)",
         );
       case grpc.status.CANCELLED:
         // Our own cancellations never get here (see runTask): the agent ended the call.

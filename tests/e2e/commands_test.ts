@@ -98,7 +98,11 @@ Deno.test("a bad values file is reported with its name", async () => {
     cwd: `${FIXTURES}/values`,
   });
   assert.equal(r.code, 2);
-  assert.equal(r.stderr, "error: values file missing.yaml not found\n");
+  assert.equal(
+    r.stderr,
+    "error: values file missing.yaml not found\n" +
+      "hint: -v takes a YAML file, relative to the current directory\n",
+  );
 });
 
 Deno.test("validate stops a top level that never ends, within its time limit", async () => {

@@ -270,7 +270,12 @@ Deno.test("an unknown task or group given on the command line exits 2 with a sug
 Deno.test("a missing workflow file exits 2 and says which file", async () => {
   const r = await cliProcess(["run", "-f", "nope.lua"], { cwd: "/tmp" });
   assert.equal(r.code, 2);
-  assert.equal(r.stderr, "error: workflow file nope.lua not found\n");
+  assert.equal(
+    r.stderr,
+    "error: workflow file nope.lua not found\n" +
+      "hint: pass the file with -f PATH (default: workflow.lua here), " +
+      "or write a starter with: sloth-runner new NAME\n",
+  );
 });
 
 Deno.test("--dry-run prints the order and where each task would run, and runs nothing", async () => {
