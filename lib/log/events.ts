@@ -26,7 +26,10 @@ export type RunEvent =
     /** The agent it came from, for a remote task. */
     agent?: string;
     stream: LogStream;
-    /** Set for `log.*` lines and sloth-runner's own notes about a task. */
+    /**
+     * Set for `log.*` lines and sloth-runner's own notes about a task, and ("info")
+     * for Lua's `print`; absent for a command's own output.
+     */
     level?: LogLevel;
     line: string;
   }

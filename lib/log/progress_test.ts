@@ -132,7 +132,7 @@ Deno.test("with --verbose the live view streams every line above the region", ()
   renderer.stop();
 });
 
-Deno.test("log.info, warnings and errors scroll above the live region even without --verbose", () => {
+Deno.test("print, log.info, warnings and errors scroll above the live region even without --verbose", () => {
   const { screen, renderer, emit } = setup();
   emit(planned);
   emit(started("build"));
@@ -140,10 +140,19 @@ Deno.test("log.info, warnings and errors scroll above the live region even witho
   emit({ type: "log", id: "ci.build", task: "build", stream: "log", level: "info", line: "said" });
   emit({ type: "log", id: "ci.build", task: "build", stream: "log", level: "debug", line: "dbg" });
   emit(line("build", "command output"));
+  emit({
+    type: "log",
+    id: "ci.build",
+    task: "build",
+    stream: "stdout",
+    level: "info",
+    line: "lua",
+  });
+  emit(line("build", "more command output"));
   renderer.tick();
   assert.match(
     screen.text(),
-    /^\[build\] WARN slow\n\[build\] said\n⠋ build running 0ms › command output\n/,
+    /^\[build\] WARN slow\n\[build\] said\n\[build\] lua\n⠋ build running 0ms › more command output\n/,
   );
   renderer.stop();
 });

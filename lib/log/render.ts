@@ -177,9 +177,9 @@ export class TextRenderer {
   }
 
   /**
-   * The live view without --verbose: a task's output feeds its live line and a short
-   * tail shown if it fails; what its Lua code logs on purpose (`log.info`, `log.warn`,
-   * `log.error`) and sloth-runner's warnings still scroll above.
+   * The live view without --verbose: a command's output feeds its task's live line
+   * and a short tail shown if it fails; what Lua code says on purpose (`print`,
+   * `log.info`, `log.warn`, `log.error`) and sloth-runner's warnings still scroll above.
    */
   #keep(event: RunEvent & { type: "log" }, line: string): void {
     const id = event.id!;
@@ -192,7 +192,7 @@ export class TextRenderer {
       }
       this.#tails.set(id, tail);
     }
-    if (event.stream === "log" && event.level !== "debug") {
+    if (event.level !== undefined && event.level !== "debug") {
       this.#logLine(this.#label(event.id, event.task, event.agent), event, line);
     }
   }

@@ -156,7 +156,8 @@ export class LocalRunner implements TaskExecutor {
     if (!this.#pool) throw new Error("this task needs Lua, and no Lua workers were given");
     return openTaskSession(this.#pool, this.#source, task, {
       onLog: (level, message) => {
-        if (level === "print") this.#log(task, "stdout", message);
+        // print() is stdout, marked as said on purpose (the live view shows it, like log.info).
+        if (level === "print") this.#log(task, "stdout", message, "info");
         else this.#log(task, "log", message, level as LogLevel);
       },
     });

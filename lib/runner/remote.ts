@@ -151,7 +151,7 @@ export class RemoteRunner implements TaskExecutor {
           const message = step.value;
           if ("log" in message) {
             const { stream, level, line } = message.log;
-            log(stream, line, stream === "log" ? (level as LogLevel) : undefined);
+            log(stream, line, level ? (level as LogLevel) : undefined);
           } else if ("result" in message) {
             result = fromWire(message.result);
             if (!message.result.changes_follow) {

@@ -99,6 +99,7 @@ Deno.test("--output json prints only JSON events, with outputs and messages", as
     id: "lua.consume",
     task: "consume",
     stream: "stdout",
+    level: "info",
     line: "cpu=2 tags=a,b",
   });
   const finished = events.at(-1);
