@@ -59,7 +59,10 @@ export class LiveRegion {
 
   output(id: string, line: string): void {
     const task = this.#running.get(id);
-    if (task && line.trim() !== "") task.latest = line.replace(ANSI, "").trim();
+    // Tabs, carriage returns and other controls would move the cursor: spaces instead.
+    // deno-lint-ignore no-control-regex
+    const plain = line.replace(ANSI, "").replace(/[\x00-\x1f\x7f]+/g, " ").trim();
+    if (task && plain !== "") task.latest = plain;
   }
 
   finished(id: string): void {

@@ -164,16 +164,19 @@ Deno.test("live lines are cut to the terminal's width, so a redraw never leaves 
   emit(line("build", "x".repeat(200)));
   emit(started("test"));
   emit(line("test", "ウィジェット".repeat(10)));
+  emit(started("deploy"));
+  emit(line("deploy", "\x1b[32m50%\x1b[0m\tdone\r100%\x07"));
   renderer.tick();
   renderer.tick();
   const lines = screen.text().trimEnd().split("\n");
-  assert.equal(lines.length, 3);
+  assert.equal(lines.length, 4);
   for (const l of lines) {
     const columns = [...l].reduce((n, c) => n + (c.codePointAt(0)! >= 0x2e80 ? 2 : 1), 0);
     assert.ok(columns <= 39, `${columns} columns: ${l}`);
   }
   assert.match(lines[0], /^⠙ build running 0ms on agent a-rather-…$/);
   assert.match(lines[1], /^⠙ test running 0ms › ウィジェ/);
+  assert.equal(lines[2], "⠙ deploy running 0ms › 50% done 100%");
   renderer.stop();
 });
 
