@@ -94,3 +94,12 @@ Examples:
   sloth-runner completion fish > ~/.config/fish/completions/sloth-runner.fish
 Completing -g and -t runs \`sloth-runner list\` on the workflow (its top-level Lua);
 SLOTH_COMPLETION_NO_LIST=1 turns that off.`;
+
+export const AGENT_HELP = `
+Examples:
+  sloth-runner agent -p 50051              an agent (agent start; its options: agent start --help)
+  sloth-runner agent ping 127.0.0.1:50051  is it up? version and running jobs`;
+
+export const VERSION_HELP = `
+Example:
+  sloth-runner version     sloth-runner 0.1.0 (deno 2.9.6); --version prints the number alone`;

@@ -19,6 +19,7 @@ import {
 } from "./options.ts";
 import { reportError } from "./report.ts";
 import {
+  AGENT_HELP,
   AGENT_START_HELP,
   COMPLETION_HELP,
   LIST_HELP,
@@ -28,6 +29,7 @@ import {
   TOP_HELP,
   TYPES_HELP,
   VALIDATE_HELP,
+  VERSION_HELP,
 } from "./help.ts";
 
 export const VERSION = denoJson.version;
@@ -156,7 +158,8 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
     });
 
   const agent = program.command("agent")
-    .description("run an agent that executes tasks for masters (see `agent start --help`)");
+    .description("run an agent that executes tasks for masters (see `agent start --help`)")
+    .addHelpText("after", AGENT_HELP);
   withAgentOptions(
     agent.command("start", { isDefault: true })
       .description("listen for tasks from masters (the default: `sloth-runner agent -p PORT`)")
@@ -215,6 +218,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
 
   program.command("version")
     .description("print the version")
+    .addHelpText("after", VERSION_HELP)
     .action(() => {
       io.out(`sloth-runner ${VERSION} (deno ${Deno.version.deno})\n`);
       setExit(ExitCode.ok);
