@@ -12,11 +12,22 @@ export type Write = (text: string) => void;
 
 const encoder = new TextEncoder();
 
-/** A writer that never writes half a line, whatever the pipe takes at once. */
+/**
+ * A writer that never writes half a line, whatever the pipe takes at once. When
+ * the reader has gone (`| head`), the rest is dropped: the run goes on, its tasks
+ * keep their outcomes, and its reports are still written.
+ */
 export function fdWriter(file: { writeSync(p: Uint8Array): number }): Write {
+  let gone = false;
   return (text) => {
+    if (gone) return;
     let bytes = encoder.encode(text);
-    while (bytes.length > 0) bytes = bytes.subarray(file.writeSync(bytes));
+    try {
+      while (bytes.length > 0) bytes = bytes.subarray(file.writeSync(bytes));
+    } catch (error) {
+      if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
+      gone = true;
+    }
   };
 }
 

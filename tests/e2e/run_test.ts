@@ -8,6 +8,7 @@ import {
   processAlive,
   snapshot,
   spawnCli,
+  tempWorkspace,
   waitFor,
 } from "../_helpers/mod.ts";
 
@@ -328,4 +329,32 @@ Deno.test("colours appear on a terminal, and never off one or with NO_COLOR", as
   const noColor = await onTty({ NO_COLOR: "1" });
   assert.match(noColor, /hello from greet/);
   assert.ok(!noColor.includes("\x1b["), "NO_COLOR honoured");
+});
+
+Deno.test("a reader that goes away (| head) changes no task's outcome, and the report is written", async () => {
+  await using ws = await tempWorkspace({
+    "workflow.lua": `TaskDefinitions = { g = { tasks = {
+      { name = "a", command = "echo first" },
+      { name = "b", depends_on = "a", command = "sleep 0.3; seq 1 2000" } } } }`,
+  });
+  const run = executable("sloth-runner", ["run", "--plain", "--report", "json=r.json"]);
+  const child = new Deno.Command(run.command, {
+    args: run.args,
+    cwd: ws.dir,
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const reader = child.stdout.getReader();
+  const first = new TextDecoder().decode((await reader.read()).value);
+  assert.match(first, /^\[a\] first/);
+  await reader.cancel();
+  const stderr = new TextDecoder().decode(await new Response(child.stderr).arrayBuffer());
+  const status = await child.status;
+  assert.equal(status.code, 0, stderr);
+  assert.doesNotMatch(stderr, /Broken pipe|Uncaught|error:/);
+  const record = JSON.parse(await Deno.readTextFile(`${ws.dir}/r.json`));
+  assert.equal(record.status, "success");
+  assert.deepEqual(record.tasks.map((t: { status: string }) => t.status), ["success", "success"]);
 });
