@@ -1,5 +1,5 @@
 /** `run`, `list` and `validate`: load a workflow, then plan, show or run it. */
-import { ExitCode } from "../errors.ts";
+import { ExitCode, SlothError } from "../errors.ts";
 import { type LoadedWorkflow, loadWorkflow, LuaPool, readValues } from "../dsl/mod.ts";
 import {
   type EmitEvent,
@@ -57,6 +57,8 @@ export interface Report {
 }
 
 export async function runCommand(io: Io, options: RunCommandOptions): Promise<number> {
+  // A report that cannot be written is found now, not after the run.
+  if (options.reports?.length && !options.dryRun) await checkReports(io, options.reports);
   const pool = new LuaPool({ maxIdle: Math.min(options.maxParallel, 8) });
   const interrupt = new AbortController();
   const onSignal = () => interrupt.abort();
@@ -199,6 +201,35 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
     for (const sig of signals) Deno.removeSignalListener(sig, onSignal);
     remote?.close();
     pool.close();
+  }
+}
+
+/** Refuses two reports to one file, and a place a report cannot be written. */
+async function checkReports(io: Io, reports: Report[]): Promise<void> {
+  const seen = new Map<string, string>();
+  for (const { format, file } of reports) {
+    const path = file.startsWith("/") ? file : `${io.cwd}/${file}`;
+    const other = seen.get(path);
+    if (other) {
+      throw new SlothError("usage", `the ${other} and ${format} reports would both be ${file}`, {
+        hint: "give each --report its own file",
+      });
+    }
+    seen.set(path, format);
+    const dir = path.slice(0, path.lastIndexOf("/")) || "/";
+    try {
+      if ((await Deno.stat(path).catch(() => undefined))?.isDirectory) {
+        throw new Error("it is a directory");
+      }
+      await Deno.mkdir(dir, { recursive: true });
+      await Deno.remove(await Deno.makeTempFile({ dir, prefix: ".sloth-report-" }));
+    } catch (error) {
+      throw new SlothError(
+        "usage",
+        `cannot write the ${format} report ${file}: ${(error as Error).message}`,
+        { hint: "choose a file in a directory you can write to (it is made if missing)" },
+      );
+    }
   }
 }
 

@@ -97,7 +97,23 @@ Deno.test("run --report refuses a format it does not know, and says when a repor
   const unwritable = await cliProcess(["run", "--report", "junit=blocked/junit.xml"], {
     cwd: ws.dir,
   });
+  // Found before anything runs.
   assert.equal(unwritable.code, 2);
-  assert.match(unwritable.stdout, /^1 task: 1 success$/m);
-  assert.match(unwritable.stderr, /^error: cannot write the junit report blocked\/junit\.xml: /m);
+  assert.equal(unwritable.stdout, "");
+  assert.match(
+    unwritable.stderr,
+    /^error: cannot write the junit report blocked\/junit\.xml: .*\nhint: choose a file in a directory you can write to/m,
+  );
+  const twice = await cliProcess(["run", "--report", "junit=r.xml", "--report", "json=r.xml"], {
+    cwd: ws.dir,
+  });
+  assert.equal(twice.code, 2);
+  assert.equal(
+    twice.stderr,
+    "error: the junit and json reports would both be r.xml\nhint: give each --report its own file\n",
+  );
+  assert.deepEqual(
+    (await Array.fromAsync(Deno.readDir(ws.dir))).map((e) => e.name).sort(),
+    ["blocked", "workflow.lua"],
+  );
 });
