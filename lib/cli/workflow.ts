@@ -125,6 +125,7 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
     });
     const local = new LocalRunner({ pool, source: loaded.source, emit });
     if (plan.tasks.some(({ task }) => task.target.kind === "remote")) {
+      await checkRemoteSettings();
       const RemoteRunner = await loadRemoteRunner();
       remote = new RemoteRunner({
         source: loaded.source,
@@ -201,6 +202,18 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
     for (const sig of signals) Deno.removeSignalListener(sig, onSignal);
     remote?.close();
     pool.close();
+  }
+}
+
+/** What remote tasks will need from this side, checked before any task runs. */
+async function checkRemoteSettings(): Promise<void> {
+  const { limitsFromEnv } = await import("../sync/mod.ts");
+  try {
+    limitsFromEnv();
+  } catch (error) {
+    throw new SlothError("usage", (error as Error).message, {
+      hint: "SLOTH_SYNC_MAX_BYTES, _ENTRIES and _FILE_BYTES take a whole number; fix or unset it",
+    });
   }
 }
 

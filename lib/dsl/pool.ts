@@ -22,18 +22,31 @@ export interface Opened {
 }
 
 /** Time the top-level chunk may take before it is stopped; SLOTH_LUA_TIMEOUT changes it. */
-export const LOAD_TIMEOUT_MS = envNumber("SLOTH_LUA_TIMEOUT", parseDuration) ?? 10_000;
+export const LOAD_TIMEOUT_MS = envNumber(
+  "SLOTH_LUA_TIMEOUT",
+  parseDuration,
+  'a duration such as "30s" or "2m"',
+) ?? 10_000;
 /** Bytes of memory one Lua state may use; SLOTH_LUA_MEMORY (bytes) changes it. */
 export const LUA_MEMORY_LIMIT = envNumber("SLOTH_LUA_MEMORY", (v) => {
   const n = Number(v);
   return Number.isInteger(n) && n >= 1024 * 1024 ? n : undefined;
-}) ?? 256 * 1024 * 1024;
+}, "a number of bytes, at least 1048576 (1 MiB); the default is 268435456 (256 MiB)") ??
+  256 * 1024 * 1024;
 
-function envNumber(name: string, parse: (value: string) => number | undefined): number | undefined {
+function envNumber(
+  name: string,
+  parse: (value: string) => number | undefined,
+  expected: string,
+): number | undefined {
   const value = Deno.env.get(name);
   if (value === undefined || value === "") return undefined;
   const parsed = parse(value);
-  if (parsed === undefined) throw new SlothError("usage", `${name}=${value} is not valid`);
+  if (parsed === undefined) {
+    throw new SlothError("usage", `${name}=${value} is not valid: expected ${expected}`, {
+      hint: `fix or unset ${name}`,
+    });
+  }
   return parsed;
 }
 

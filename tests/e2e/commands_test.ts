@@ -1,6 +1,6 @@
 /** `list`, `validate`, `version`, `--help` and usage errors, as separate processes. */
 import assert from "node:assert/strict";
-import { cliProcess, FIXTURES, ROOT } from "../_helpers/mod.ts";
+import { cliProcess, FIXTURES, ROOT, tempWorkspace } from "../_helpers/mod.ts";
 
 const denoJson = JSON.parse(await Deno.readTextFile(`${ROOT}/deno.json`));
 
@@ -151,4 +151,26 @@ Deno.test("agent start-up errors say what failed, why, and what to do", async ()
     address.stderr,
     'error: "localhost" is not an agent address\nhint: give it as host:port, e.g. 127.0.0.1:50051\n',
   );
+});
+
+Deno.test("a bad environment variable is a usage error that says what it expects, before any task runs", async () => {
+  const timeout = await cliProcess(["validate", "-f", "workflow.lua"], {
+    cwd: `${FIXTURES}/shell_task`,
+    env: { SLOTH_LUA_TIMEOUT: "banana" },
+  });
+  assert.equal(timeout.code, 2);
+  assert.equal(
+    timeout.stderr,
+    'error: SLOTH_LUA_TIMEOUT=banana is not valid: expected a duration such as "30s" or "2m"\n' +
+      "hint: fix or unset SLOTH_LUA_TIMEOUT\n",
+  );
+  await using ws = await tempWorkspace({
+    "workflow.lua": `TaskDefinitions = { g = { tasks = {
+      { name = "here", command = "touch ran" },
+      { name = "there", delegate_to = "127.0.0.1:1", command = "true" } } } }`,
+  });
+  const sync = await cliProcess(["run"], { cwd: ws.dir, env: { SLOTH_SYNC_MAX_BYTES: "lots" } });
+  assert.equal(sync.code, 2);
+  assert.match(sync.stderr, /^error: SLOTH_SYNC_MAX_BYTES=lots is not a whole number\nhint: /);
+  await assert.rejects(Deno.stat(`${ws.dir}/ran`), Deno.errors.NotFound);
 });
