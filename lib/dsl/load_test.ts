@@ -358,3 +358,14 @@ Deno.test("loadWorkflow() says which file is missing", async () => {
     pool.close();
   }
 });
+
+Deno.test("loadWorkflow() says what is wrong with a delegate_to address whose port is out of range", async () => {
+  const error = await loadError({
+    "workflow.lua": `TaskDefinitions = { g = {
+      tasks = { { name = "a", delegate_to = "127.0.0.1:99999", command = "true" } } } }`,
+  });
+  assert.match(
+    error.message,
+    /task "a": delegate_to "127\.0\.0\.1:99999" has a port outside 1-65535/,
+  );
+});

@@ -313,8 +313,14 @@ function resolveTarget(
       compress: named.compress,
     };
   }
-  if (given.agent === undefined && address.safeParse(pick).success) {
-    return { kind: "remote", address: pick };
+  if (given.agent === undefined) {
+    const parsed = address.safeParse(pick);
+    if (parsed.success) return { kind: "remote", address: pick };
+    // Looks like an address, but is not a good one: say what is wrong with it.
+    if (/:\d+$/.test(pick)) {
+      problems.push(`${label}: delegate_to "${pick}" ${parsed.error.issues[0].message}`);
+      return undefined;
+    }
   }
   const known = Object.keys(agents).sort();
   problems.push(
