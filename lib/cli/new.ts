@@ -8,18 +8,33 @@ export interface NewOptions {
   force?: boolean;
 }
 
-/** Lua identifiers for the group name: the directory's name, tidied. */
+const LUA_KEYWORDS = new Set(
+  ("and break do else elseif end false for function goto if in local nil not or repeat " +
+    "return then true until while").split(" "),
+);
+
+/** A Lua identifier for the group name: the directory's name, tidied. */
 function groupName(dir: string): string {
   const base = dir.replace(/\/+$/, "").split("/").at(-1) ?? "";
   const name = base.toLowerCase().replace(/[^a-z0-9_]+/g, "_").replace(/^_+|_+$/g, "");
+  if (LUA_KEYWORDS.has(name)) return `${name}_workflow`;
   return /^[a-z_]/.test(name) ? name : `workflow_${name || "starter"}`;
+}
+
+/** Quotes a path for a shell command line, when it needs it. */
+function shellWord(word: string): string {
+  return /^[A-Za-z0-9_./:@%+=-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
+}
+
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "[::1]" || /^127\./.test(host);
 }
 
 export function starterWorkflow(dir: string, agent: string): string {
   const group = groupName(dir);
   return `-- ${group}: a starter sloth-runner workflow. It runs as it is:
 --   sloth-runner agent                    (another terminal: an agent on ${agent})
---   sloth-runner run -f ${dir}/workflow.lua
+--   sloth-runner run -f ${shellWord(`${dir}/workflow.lua`)}
 -- Editor completion and checks: sloth-runner types --output .sloth/sloth.lua
 -- (then point your Lua language server at .sloth; see the README).
 
@@ -70,6 +85,17 @@ TaskDefinitions = {
 }
 
 export async function newCommand(io: Io, dir: string, options: NewOptions): Promise<number> {
+  if (dir.trim() === "") {
+    throw new SlothError("usage", "the new workflow needs a name", {
+      hint: "sloth-runner new NAME writes NAME/workflow.lua",
+    });
+  }
+  const agent = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$/.exec(options.agent);
+  if (!agent || Number(agent[2]) < 1 || Number(agent[2]) > 65535) {
+    throw new SlothError("usage", `--agent ${options.agent} is not an agent address`, {
+      hint: "give it as host:port with a port from 1 to 65535, e.g. 127.0.0.1:50051",
+    });
+  }
   const path = `${dir.replace(/\/+$/, "")}/workflow.lua`;
   const full = path.startsWith("/") ? path : `${io.cwd}/${path}`;
   try {
@@ -87,11 +113,13 @@ export async function newCommand(io: Io, dir: string, options: NewOptions): Prom
       hint: "choose a directory you can write to",
     });
   }
-  const port = options.agent.split(":").at(-1);
+  const [, host, port] = agent;
+  const start = isLoopback(host)
+    ? `  sloth-runner agent -p ${port}          # in another terminal: the agent for "build"\n`
+    : `  sloth-runner agent -p ${port} --bind 0.0.0.0 --token-file TOKEN    # on ${host}\n` +
+      `  export SLOTH_AGENT_TOKEN=...          # here: the token in TOKEN\n`;
   io.out(
-    `created ${path}\n\nnext:\n` +
-      `  sloth-runner agent -p ${port}          # in another terminal: the agent for "build"\n` +
-      `  sloth-runner run -f ${path}\n`,
+    `created ${path}\n\nnext:\n${start}  sloth-runner run -f ${shellWord(path)}\n`,
   );
   return ExitCode.ok;
 }

@@ -78,3 +78,33 @@ Deno.test("types writes LuaLS annotations and a .luarc.json that points at them,
   const stdout = await cliProcess(["types", "-o", "-"], { cwd: ws.dir });
   assert.equal(stdout.stdout, meta);
 });
+
+Deno.test("new makes a valid workflow from awkward names, and refuses a bad --agent or no name", async () => {
+  await using ws = await tempWorkspace();
+  for (const name of ["end", "my dir", "2fast"]) {
+    const r = await cliProcess(["new", name], { cwd: ws.dir });
+    assert.equal(r.code, 0, r.stderr);
+    const valid = await cliProcess(["validate", "-f", `${name}/workflow.lua`], { cwd: ws.dir });
+    assert.equal(valid.code, 0, `${name}: ${valid.stderr}`);
+  }
+  const spaced = await cliProcess(["new", "it's here"], { cwd: ws.dir });
+  assert.match(spaced.stdout, /^ {2}sloth-runner run -f 'it'\\''s here\/workflow\.lua'$/m);
+  const bad = await cliProcess(["new", "p", "--agent", "nonsense"], { cwd: ws.dir });
+  assert.equal(bad.code, 2);
+  assert.equal(
+    bad.stderr,
+    "error: --agent nonsense is not an agent address\n" +
+      "hint: give it as host:port with a port from 1 to 65535, e.g. 127.0.0.1:50051\n",
+  );
+  const empty = await cliProcess(["new", ""], { cwd: ws.dir });
+  assert.equal(empty.code, 2);
+  assert.match(empty.stderr, /^error: the new workflow needs a name\n/);
+  const far = await cliProcess(["new", "far", "--agent", "build-1.example.com:7000"], {
+    cwd: ws.dir,
+  });
+  assert.match(
+    far.stdout,
+    /sloth-runner agent -p 7000 --bind 0\.0\.0\.0 --token-file TOKEN +# on build-1\.example\.com/,
+  );
+  await assert.rejects(Deno.stat(`${ws.dir}/p`), Deno.errors.NotFound);
+});
