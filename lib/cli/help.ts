@@ -41,15 +41,33 @@ Remote tasks (\`delegate_to\`, or \`agent\` with a group's \`agents\`) need a ru
 agent: \`sloth-runner agent -p 50051\` on that machine. Their token is SLOTH_AGENT_TOKEN
 or the agent definition's \`token_env\`; a loopback agent started by the same user
 needs none.
+
+Environment:
+  SLOTH_AGENT_TOKEN        token for agents whose definition has no token_env
+  SLOTH_TLS_CA, SLOTH_TLS_CERT, SLOTH_TLS_KEY
+                           defaults for --tls-ca, --tls-cert, --tls-key
+  SLOTH_LUA_TIMEOUT        longest the workflow file may take to load (default 10s)
+  SLOTH_LUA_MEMORY         bytes each Lua state may use (default 268435456, 256 MiB)
+  SLOTH_SYNC_MAX_BYTES, SLOTH_SYNC_MAX_ENTRIES, SLOTH_SYNC_MAX_FILE_BYTES
+                           limits on what agents send back (defaults 64G, 1000000, 16G)
+  NO_COLOR                 no colours
 ${EXIT_CODES_HELP}`;
+
+/** For the commands that only load a workflow. */
+const LOAD_ENVIRONMENT = `
+Environment:
+  SLOTH_LUA_TIMEOUT        longest the workflow file may take to load (default 10s)
+  SLOTH_LUA_MEMORY         bytes each Lua state may use (default 268435456, 256 MiB)`;
 
 export const LIST_HELP = `
 Example:
-  sloth-runner list -f ci.lua`;
+  sloth-runner list -f ci.lua
+${LOAD_ENVIRONMENT}`;
 
 export const VALIDATE_HELP = `
 Example:
-  sloth-runner validate -f ci.lua && echo ok     exits 2 and says why if it is not`;
+  sloth-runner validate -f ci.lua && echo ok     exits 2 and says why if it is not
+${LOAD_ENVIRONMENT}`;
 
 export const AGENT_START_HELP = `
 Examples:
@@ -64,9 +82,9 @@ directory under --work-root; shell commands run under bubblewrap when it works.
 SIGINT or SIGTERM: running jobs are cancelled, then the agent exits.
 
 Environment:
-  SLOTH_AGENT_TOKEN        the token masters must send (if no --token-file)
-  SLOTH_SYNC_MAX_BYTES, SLOTH_SYNC_MAX_ENTRIES, SLOTH_SYNC_MAX_FILE_BYTES
-                           defaults for the --max-workspace-* and --max-file-bytes limits
+  SLOTH_AGENT_TOKEN        the token masters must send (if no --token-file); tasks never see it
+  SLOTH_LUA_TIMEOUT, SLOTH_LUA_MEMORY
+                           limits of the Lua of the jobs it runs (see sloth-runner --help)
   TMPDIR                   default --work-root`;
 
 export const PING_HELP = `

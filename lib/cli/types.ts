@@ -39,9 +39,13 @@ export async function typesCommand(io: Io, options: TypesOptions): Promise<numbe
     io.out(`wrote .luarc.json (Lua 5.4, library ${library}): editors that use LuaLS now see it\n`);
   } catch (error) {
     if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
-    io.out(
-      `.luarc.json exists and was left alone: make sure its "workspace.library" lists "${library}"\n`,
-    );
+    if (await listsLibrary(luarc, library)) {
+      io.out(`.luarc.json already lists ${library} in "workspace.library"\n`);
+    } else {
+      io.out(
+        `.luarc.json exists and was left alone: make sure its "workspace.library" lists "${library}"\n`,
+      );
+    }
   }
   return ExitCode.ok;
 }
@@ -52,4 +56,15 @@ function absolute(cwd: string, path: string): string {
 
 function relative(cwd: string, dir: string): string {
   return dir === cwd ? "." : dir.startsWith(`${cwd}/`) ? dir.slice(cwd.length + 1) : dir;
+}
+
+/** Whether a .luarc.json names `library` in workspace.library (flat or nested key). */
+async function listsLibrary(file: string, library: string): Promise<boolean> {
+  try {
+    const config = JSON.parse(await Deno.readTextFile(file));
+    const list = config["workspace.library"] ?? config.workspace?.library;
+    return Array.isArray(list) && list.includes(library);
+  } catch {
+    return false;
+  }
 }

@@ -69,6 +69,8 @@ Deno.test("types writes LuaLS annotations and a .luarc.json that points at them,
     "runtime.version": "Lua 5.4",
     "workspace.library": [".sloth"],
   });
+  const second = await cliProcess(["types"], { cwd: ws.dir });
+  assert.match(second.stdout, /^\.luarc\.json already lists \.sloth in "workspace\.library"$/m);
   await Deno.writeTextFile(`${ws.dir}/.luarc.json`, "{}\n");
   const again = await cliProcess(["types", "--output", "editor/types.lua"], { cwd: ws.dir });
   assert.equal(again.code, 0, again.stderr);
