@@ -3,6 +3,7 @@ import {
   Argument,
   Command,
   CommanderError,
+  type CommandUnknownOpts,
   InvalidArgumentError,
   Option,
 } from "@commander-js/extra-typings";
@@ -72,7 +73,6 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
     .name("sloth-runner")
     .description("Run Lua-defined workflows of shell and Lua tasks, here or on remote agents.")
     .version(VERSION, "--version", "print the version")
-    .showHelpAfterError("(run with --help for usage)")
     .configureOutput({ writeOut: io.out, writeErr: io.err })
     .exitOverride()
     .addHelpText("after", TOP_HELP);
@@ -224,6 +224,16 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
       setExit(ExitCode.ok);
     });
 
+  // A usage error names the command whose --help has the answer.
+  const hintHelp = (command: CommandUnknownOpts, path: string) => {
+    command.showHelpAfterError(
+      command === program
+        ? `(${path} --help lists the commands)`
+        : `(${path} --help shows its options)`,
+    );
+    for (const sub of command.commands) hintHelp(sub, `${path} ${sub.name()}`);
+  };
+  hintHelp(program, "sloth-runner");
   return program;
 }
 

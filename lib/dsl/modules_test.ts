@@ -65,7 +65,7 @@ Deno.test("outputs that hold a function are refused with a clear message", async
   const r = await runLua(`return true, "ok", { f = function() end }`);
   assert.equal(
     r.error,
-    "the task function returned outputs.f is a function; only strings, numbers, booleans and tables can be kept",
+    "the task function returned outputs that cannot be kept: outputs.f is a function; only strings, numbers, booleans and tables can be kept",
   );
 });
 

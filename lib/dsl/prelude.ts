@@ -227,7 +227,7 @@ end
 
 local function error_text(err)
   if type(err) == "string" then return err end
-  return "error object is a " .. type(err) .. " value"
+  return "error() was given a " .. type(err) .. " value, not a message (use error(\"what went wrong\"))"
 end
 
 -- Runs the main chunk, then walks TaskDefinitions; never raises.
@@ -278,7 +278,9 @@ local function describe(v)
 end
 
 local function strip(err)
-  if type(err) ~= "string" then return "error object is a " .. type(err) .. " value" end
+  if type(err) ~= "string" then
+    return "error() was given a " .. type(err) .. " value, not a message (use error(\"what went wrong\"))"
+  end
   return (err:gsub("^Error: ", ""))
 end
 
@@ -310,7 +312,7 @@ function __sloth_call(kind, group, task, field, ...)
     end
     local problems = {}
     outputs = plain(outputs, "outputs", {}, false, problems)
-    if #problems > 0 then return { error = label .. " returned " .. problems[1] } end
+    if #problems > 0 then return { error = label .. " returned outputs that cannot be kept: " .. problems[1] } end
   end
   return { ok = first, message = message, outputs = outputs }
 end

@@ -147,10 +147,16 @@ async function open(request: OpenRequest): Promise<FromWorker> {
         code: "workflow_not_found",
         message: error instanceof Deno.errors.NotFound
           ? `workflow file ${displayName(request.file, request.cwd)} not found`
+          : error instanceof Deno.errors.IsADirectory
+          ? `${displayName(request.file, request.cwd)} is a directory, not a workflow file`
           : `cannot read ${request.file}: ${(error as Error).message}`,
         hint: error instanceof Deno.errors.NotFound
           ? "pass the file with -f PATH (default: workflow.lua here), " +
             "or write a starter with: sloth-runner new NAME"
+          : error instanceof Deno.errors.IsADirectory
+          ? `pass the file itself, e.g. -f ${
+            displayName(request.file, request.cwd).replace(/\/$/, "")
+          }/workflow.lua`
           : undefined,
       });
     }
