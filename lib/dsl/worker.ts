@@ -277,6 +277,8 @@ async function call(request: CallRequest): Promise<FromWorker> {
         ...request.args.map(toLua),
       );
       result = value as CallResult;
+      // The prelude catches Lua's own "not enough memory"; name the limit here.
+      if (result.error === "not enough memory") result.error = memoryMessage(memoryLimit);
     } catch (error) {
       const text = error instanceof Error ? error.message : String(error);
       result = {
