@@ -16,7 +16,10 @@ export function defaultIo(): Io {
   const noColor = (Deno.env.get("NO_COLOR") ?? "") !== "";
   return {
     out: fdWriter(Deno.stdout),
-    err: fdWriter(Deno.stderr),
+    // Colours follow each stream: `2> file` gets none, even when stdout is a terminal.
+    err: Deno.stderr.isTerminal() && !noColor
+      ? fdWriter(Deno.stderr)
+      : plain(fdWriter(Deno.stderr)),
     color: tty && !noColor,
     cwd: Deno.cwd(),
     terminal: tty && Deno.stderr.isTerminal() && Deno.env.get("TERM") !== "dumb"
@@ -31,4 +34,10 @@ function consoleSize(): { columns: number; rows: number } {
   } catch {
     return { columns: 0, rows: 0 };
   }
+}
+
+/** Drops colour codes (SGR sequences) from what `write` is given. */
+function plain(write: Write): Write {
+  // deno-lint-ignore no-control-regex
+  return (text) => write(text.replace(/\x1b\[[0-9;]*m/g, ""));
 }

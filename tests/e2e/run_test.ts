@@ -304,10 +304,10 @@ Deno.test("colours appear on a terminal, and never off one or with NO_COLOR", as
   const r = await cliProcess(["run", "-f", "workflow.lua", "-t", "greet"], { cwd: ws.dir });
   assert.ok(!(r.stdout + r.stderr).includes("\x1b["));
   // script(1) gives the command a pseudo-terminal.
-  const onTty = async (env: Record<string, string>) => {
+  const onTty = async (env: Record<string, string>, redirect = "") => {
     // --plain: colours are what is checked here, not the live view (tests/e2e/progress_test.ts).
     const run = executable("sloth-runner", ["run", "-f", "workflow.lua", "-t", "greet", "--plain"]);
-    const command = [run.command, ...run.args].join(" ");
+    const command = [run.command, ...run.args].join(" ") + redirect;
     const out = await new Deno.Command("script", {
       args: ["-qec", command, "/dev/null"],
       cwd: ws.dir,
@@ -329,6 +329,12 @@ Deno.test("colours appear on a terminal, and never off one or with NO_COLOR", as
   const noColor = await onTty({ NO_COLOR: "1" });
   assert.match(noColor, /hello from greet/);
   assert.ok(!noColor.includes("\x1b["), "NO_COLOR honoured");
+  // stderr to a file while stdout is a terminal: colours on the terminal only.
+  const split = await onTty({}, " 2>err.txt");
+  assert.ok(split.includes("\x1b["), "colours on the terminal");
+  const err = await Deno.readTextFile(`${ws.dir}/err.txt`);
+  assert.match(err, /\[greet\] ✔ success/);
+  assert.ok(!err.includes("\x1b["), "no colours in the file");
 });
 
 Deno.test("a reader that goes away (| head) changes no task's outcome, and the report is written", async () => {
