@@ -120,9 +120,31 @@ function signalGroup(pid: number, sig: Deno.Signal): boolean {
   }
 }
 
-/** SIGCONT changes nothing for a running process; failing to send it means nobody is left. */
+/**
+ * Whether a live process is left in the group. A signal reaches zombies too, and
+ * orphans are reaped by PID 1 when it gets to it (in a container, maybe never), so
+ * on Linux /proc tells: members whose state is not Z. Elsewhere, SIGCONT (which
+ * changes nothing for a running process) fails only when nobody is left.
+ */
 function groupExists(pid: number): boolean {
-  return signalGroup(pid, "SIGCONT");
+  if (Deno.build.os !== "linux") return signalGroup(pid, "SIGCONT");
+  try {
+    for (const entry of Deno.readDirSync("/proc")) {
+      if (!/^\d+$/.test(entry.name)) continue;
+      let stat: string;
+      try {
+        stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+      } catch {
+        continue; // It ended while we looked.
+      }
+      // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(fields[2]) === pid && fields[0] !== "Z") return true;
+    }
+    return false;
+  } catch {
+    return signalGroup(pid, "SIGCONT");
+  }
 }
 
 function pause(ms: number): Promise<void> {

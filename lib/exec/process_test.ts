@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { processAlive, tempWorkspace, waitFor } from "../../tests/_helpers/mod.ts";
-import { runShell } from "./process.ts";
+import { KILL_GRACE_MS, runShell } from "./process.ts";
 
 Deno.test("runShell() streams stdout and stderr line by line, in order per stream", async () => {
   const lines: string[] = [];
@@ -111,4 +111,19 @@ Deno.test("runShell() also stops leftovers that ignore SIGTERM and hold no pipe"
   const pid = Number((await Deno.readTextFile(`${ws.dir}/bg.pid`)).trim());
   await waitFor(() => !processAlive(pid), 3000);
   assert.ok(Date.now() - started < 4000);
+});
+
+Deno.test("runShell() does not wait out the SIGKILL grace when SIGTERM ended the tree (orphaned zombies do not count)", async () => {
+  await using ws = await tempWorkspace();
+  const controller = new AbortController();
+  // The shell's child outlives it as an orphan: after SIGTERM it is a zombie until PID 1 reaps it.
+  const running = runShell("sleep 30; true", { cwd: ws.dir, signal: controller.signal });
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const aborted = performance.now();
+  controller.abort("timeout");
+  const { exit } = await running;
+  assert.equal(exit.reason, "timeout");
+  // Not a timing measurement: the grace period is 1 s, and waiting it out is the bug.
+  const waited = performance.now() - aborted;
+  assert.ok(waited < KILL_GRACE_MS * 0.8, `waited ${Math.round(waited)}ms after SIGTERM`);
 });
