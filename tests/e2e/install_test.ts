@@ -1,11 +1,13 @@
 /**
  * install.sh against a fake release served on 127.0.0.1: the latest or a given
  * version, this machine's build or another target's, and the refusals (a bad
- * checksum, a missing release, an unknown OS) that must leave nothing installed.
+ * checksum, a missing release, no server, an unknown OS or target, no HOME) that
+ * must leave nothing installed. Downloads go through curl, and through wget where
+ * the test hides curl.
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { assetName, type ExecutableName, type Target } from "../../scripts/executables.ts";
+import { assetName, type ExecutableName, type Target, TARGETS } from "../../scripts/executables.ts";
 import { ROOT, tempWorkspace } from "../_helpers/mod.ts";
 
 const NAMES: ExecutableName[] = ["sloth-runner", "sloth-agent"];
@@ -72,14 +74,51 @@ async function fakeUname(dir: string, system: string, machine: string): Promise<
   return bin;
 }
 
+/** Where a command is on this PATH, if anywhere. */
+function which(tool: string): string | undefined {
+  for (const dir of (Deno.env.get("PATH") ?? "/usr/bin:/bin").split(":")) {
+    try {
+      if (Deno.statSync(`${dir}/${tool}`).isFile) return `${dir}/${tool}`;
+    } catch {
+      // not in this directory
+    }
+  }
+}
+
+const HAS_WGET = which("wget") !== undefined;
+
+/** A directory with only the commands install.sh uses, wget but not curl: it downloads with wget. */
+async function wgetOnly(dir: string): Promise<string> {
+  const tools = ["sh", "uname", "mktemp", "rm", "awk", "cut", "sed", "head", "tail", "cat"]
+    .concat(["chmod", "mv", "mkdir", "sha256sum", "shasum", "wget"]);
+  const bin = `${dir}/wget-only`;
+  await Deno.mkdir(bin, { recursive: true });
+  for (const tool of tools) {
+    const file = which(tool);
+    if (file) await Deno.symlink(file, `${bin}/${tool}`);
+  }
+  return bin;
+}
+
+/** A port on 127.0.0.1 where nothing listens: connections to it are refused. */
+function closedPort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
 async function install(
   args: string[],
-  options: { home: string; path?: string },
+  options: { home: string | undefined; path?: string },
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command("sh", {
     args: [`${ROOT}/install.sh`, ...args],
     clearEnv: true,
-    env: { HOME: options.home, PATH: options.path ?? Deno.env.get("PATH") ?? "/usr/bin:/bin" },
+    env: {
+      ...(options.home === undefined ? {} : { HOME: options.home }),
+      PATH: options.path ?? Deno.env.get("PATH") ?? "/usr/bin:/bin",
+    },
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -216,27 +255,156 @@ Deno.test("install.sh refuses a download whose checksum does not match, and inst
   assert.equal(await Deno.readTextFile(`${bin}/sloth-runner`), "old runner\n");
 });
 
-Deno.test("install.sh says clearly when the release or an asset does not exist", async () => {
+for (const fetcher of ["curl", "wget"] as const) {
+  Deno.test({
+    name: `install.sh says which release or build is missing (HTTP 404, ${fetcher})`,
+    ignore: fetcher === "wget" && !HAS_WGET,
+    fn: async () => {
+      await using home = await tempWorkspace();
+      const path = fetcher === "wget" ? await wgetOnly(home.dir) : undefined;
+      await using releases = serveReleases([
+        { version: "v0.2.0", targets: ["x86_64-unknown-linux-gnu"] },
+      ], "v0.2.0");
+      const missing = await install(
+        ["--base-url", releases.url, "--version", "v9.9.9", "--target", "x86_64-unknown-linux-gnu"],
+        { home: home.dir, path },
+      );
+      assert.equal(missing.code, 1);
+      assert.equal(
+        missing.stderr,
+        `install.sh: cannot download ${releases.url}/download/v9.9.9/SHA256SUMS: HTTP 404; ` +
+          `is v9.9.9 a release? (releases: ${releases.url})\n`,
+      );
+      const noAsset = await install(
+        ["--base-url", releases.url, "--target", "aarch64-apple-darwin"],
+        { home: home.dir, path },
+      );
+      assert.equal(noAsset.code, 1);
+      assert.equal(
+        noAsset.stderr,
+        `install.sh: cannot download ${releases.url}/latest/download/sloth-runner-aarch64-apple-darwin: ` +
+          `HTTP 404; the latest release has no build for aarch64-apple-darwin (see ${releases.url})\n`,
+      );
+      const noRelease = await install(
+        ["--base-url", `${releases.url}/nothing-here`, "--target", "aarch64-apple-darwin"],
+        { home: home.dir, path },
+      );
+      assert.equal(noRelease.code, 1);
+      assert.equal(
+        noRelease.stderr,
+        `install.sh: cannot download ${releases.url}/nothing-here/latest/download/SHA256SUMS: ` +
+          `HTTP 404; ${releases.url}/nothing-here has no latest release (check --base-url)\n`,
+      );
+      assert.deepEqual(await listDir(`${home.dir}/.local`), []);
+    },
+  });
+
+  Deno.test({
+    name: `install.sh blames the network, not the version, when it cannot connect (${fetcher})`,
+    ignore: fetcher === "wget" && !HAS_WGET,
+    fn: async () => {
+      await using home = await tempWorkspace();
+      const path = fetcher === "wget" ? await wgetOnly(home.dir) : undefined;
+      const host = `127.0.0.1:${closedPort()}`;
+      const r = await install(
+        ["--base-url", `http://${host}/releases`, "--version", "v0.2.0"],
+        { home: home.dir, path },
+      );
+      assert.equal(r.code, 1);
+      // One line: the fetcher's own message is folded into it.
+      assert.equal(r.stderr.split("\n").filter(Boolean).length, 1, r.stderr);
+      const reason = fetcher === "curl" ? "Failed to connect to .*" : "Connection refused";
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `^install\\.sh: cannot download http://${host}/releases/download/v0\\.2\\.0/SHA256SUMS: ` +
+            `cannot reach ${host} \\(${reason}\\); ` +
+            `check the network, the proxy settings \\(HTTPS_PROXY\\), or --base-url\n$`,
+        ),
+      );
+      assert.doesNotMatch(r.stderr, /a release\?/);
+      assert.deepEqual(await listDir(`${home.dir}/.local`), []);
+    },
+  });
+}
+
+Deno.test("install.sh takes a version without its v (0.1.0) as the tag v0.1.0", async () => {
   await using home = await tempWorkspace();
   await using releases = serveReleases([
-    { version: "v0.2.0", targets: ["x86_64-unknown-linux-gnu"] },
+    { version: "v0.1.0", targets: ALL_UNIX },
+    { version: "v0.2.0", targets: ALL_UNIX },
   ], "v0.2.0");
-  const missing = await install(
-    ["--base-url", releases.url, "--version", "v9.9.9", "--target", "x86_64-unknown-linux-gnu"],
+  const r = await install(
+    ["--version", "0.1.0", "--base-url", releases.url, "--target", "x86_64-unknown-linux-gnu"],
     { home: home.dir },
   );
-  assert.equal(missing.code, 1);
-  assert.match(
-    missing.stderr,
-    /^install\.sh: cannot download http:\/\/127\.0\.0\.1:\d+\/releases\/download\/v9\.9\.9\/SHA256SUMS \(is v9\.9\.9 a release\?\)$/m,
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^sloth-runner v0\.1\.0 for x86_64-unknown-linux-gnu, from /);
+  assert.equal(
+    await run(`${home.dir}/.local/bin/sloth-runner`),
+    "sloth-runner v0.1.0 x86_64-unknown-linux-gnu",
   );
-  const noAsset = await install(
-    ["--base-url", releases.url, "--target", "aarch64-apple-darwin"],
-    { home: home.dir },
+  assert.ok(releases.requests.every((p) => p.startsWith("/releases/download/v0.1.0/")));
+});
+
+Deno.test("install.sh fetches and installs a Windows build under its .exe names", async () => {
+  await using home = await tempWorkspace();
+  const target: Target = "x86_64-pc-windows-msvc";
+  await using releases = serveReleases([{ version: "v0.2.0", targets: [...TARGETS] }], "v0.2.0");
+  const dir = `${home.dir}/win`;
+  const r = await install(["--base-url", releases.url, "--target", target, "--dir", dir], {
+    home: home.dir,
+  });
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(await listDir(dir), ["sloth-agent.exe", "sloth-runner.exe"]);
+  for (const name of NAMES) {
+    // Asset names as the compile task writes them (scripts/executables.ts).
+    assert.ok(releases.requests.includes(`/releases/latest/download/${assetName(name, target)}`));
+    assert.equal(await Deno.readTextFile(`${dir}/${name}.exe`), fakeBinary(name, "v0.2.0", target));
+    assert.match(r.stdout, new RegExp(`^installed ${dir}/${name}\\.exe$`, "m"));
+  }
+});
+
+Deno.test("install.sh refuses a target it has no builds for, listing those it has", async () => {
+  await using home = await tempWorkspace();
+  await using releases = serveReleases([{ version: "v0.2.0", targets: ALL_UNIX }], "v0.2.0");
+  const r = await install(["--base-url", releases.url, "--target", "x86_64-pc-windows"], {
+    home: home.dir,
+  });
+  assert.equal(r.code, 1);
+  // The same five targets, in the same order, as the compile task builds.
+  assert.equal(
+    r.stderr,
+    `install.sh: unknown target x86_64-pc-windows (targets: ${TARGETS.join(", ")})\n`,
   );
-  assert.equal(noAsset.code, 1);
-  assert.match(noAsset.stderr, /cannot download \S+\/sloth-runner-aarch64-apple-darwin$/m);
+  const empty = await install(["--base-url", releases.url, "--target", ""], { home: home.dir });
+  assert.equal(empty.code, 1);
+  assert.equal(empty.stderr, "install.sh: --target needs a value (see install.sh --help)\n");
+  assert.deepEqual(releases.requests, []);
   assert.deepEqual(await listDir(`${home.dir}/.local`), []);
+});
+
+Deno.test("install.sh without HOME refuses instead of installing to /.local/bin", async () => {
+  await using releases = serveReleases([{ version: "v0.2.0", targets: ALL_UNIX }], "v0.2.0");
+  for (const home of ["", undefined]) {
+    const r = await install(["--base-url", releases.url], { home });
+    assert.equal(r.code, 1, `HOME=${home}: ${r.stdout}`);
+    assert.equal(
+      r.stderr,
+      "install.sh: no install directory: HOME is not set; use --dir DIR or --system\n",
+    );
+    assert.equal(r.stdout, "");
+  }
+  // Refused before any download, so nothing can have been installed anywhere.
+  assert.deepEqual(releases.requests, []);
+  // With --dir, HOME is not needed.
+  await using work = await tempWorkspace();
+  const r = await install(
+    ["--base-url", releases.url, "--dir", `${work.dir}/bin`, "--target", "aarch64-apple-darwin"],
+    { home: "" },
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(await listDir(`${work.dir}/bin`), ["sloth-agent", "sloth-runner"]);
 });
 
 Deno.test("install.sh rejects unknown options with its usage", async () => {
@@ -248,4 +416,15 @@ Deno.test("install.sh rejects unknown options with its usage", async () => {
   const help = await install(["--help"], { home: home.dir });
   assert.equal(help.code, 0);
   assert.match(help.stdout, /--system\s+install to \/usr\/local\/bin/);
+  // Piped, options go after `sh -s --`: the usage shows how.
+  assert.match(
+    help.stdout,
+    /^ +or: curl -fsSL https:\/\/\S+\/install\.sh \| sh -s -- \[OPTION \.\.\.\]$/m,
+  );
+  assert.match(help.stdout, /\| sh -s -- --system$/m);
+  for (const target of TARGETS) assert.ok(help.stdout.includes(target), target);
+  assert.match(
+    await Deno.readTextFile(`${ROOT}/install.sh`),
+    /^# +curl -fsSL \S+\/install\.sh \| sh -s -- --system$/m,
+  );
 });
