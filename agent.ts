@@ -15,6 +15,7 @@ export async function agentMain(args: string[]): Promise<number> {
       .version(VERSION, "--version", "print the version")
       .configureOutput({ writeOut: io.out, writeErr: io.err })
       .exitOverride()
+      .showHelpAfterError("(sloth-agent takes options only: sloth-agent --help lists them)")
       .addHelpText("after", AGENT_START_HELP.replaceAll("sloth-runner agent", "sloth-agent")),
   ).action(async (o) => {
     const { agentStartCommand } = await import("./lib/cli/agent.ts");

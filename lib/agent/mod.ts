@@ -3,7 +3,7 @@ import { SlothError } from "../errors.ts";
 import { probeBwrap } from "../exec/mod.ts";
 import { DEFAULT_LIMITS, type Limits } from "../sync/mod.ts";
 import {
-  certificateProblems,
+  checkServerTls,
   isLoopbackHost,
   localTokenDir,
   newToken,
@@ -53,10 +53,9 @@ export interface RunningAgent {
 }
 
 export async function startAgent(options: StartAgentOptions): Promise<RunningAgent> {
-  if (options.tls) {
-    const problems = certificateProblems(options.tls.cert, "agent");
-    if (problems.length > 0) throw new SlothError("usage", problems.join("\n"));
-  }
+  // A file that can never work is refused here, naming it: later, every handshake
+  // would fail with words about the protocol and nothing in this agent's log.
+  if (options.tls) checkServerTls(options.tls);
   const mutualTls = options.tls?.clientCa !== undefined;
   if (!isLoopbackHost(options.bind) && options.token === undefined && !mutualTls) {
     if (!options.insecure) {
@@ -126,7 +125,7 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
         ),
     });
   } catch (error) {
-    if (error instanceof TlsConfigError) throw new SlothError("usage", error.message);
+    if (error instanceof TlsConfigError) throw error;
     throw listenError(options.bind, options.port, error as Error);
   }
   service.open(server.port, options.port === 0);
@@ -201,7 +200,7 @@ function listenError(bind: string, port: number, error: Error): SlothError {
       hint: "ports below 1024 need root; choose a higher port with -p",
     });
   }
-  if (/EADDRNOTAVAIL|ENOTFOUND|resolve/i.test(error.message)) {
+  if (/EADDRNOTAVAIL|ENOTFOUND|resol/i.test(error.message)) {
     return new SlothError("usage", `cannot listen on ${where}: no such address on this machine`, {
       hint: "--bind takes an address of this machine (127.0.0.1, 0.0.0.0, or an interface's)",
     });

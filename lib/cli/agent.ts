@@ -1,7 +1,7 @@
 /** `sloth-runner agent [start|ping]` and the `sloth-agent` entry point. */
 import { startAgent } from "../agent/mod.ts";
 import { ExitCode, SlothError } from "../errors.ts";
-import { AgentClient, readLocalToken, type ServerTlsFiles } from "../rpc/mod.ts";
+import { AgentClient, checkMasterTls, readLocalToken, type ServerTlsFiles } from "../rpc/mod.ts";
 import { masterTls } from "./options.ts";
 import type { Io } from "./io.ts";
 
@@ -31,7 +31,7 @@ export async function agentStartCommand(
   version: string,
   o: AgentStartOptions,
 ): Promise<number> {
-  const token = await readToken(o.tokenFile);
+  const token = await readToken(o.tokenFile, "agent");
   // Tasks inherit the agent's environment: the token must not be in it.
   Deno.env.delete("SLOTH_AGENT_TOKEN");
   const agent = await startAgent({
@@ -83,13 +83,16 @@ export async function agentPingCommand(
   address: string,
   o: { tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string },
 ): Promise<number> {
-  if (!/^(\[[0-9a-fA-F:.]+\]|[^\s:]+):\d{1,5}$/.test(address)) {
+  const port = Number(/:(\d{1,5})$/.exec(address)?.[1] ?? 0);
+  if (!/^(\[[0-9a-fA-F:.]+\]|[^\s:]+):\d{1,5}$/.test(address) || port < 1 || port > 65535) {
     throw new SlothError("usage", `"${address}" is not an agent address`, {
-      hint: "give it as host:port, e.g. 127.0.0.1:50051",
+      hint: "give it as host:port with a port from 1 to 65535, e.g. 127.0.0.1:50051",
     });
   }
-  const token = (await readToken(o.tokenFile)) ?? readLocalToken(address);
-  const client = new AgentClient(address, { token, tls: masterTls(o) });
+  const tls = masterTls(o);
+  if (tls) await checkMasterTls(tls);
+  const token = (await readToken(o.tokenFile, "master")) ?? readLocalToken(address);
+  const client = new AgentClient(address, { token, tls });
   try {
     const reply = await client.ping();
     io.out(
@@ -104,8 +107,14 @@ export async function agentPingCommand(
   // The connection ends with the process, without a GOAWAY (see AgentClient.close).
 }
 
-/** `--token-file` wins over `SLOTH_AGENT_TOKEN`; an empty token is an error, not "no token". */
-export async function readToken(file?: string): Promise<string | undefined> {
+/**
+ * `--token-file` wins over `SLOTH_AGENT_TOKEN`; an empty token is an error, not "no token".
+ * An agent's missing file can be made anew; a master's must hold the agent's token.
+ */
+export async function readToken(
+  file: string | undefined,
+  side: "agent" | "master",
+): Promise<string | undefined> {
   if (file !== undefined) {
     let text: string;
     try {
@@ -117,13 +126,19 @@ export async function readToken(file?: string): Promise<string | undefined> {
         ? "permission denied"
         : (error as Error).message;
       throw new SlothError("usage", `cannot read token file ${file}: ${why}`, {
-        hint: `make one with: openssl rand -hex 32 > ${file} && chmod 600 ${file}`,
+        hint: side === "agent"
+          ? `make one with: openssl rand -hex 32 > ${file} && chmod 600 ${file}`
+          : "give --token-file the file the agent was started with (or a copy of it), " +
+            "or set SLOTH_AGENT_TOKEN to the agent's token",
       });
     }
     const token = text.trim();
     if (token === "") {
       throw new SlothError("usage", `token file ${file} is empty`, {
-        hint: `put the token in it, e.g.: openssl rand -hex 32 > ${file}`,
+        hint: side === "agent"
+          ? `put the token in it, e.g.: openssl rand -hex 32 > ${file}`
+          : "put the agent's token in it (the content of the agent's --token-file), " +
+            "or set SLOTH_AGENT_TOKEN",
       });
     }
     return token;

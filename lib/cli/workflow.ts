@@ -125,7 +125,7 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
     });
     const local = new LocalRunner({ pool, source: loaded.source, emit });
     if (plan.tasks.some(({ task }) => task.target.kind === "remote")) {
-      await checkRemoteSettings();
+      await checkRemoteSettings(plan, options.tls);
       const RemoteRunner = await loadRemoteRunner();
       remote = new RemoteRunner({
         source: loaded.source,
@@ -206,7 +206,18 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
 }
 
 /** What remote tasks will need from this side, checked before any task runs. */
-async function checkRemoteSettings(): Promise<void> {
+async function checkRemoteSettings(plan: Plan, tls: TlsPaths | undefined): Promise<void> {
+  // TLS files: --tls-* (or SLOTH_TLS_*) when an agent's definition has none, else its own.
+  const { checkMasterTls } = await import("../rpc/mod.ts");
+  const checked = new Set<string>();
+  for (const { task } of plan.tasks) {
+    if (task.target.kind !== "remote") continue;
+    const files = task.target.tls ?? tls;
+    const key = JSON.stringify(files ?? {});
+    if (!files || checked.has(key)) continue;
+    checked.add(key);
+    await checkMasterTls(files);
+  }
   const { limitsFromEnv } = await import("../sync/mod.ts");
   try {
     limitsFromEnv();

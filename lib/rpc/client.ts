@@ -11,7 +11,7 @@ import {
 } from "./messages.ts";
 import { protos } from "./proto.ts";
 import { messages, send } from "./stream.ts";
-import { clientCredentials, diagnoseTls, looksLikeTls, type TlsFiles } from "./tls.ts";
+import { clientCredentials, diagnoseTls, looksLikeTls, servesTls, type TlsFiles } from "./tls.ts";
 
 export type RpcErrorKind = "unreachable" | "auth" | "lost" | "protocol" | "cancelled";
 
@@ -85,7 +85,12 @@ export class AgentClient {
         this.#metadata(),
         { deadline: Date.now() + timeoutMs },
         (error, response) => {
-          if (error) return this.#describeFirstContact(error).then(reject);
+          if (error) {
+            return this.#describeFirstContact(error).then(
+              reject,
+              () => reject(this.describe(error)),
+            );
+          }
           const parsed = pingResponseSchema.safeParse(response);
           if (!parsed.success) {
             return reject(new RpcError("protocol", `agent ${this.address} sent a bad ping reply`));
@@ -150,11 +155,18 @@ export class AgentClient {
       );
     }
     if (!this.#tls && (looksLikeTls(details) || /ECONNRESET|EPIPE|Protocol error/.test(details))) {
+      // Something answered, but not in plaintext gRPC: a TLS agent, or not an agent at all.
+      if (await servesTls(this.address)) {
+        return new RpcError(
+          "unreachable",
+          `agent ${this.address} unreachable: it serves TLS and this master talked plaintext ` +
+            "(pass --tls-ca with the CA that signed its certificate)",
+        );
+      }
       return new RpcError(
         "unreachable",
-        `agent ${this.address} unreachable: ${
-          cleanDetails(details)
-        } (does it use TLS? pass --tls-ca)`,
+        `agent ${this.address} unreachable: ${cleanDetails(details)} ` +
+          "(is a sloth-runner agent listening there? if it serves TLS, pass --tls-ca)",
       );
     }
     return this.describe(error);
@@ -180,9 +192,16 @@ export class AgentClient {
         const next = /ECONNREFUSED/.test(raw)
           ? ` (is an agent running there? start one with: sloth-runner agent -p ${port})`
           : "";
+        if (never) {
+          return new RpcError(
+            "unreachable",
+            `agent ${this.address} unreachable: ${details}${next}`,
+          );
+        }
         return new RpcError(
-          never ? "unreachable" : "lost",
-          `agent ${this.address} ${never ? "unreachable" : "lost"}: ${details}${next}`,
+          "lost",
+          `agent ${this.address} lost: ${details} ` +
+            "(did the agent stop or restart? its log says why; the task's retries apply)",
         );
       }
       case grpc.status.DEADLINE_EXCEEDED:
@@ -196,7 +215,8 @@ export class AgentClient {
         return new RpcError(
           "auth",
           this.#token === undefined
-            ? `agent ${this.address} requires a token; set SLOTH_AGENT_TOKEN or token_env in the agent's definition`
+            ? `agent ${this.address} requires a token; set SLOTH_AGENT_TOKEN ` +
+              "(or token_env in the agent's definition; agent ping: --token-file)"
             : `agent ${this.address} refused the token (the master's SLOTH_AGENT_TOKEN, or the ` +
               "agent definition's token_env, must match the agent's --token-file)",
         );
@@ -230,7 +250,10 @@ function channelFor(address: string, tls: TlsFiles | undefined) {
 
 function cleanDetails(details: string): string {
   const last = /Last error: (?:Error: )?(.*?)(?:\. Resolution note:.*)?$/.exec(details);
-  return (last ? last[1] : details).trim().replace(/\.$/, "");
+  // grpc-js stamps some errors with the time, "(2026-11-23T20:03:07.212Z)": noise here.
+  return (last ? last[1] : details)
+    .replace(/\s*\(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z\)/g, "")
+    .trim().replace(/\.$/, "");
 }
 
 /** The standard gRPC health check of an agent: "SERVING", or an `RpcError`. */

@@ -12,7 +12,7 @@ export type {
 } from "./messages.ts";
 export { ProtocolError, serveAgent } from "./server.ts";
 export type { AgentHandlers, AgentServer, IncomingJob, ServeOptions } from "./server.ts";
-export { certificateProblems, TlsConfigError } from "./tls.ts";
+export { checkMasterTls, checkServerTls, TlsConfigError } from "./tls.ts";
 export type { ServerTlsFiles, TlsFiles } from "./tls.ts";
 export {
   isLoopbackHost,

@@ -77,7 +77,18 @@ Deno.test("every command has --help, and run's help lists every flag and the exi
 Deno.test("a bad flag is a usage error with exit code 2", async () => {
   const r = await cliProcess(["run", "--no-such-flag"], { cwd: ROOT });
   assert.equal(r.code, 2);
-  assert.match(r.stderr, /unknown option '--no-such-flag'/);
+  assert.equal(
+    r.stderr,
+    "error: unknown option '--no-such-flag'\n(sloth-runner run --help shows its options)\n",
+  );
+  const agent = await cliProcess(["agent", "ping"], { cwd: ROOT });
+  assert.match(agent.stderr, /\(sloth-runner agent ping --help shows its options\)/);
+  const dir = await cliProcess(["run", "-f", "tests"], { cwd: ROOT });
+  assert.equal(dir.code, 2);
+  assert.equal(
+    dir.stderr,
+    "error: tests is a directory, not a workflow file\nhint: pass the file itself, e.g. -f tests/workflow.lua\n",
+  );
   const j = await cliProcess(["run", "-j", "0"], { cwd: ROOT });
   assert.equal(j.code, 2);
   assert.match(j.stderr, /expected a whole number ≥ 1/);
@@ -149,8 +160,12 @@ Deno.test("agent start-up errors say what failed, why, and what to do", async ()
   assert.equal(address.code, 2);
   assert.equal(
     address.stderr,
-    'error: "localhost" is not an agent address\nhint: give it as host:port, e.g. 127.0.0.1:50051\n',
+    'error: "localhost" is not an agent address\n' +
+      "hint: give it as host:port with a port from 1 to 65535, e.g. 127.0.0.1:50051\n",
   );
+  const range = await cliProcess(["agent", "ping", "127.0.0.1:99999"], { cwd: ROOT });
+  assert.equal(range.code, 2);
+  assert.match(range.stderr, /^error: "127\.0\.0\.1:99999" is not an agent address\n/);
 });
 
 Deno.test("a bad environment variable is a usage error that says what it expects, before any task runs", async () => {
@@ -173,4 +188,20 @@ Deno.test("a bad environment variable is a usage error that says what it expects
   assert.equal(sync.code, 2);
   assert.match(sync.stderr, /^error: SLOTH_SYNC_MAX_BYTES=lots is not a whole number\nhint: /);
   await assert.rejects(Deno.stat(`${ws.dir}/ran`), Deno.errors.NotFound);
+});
+
+Deno.test("a task function that eats memory fails naming the limit and how to change it", async () => {
+  await using ws = await tempWorkspace({
+    "workflow.lua": `TaskDefinitions = { g = { tasks = { { name = "greedy", command = function()
+      local t = {} for i = 1, 1e9 do t[i] = ("x"):rep(1000) .. i end return true end } } } }`,
+  });
+  const r = await cliProcess(["run", "--plain"], {
+    cwd: ws.dir,
+    env: { SLOTH_LUA_MEMORY: String(32 * 1024 * 1024) },
+  });
+  assert.equal(r.code, 1);
+  assert.match(
+    r.stderr,
+    /^\[greedy\] ✘ failed: the Lua code used more than its memory limit of 32 MiB \(SLOTH_LUA_MEMORY\)/m,
+  );
 });

@@ -421,6 +421,9 @@ TaskDefinitions = { g = { tasks = {
     cwd: ws.dir,
   });
   assert.equal(unsendable.code, 1);
-  assert.match(unsendable.stderr, /the task function returned outputs that cannot be kept: outputs\.f is a function/);
+  assert.match(
+    unsendable.stderr,
+    /the task function returned outputs that cannot be kept: outputs\.f is a function/,
+  );
   assert.equal((await cliProcess(["agent", "ping", agent.address], { cwd: "/tmp" })).code, 0);
 });
