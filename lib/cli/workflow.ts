@@ -68,6 +68,8 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
   let text: TextRenderer | undefined;
   let redraw: ReturnType<typeof setInterval> | undefined;
   let writeReports: (() => Promise<boolean>) | undefined;
+  let recorder: RunRecorder | undefined;
+  let runStarted = false;
   let reported = false;
   try {
     let emit: EmitEvent;
@@ -84,12 +86,13 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
     }
     if (options.reports?.length && !options.dryRun) {
       const show = emit;
-      const recorder = new RunRecorder();
+      const record = recorder = new RunRecorder();
       emit = (event) => {
-        recorder.handle(event);
+        if (event.type === "run_started") runStarted = true;
+        record.handle(event);
         return show(event);
       };
-      writeReports = () => saveReports(io, options.reports!, recorder);
+      writeReports = () => saveReports(io, options.reports!, record);
     }
     const topLevelLog = (level: string, line: string) => emit(logEvent(undefined, level, line));
     const loaded = await load(io, pool, options, topLevelLog);
@@ -194,6 +197,21 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
       if (!(await writeReports()) && exitCode === ExitCode.ok) return ExitCode.usage;
     }
     return exitCode;
+  } catch (error) {
+    // A workflow that did not load or plan still gets reports that say so (CI must not
+    // read "0 tests, 0 failures" as green).
+    if (recorder && !runStarted) {
+      recorder.handle({ type: "run_started", file: options.file, tasks: [] });
+      recorder.handle({
+        type: "run_finished",
+        status: "failed",
+        exit_code: error instanceof SlothError ? error.exitCode : ExitCode.taskFailed,
+        duration_ms: 0,
+        counts: countStatuses([]),
+        reason: `the workflow did not load: ${(error as Error).message.replace(/\s*\n\s*/g, " ")}`,
+      });
+    }
+    throw error;
   } finally {
     clearInterval(redraw);
     text?.stop();

@@ -495,6 +495,27 @@ export function junitXml(record: RunRecord): string {
   }
   const total = { tests: 0, failures: 0, errors: 0 };
   let suites = "";
+  // A run that failed before any task (the workflow did not load): one error case, so
+  // that CI shows a failure instead of an empty, green report.
+  if (record.tasks.length === 0 && record.status !== "success" && record.reason) {
+    total.tests = 1;
+    total.errors = 1;
+    suites += `  <testsuite${
+      attrs({
+        name: "workflow",
+        tests: 1,
+        failures: 0,
+        errors: 1,
+        skipped: 0,
+        time: seconds(record.durationMs),
+        timestamp: timestamp(record.startedAt),
+      })
+    }>\n    <testcase${
+      attrs({ name: "load", classname: "workflow", time: seconds(0), status: "failed" })
+    }>\n      <error${attrs({ message: record.reason, type: "workflow" })}>${
+      escapeText(record.reason + "\n")
+    }</error>\n    </testcase>\n  </testsuite>\n`;
+  }
   for (const [group, tasks] of groups) {
     const n = { failures: 0, errors: 0, skipped: 0 };
     for (const t of tasks) {

@@ -117,3 +117,36 @@ Deno.test("run --report refuses a format it does not know, and says when a repor
     ["blocked", "workflow.lua"],
   );
 });
+
+Deno.test({
+  name:
+    "a workflow that does not load still gets reports that say so (not an empty, green JUnit file)",
+  ignore: !hasXmllint,
+  fn: async () => {
+    await using ws = await tempWorkspace({
+      "workflow.lua": `TaskDefinitions = { g = { tasks = { { name = "a", cmd = "true" } } } }`,
+    });
+    const r = await cliProcess(["run", "--report", "junit=j.xml", "--report", "json=r.json"], {
+      cwd: ws.dir,
+    });
+    assert.equal(r.code, 2);
+    const junit = `${ws.dir}/j.xml`;
+    for (const schema of ["sloth-junit.xsd", "jenkins-junit.xsd"]) {
+      const check = await xmllint(["--noout", "--schema", `${FIXTURES}/junit/${schema}`, junit]);
+      assert.ok(check.ok, `${schema}: ${check.out}`);
+    }
+    const xml = await Deno.readTextFile(junit);
+    assert.match(xml, /<testsuites name="workflow\.lua" tests="1" failures="0" errors="1"/);
+    assert.match(
+      xml,
+      /<error message="the workflow did not load: workflow\.lua is not a valid workflow: - group &quot;g&quot; task &quot;a&quot;: unknown field &quot;cmd&quot;\. Did you mean &quot;command&quot;\?" type="workflow">/,
+    );
+    const record = JSON.parse(await Deno.readTextFile(`${ws.dir}/r.json`));
+    assert.equal(record.status, "failed");
+    assert.equal(record.exit_code, 2);
+    assert.match(
+      record.reason,
+      /^the workflow did not load: workflow\.lua is not a valid workflow/,
+    );
+  },
+});
