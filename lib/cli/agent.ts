@@ -71,8 +71,11 @@ function agentTls(o: AgentStartOptions): ServerTlsFiles | undefined {
   if (!o.tlsCert && !o.tlsKey && !o.tlsClientCa) return undefined;
   if (!o.tlsCert || !o.tlsKey) {
     throw new SlothError("usage", "TLS needs both --tls-cert and --tls-key", {
-      hint:
-        "--tls-client-ca only adds client checks to a TLS agent; give it a certificate and key too",
+      hint: !o.tlsCert && !o.tlsKey
+        ? "--tls-client-ca only adds client checks to a TLS agent; give it a certificate and key too"
+        : o.tlsCert
+        ? "give the private key of the certificate too (--tls-key)"
+        : "give the certificate of the key too (--tls-cert)",
     });
   }
   return { cert: o.tlsCert, key: o.tlsKey, clientCa: o.tlsClientCa };

@@ -246,6 +246,16 @@ export async function main(args: string[], io: Io = defaultIo()): Promise<number
       program.outputHelp();
       return ExitCode.usage;
     }
+    // `agent` runs `start` by default, which would read a mistyped subcommand as an
+    // argument ("too many arguments for 'start'"): name the real ones instead.
+    const agentCommands = ["start", "ping", "help"];
+    if (args[0] === "agent" && /^[a-z]/.test(args[1] ?? "") && !agentCommands.includes(args[1])) {
+      io.err(
+        `error: unknown agent command '${args[1]}' (agent commands: start, ping)\n` +
+          "(sloth-runner agent --help shows them; an agent stops with Ctrl-C or SIGTERM)\n",
+      );
+      return ExitCode.usage;
+    }
     await program.parseAsync(args, { from: "user" });
     return exitCode;
   } catch (error) {

@@ -26,14 +26,26 @@ function shellWord(word: string): string {
   return /^[A-Za-z0-9_./:@%+=-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
 }
 
+/** The commands that start the agent for `host:port`, with a comment each. */
+function agentSteps(host: string, port: string): string[] {
+  return isLoopback(host)
+    ? [`sloth-runner agent -p ${port}          # in another terminal: the agent for "build"`]
+    : [
+      `sloth-runner agent -p ${port} --bind 0.0.0.0 --token-file TOKEN    # on ${host}`,
+      `export SLOTH_AGENT_TOKEN=...          # here: the token in TOKEN`,
+    ];
+}
+
 function isLoopback(host: string): boolean {
   return host === "localhost" || host === "[::1]" || /^127\./.test(host);
 }
 
 export function starterWorkflow(dir: string, agent: string): string {
   const group = groupName(dir);
+  const [, host, port] = /^(.*):(\d+)$/.exec(agent) ?? [agent, agent, "50051"];
+  const steps = agentSteps(host, port).map((line) => `--   ${line}`).join("\n");
   return `-- ${group}: a starter sloth-runner workflow. It runs as it is:
---   sloth-runner agent                    (another terminal: an agent on ${agent})
+${steps}
 --   sloth-runner run -f ${shellWord(`${dir}/workflow.lua`)}
 -- Editor completion and checks: sloth-runner types --output .sloth/sloth.lua
 -- (then point your Lua language server at .sloth; see the README).
@@ -98,6 +110,13 @@ export async function newCommand(io: Io, dir: string, options: NewOptions): Prom
   }
   const path = `${dir.replace(/\/+$/, "")}/workflow.lua`;
   const full = path.startsWith("/") ? path : `${io.cwd}/${path}`;
+  const parent = full.slice(0, full.lastIndexOf("/"));
+  const existing = await Deno.stat(parent).catch(() => undefined);
+  if (existing && !existing.isDirectory) {
+    throw new SlothError("usage", `${dir} exists and is not a directory; nothing was written`, {
+      hint: "new NAME writes NAME/workflow.lua: choose a NAME that is free or a directory",
+    });
+  }
   try {
     await Deno.mkdir(full.slice(0, full.lastIndexOf("/")), { recursive: true });
     await Deno.writeTextFile(full, starterWorkflow(dir.replace(/\/+$/, ""), options.agent), {
@@ -114,12 +133,7 @@ export async function newCommand(io: Io, dir: string, options: NewOptions): Prom
     });
   }
   const [, host, port] = agent;
-  const start = isLoopback(host)
-    ? `  sloth-runner agent -p ${port}          # in another terminal: the agent for "build"\n`
-    : `  sloth-runner agent -p ${port} --bind 0.0.0.0 --token-file TOKEN    # on ${host}\n` +
-      `  export SLOTH_AGENT_TOKEN=...          # here: the token in TOKEN\n`;
-  io.out(
-    `created ${path}\n\nnext:\n${start}  sloth-runner run -f ${shellWord(path)}\n`,
-  );
+  const start = agentSteps(host, port).map((line) => `  ${line}\n`).join("");
+  io.out(`created ${path}\n\nnext:\n${start}  sloth-runner run -f ${shellWord(path)}\n`);
   return ExitCode.ok;
 }

@@ -205,3 +205,9 @@ Deno.test("a task function that eats memory fails naming the limit and how to ch
     /^\[greedy\] ✘ failed: the Lua code used more than its memory limit of 32 MiB \(SLOTH_LUA_MEMORY\)/m,
   );
 });
+
+Deno.test("a mistyped agent subcommand names the real ones", async () => {
+  const r = await cliProcess(["agent", "stop"], { cwd: ROOT });
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /^error: unknown agent command 'stop' \(agent commands: start, ping\)\n/);
+});

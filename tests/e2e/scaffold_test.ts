@@ -110,3 +110,16 @@ Deno.test("new makes a valid workflow from awkward names, and refuses a bad --ag
   );
   await assert.rejects(Deno.stat(`${ws.dir}/p`), Deno.errors.NotFound);
 });
+
+Deno.test("new refuses a NAME that is a file, and its starter's comment starts the agent it names", async () => {
+  await using ws = await tempWorkspace({ "afile": "x\n" });
+  const r = await cliProcess(["new", "afile", "--force"], { cwd: ws.dir });
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /^error: afile exists and is not a directory; nothing was written\n/);
+  assert.equal(await Deno.readTextFile(`${ws.dir}/afile`), "x\n");
+  await cliProcess(["new", "p", "--agent", "127.0.0.1:6000"], { cwd: ws.dir });
+  assert.match(
+    await Deno.readTextFile(`${ws.dir}/p/workflow.lua`),
+    /^-- {3}sloth-runner agent -p 6000 /m,
+  );
+});
