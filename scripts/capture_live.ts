@@ -52,7 +52,9 @@ try {
   // Addresses and ports change from run to run; the README shows the stable default.
   const tidy = (text: string) =>
     text.replaceAll(`127.0.0.1:${port}`, "127.0.0.1:50051").replace(/\s+$/, "\n");
-  const prompt = "$ sloth-runner run -v values.yaml\n";
+  // The file's default agent is 127.0.0.1:50051; the capture's agent is on a free port,
+  // given through values.yaml and shown as 50051.
+  const prompt = "$ sloth-runner run -f examples/live/workflow.lua\n";
   console.log("While it runs:\n\n```text\n" + prompt + tidy(busiest) + "```\n");
   console.log("When it is done:\n\n```text\n" + prompt + tidy(screen.text()) + "```");
 } finally {
