@@ -18,7 +18,7 @@ Environment:
   SLOTH_TLS_CA, SLOTH_TLS_CERT, SLOTH_TLS_KEY
                            defaults for --tls-ca, --tls-cert, --tls-key
   SLOTH_LUA_TIMEOUT        longest a workflow file may take to load (default 10s)
-  SLOTH_LUA_MEMORY         bytes each Lua state may use (default 268435456, 256 MiB)
+  SLOTH_LUA_MEMORY         memory each Lua state may use (default 256M; e.g. 512M, 1G)
   NO_COLOR                 no colours
   SLOTH_DEBUG              stack traces for internal errors
 ${EXIT_CODES_HELP}`;
@@ -47,7 +47,7 @@ Environment:
   SLOTH_TLS_CA, SLOTH_TLS_CERT, SLOTH_TLS_KEY
                            defaults for --tls-ca, --tls-cert, --tls-key
   SLOTH_LUA_TIMEOUT        longest the workflow file may take to load (default 10s)
-  SLOTH_LUA_MEMORY         bytes each Lua state may use (default 268435456, 256 MiB)
+  SLOTH_LUA_MEMORY         memory each Lua state may use (default 256M; e.g. 512M, 1G)
   SLOTH_SYNC_MAX_BYTES, SLOTH_SYNC_MAX_ENTRIES, SLOTH_SYNC_MAX_FILE_BYTES
                            limits on what agents send back (defaults 64G, 1000000, 16G)
   NO_COLOR                 no colours
@@ -57,7 +57,7 @@ ${EXIT_CODES_HELP}`;
 const LOAD_ENVIRONMENT = `
 Environment:
   SLOTH_LUA_TIMEOUT        longest the workflow file may take to load (default 10s)
-  SLOTH_LUA_MEMORY         bytes each Lua state may use (default 268435456, 256 MiB)`;
+  SLOTH_LUA_MEMORY         memory each Lua state may use (default 256M; e.g. 512M, 1G)`;
 
 export const LIST_HELP = `
 Example:

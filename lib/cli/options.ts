@@ -4,7 +4,7 @@
  */
 import { type Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
 import { SlothError } from "../errors.ts";
-import { parseDuration } from "../model/mod.ts";
+import { parseDuration, parseSize } from "../model/mod.ts";
 
 export const DEFAULT_AGENT_PORT = 50051;
 
@@ -114,10 +114,11 @@ function duration(value: string): number {
 
 /** `1048576`, `512k`, `100M`, `2G` (powers of 1024). */
 function byteCount(value: string): number {
-  const match = /^(\d+)([kKmMgGtT]?)i?[bB]?$/.exec(value.trim());
-  if (!match) throw new InvalidArgumentError("expected a size such as 1048576, 512K, 100M or 2G.");
-  const power = " kmgt".indexOf(match[2].toLowerCase() || " ");
-  return Number(match[1]) * 1024 ** power;
+  const size = parseSize(value);
+  if (size === undefined) {
+    throw new InvalidArgumentError("expected a size such as 1048576, 512K, 100M or 2G.");
+  }
+  return size;
 }
 
 function tempDir(): string {

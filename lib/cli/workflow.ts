@@ -241,7 +241,8 @@ async function checkRemoteSettings(plan: Plan, tls: TlsPaths | undefined): Promi
     limitsFromEnv();
   } catch (error) {
     throw new SlothError("usage", (error as Error).message, {
-      hint: "SLOTH_SYNC_MAX_BYTES, _ENTRIES and _FILE_BYTES take a whole number; fix or unset it",
+      hint: "SLOTH_SYNC_MAX_BYTES and _FILE_BYTES take a size (64G, 512M), _ENTRIES a count; " +
+        "fix or unset it",
     });
   }
 }

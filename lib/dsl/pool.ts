@@ -6,7 +6,7 @@
  * its `exec.run` calls started.
  */
 import { fromErrorData, SlothError } from "../errors.ts";
-import { parseDuration } from "../model/mod.ts";
+import { parseDuration, parseSize } from "../model/mod.ts";
 import { runShell, type Sandbox } from "../exec/mod.ts";
 import type { ExecReply, ExecRequest } from "./host.ts";
 import type { CallKind, CallResult, FromWorker, OpenRequest, ToWorker } from "./protocol.ts";
@@ -27,11 +27,11 @@ export const LOAD_TIMEOUT_MS = envNumber(
   parseDuration,
   'a duration such as "30s" or "2m"',
 ) ?? 10_000;
-/** Bytes of memory one Lua state may use; SLOTH_LUA_MEMORY (bytes) changes it. */
+/** Bytes of memory one Lua state may use; SLOTH_LUA_MEMORY (a size: 512M, 1G) changes it. */
 export const LUA_MEMORY_LIMIT = envNumber("SLOTH_LUA_MEMORY", (v) => {
-  const n = Number(v);
-  return Number.isInteger(n) && n >= 1024 * 1024 ? n : undefined;
-}, "a number of bytes, at least 1048576 (1 MiB); the default is 268435456 (256 MiB)") ??
+  const n = parseSize(v);
+  return n !== undefined && n >= 1024 * 1024 ? n : undefined;
+}, "a size of at least 1M, such as 512M or 1G; the default is 256M") ??
   256 * 1024 * 1024;
 
 function envNumber(

@@ -15,6 +15,7 @@ import {
   SyncError,
 } from "./paths.ts";
 import type { EntryType } from "./walk.ts";
+import { parseSize } from "../model/mod.ts";
 
 export interface Limits {
   /** Entries in one archive. */
@@ -39,9 +40,15 @@ export function limitsFromEnv(): Limits {
   const read = (name: string, fallback: number) => {
     const value = Deno.env.get(name);
     if (value === undefined || value === "") return fallback;
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < 0) {
-      throw new SyncError(`${name}=${value} is not a whole number`);
+    const n = name === "SLOTH_SYNC_MAX_ENTRIES" ? Number(value) : parseSize(value);
+    if (n === undefined || !Number.isInteger(n) || n < 0) {
+      throw new SyncError(
+        `${name}=${value} is not ${
+          name === "SLOTH_SYNC_MAX_ENTRIES"
+            ? "a whole number"
+            : "a size such as 64G, 512M or 1048576"
+        }`,
+      );
     }
     return n;
   };
