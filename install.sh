@@ -86,7 +86,7 @@ else
   case "$(uname -s)" in
     Linux) target="$arch-unknown-linux-gnu" ;;
     Darwin) target="$arch-apple-darwin" ;;
-    *) fail "no release build for $(uname -s): download it from $REPO_URL (Windows: the .exe files)" ;;
+    *) fail "no release build for $(uname -s) (builds exist for Linux and macOS; on Windows, download the .exe files from $REPO_URL)" ;;
   esac
 fi
 case "$target" in

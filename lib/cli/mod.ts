@@ -246,6 +246,11 @@ export async function main(args: string[], io: Io = defaultIo()): Promise<number
       program.outputHelp();
       return ExitCode.usage;
     }
+    if (args[0] === "help" && args[1] && !program.commands.some((c) => c.name() === args[1])) {
+      const known = program.commands.map((c) => c.name()).join(", ");
+      io.err(`error: unknown command '${args[1]}' (commands: ${known}, help)\n`);
+      return ExitCode.usage;
+    }
     // `agent` runs `start` by default, which would read a mistyped subcommand as an
     // argument ("too many arguments for 'start'"): name the real ones instead.
     const agentCommands = ["start", "ping", "help"];

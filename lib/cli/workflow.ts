@@ -254,7 +254,10 @@ async function checkReports(io: Io, reports: Report[]): Promise<void> {
     const path = file.startsWith("/") ? file : `${io.cwd}/${file}`;
     const other = seen.get(path);
     if (other) {
-      throw new SlothError("usage", `the ${other} and ${format} reports would both be ${file}`, {
+      const both = other === format
+        ? `two ${format} reports`
+        : `the ${other} and ${format} reports`;
+      throw new SlothError("usage", `${both} would both be ${file}`, {
         hint: "give each --report its own file",
       });
     }

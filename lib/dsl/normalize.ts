@@ -102,7 +102,12 @@ const taskSchema = z.object({
   command: shellOrFn.optional(),
   depends_on: names.optional(),
   next_if_fail: names.optional(),
-  retries: z.number({ error: "must be a whole number of extra attempts" }).int().min(0).max(100)
+  retries: z.number({ error: "must be a whole number of extra attempts, 0 to 100" }).int({
+    error: "must be a whole number of extra attempts, 0 to 100",
+  }).min(0, "must be a whole number of extra attempts, 0 to 100").max(
+    100,
+    "must be at most 100 extra attempts",
+  )
     .optional(),
   timeout: z.union([z.string(), z.number()]).refine((v) => parseDuration(v) !== undefined, {
     error: (issue) =>
@@ -317,7 +322,7 @@ function resolveTarget(
     const parsed = address.safeParse(pick);
     if (parsed.success) return { kind: "remote", address: pick };
     // Looks like an address, but is not a good one: say what is wrong with it.
-    if (/:\d+$/.test(pick)) {
+    if (pick.includes(":")) {
       problems.push(`${label}: delegate_to "${pick}" ${parsed.error.issues[0].message}`);
       return undefined;
     }

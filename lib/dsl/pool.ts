@@ -190,7 +190,8 @@ export class LuaSession {
       timeoutMs,
       () =>
         new SlothError("lua_timeout", `the workflow did not finish loading within ${timeoutMs}ms`, {
-          hint: "Look for an endless loop or a long-running call at the top level of the file.",
+          hint: "Look for an endless loop or a long-running call at the top level of the file " +
+            "(SLOTH_LUA_TIMEOUT sets the limit; default 10s).",
         }),
     );
     if (reply.op === "open_failed") {

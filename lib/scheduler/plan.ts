@@ -40,7 +40,9 @@ export function checkWorkflow(workflow: Workflow): void {
           if (!names.includes(ref)) {
             problems.push(
               `task "${task.name}" in group "${group.name}": ${field} names "${ref}", ` +
-                `which is not a task of this group.${didYouMean(ref, names)}`,
+                `which is not a task of this group.${
+                  didYouMean(ref, names.filter((n) => n !== task.name))
+                }`,
             );
           } else if (ref === task.name) {
             problems.push(`task "${task.name}" in group "${group.name}": ${field} names itself`);
@@ -100,7 +102,11 @@ export function planRun(workflow: Workflow, selection: Selection = {}): Plan {
           "unknown_task",
           `no task named "${name}"${selection.groups?.length ? " in the selected groups" : ""}.` +
             didYouMean(name, names),
-          { hint: "`sloth-runner list -f FILE` shows every task." },
+          {
+            hint: names.length <= 20
+              ? `Tasks: ${names.join(", ")} (sloth-runner list -f FILE shows them all).`
+              : "`sloth-runner list -f FILE` shows every task.",
+          },
         );
       }
       for (const task of matches) addWithDependencies(task, byId, chosen);

@@ -214,3 +214,26 @@ Deno.test("a mistyped agent subcommand names the real ones", async () => {
   assert.equal(r.code, 2);
   assert.match(r.stderr, /^error: unknown agent command 'stop' \(agent commands: start, ping\)\n/);
 });
+
+Deno.test("help for an unknown command, a retries out of range and an unknown task say what is there", async () => {
+  const help = await cliProcess(["help", "nosuch"], { cwd: ROOT });
+  assert.equal(help.code, 2);
+  assert.match(
+    help.stderr,
+    /^error: unknown command 'nosuch' \(commands: run, list, validate, agent, /,
+  );
+  await using ws = await tempWorkspace({
+    "retries.lua":
+      `TaskDefinitions = { g = { tasks = { { name = "a", retries = -1, command = "true" } } } }`,
+    "workflow.lua": `TaskDefinitions = { g = { tasks = {
+      { name = "build", command = "true" }, { name = "test", command = "true" } } } }`,
+  });
+  const retries = await cliProcess(["validate", "-f", "retries.lua"], { cwd: ws.dir });
+  assert.match(retries.stderr, /retries must be a whole number of extra attempts, 0 to 100/);
+  const task = await cliProcess(["run", "-t", "deploy"], { cwd: ws.dir });
+  assert.equal(task.code, 2);
+  assert.match(
+    task.stderr,
+    /^hint: Tasks: build, test \(sloth-runner list -f FILE shows them all\)\.$/m,
+  );
+});
