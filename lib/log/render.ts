@@ -164,7 +164,7 @@ export class TextRenderer {
         const mark = r.status === "success" ? "✔" : r.status === "skipped" ? "↷" : "✘";
         const why = r.error ? `: ${r.error}` : "";
         const time = r.status === "skipped" ? "" : ` (${formatDuration(r.durationMs)})`;
-        const where = this.#live && r.where !== "local" ? ` on ${r.where}` : "";
+        const where = r.where !== "local" && r.status !== "skipped" ? ` on ${r.where}` : "";
         err(
           `${this.#label(r.id, event.task)} ${
             this.#paint(statusColor[r.status], `${mark} ${r.status}${why}`)
