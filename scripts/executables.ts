@@ -28,29 +28,11 @@ export interface Executable {
  * runs in a worker that may touch only that job's directory, with no environment,
  * processes or FFI (lib/agent).
  */
+const BOTH = ["--allow-read", "--allow-write", "--allow-net", "--allow-env", "--allow-run"];
+
 export const EXECUTABLES: Record<ExecutableName, Executable> = {
-  "sloth-runner": {
-    entry: "main.ts",
-    permissions: [
-      "--allow-read",
-      "--allow-write",
-      "--allow-net",
-      "--allow-env",
-      "--allow-run",
-      "--allow-sys=hostname,uid,gid",
-    ],
-  },
-  "sloth-agent": {
-    entry: "agent.ts",
-    permissions: [
-      "--allow-read",
-      "--allow-write",
-      "--allow-net",
-      "--allow-env",
-      "--allow-run",
-      "--allow-sys=uid,gid",
-    ],
-  },
+  "sloth-runner": { entry: "main.ts", permissions: [...BOTH, "--allow-sys=hostname,uid,gid"] },
+  "sloth-agent": { entry: "agent.ts", permissions: [...BOTH, "--allow-sys=uid,gid"] },
 };
 
 /**

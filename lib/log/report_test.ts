@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import type { RunEvent } from "./events.ts";
 import type { TaskResult } from "../model/mod.ts";
+import { hasCommand } from "../../tests/_helpers/mod.ts";
 import {
   DEFAULT_MAX_OUTPUT_BYTES,
   jsonReport,
@@ -15,14 +16,7 @@ const slothXsd = new URL("sloth-junit.xsd", fixtures).pathname;
 const jenkinsXsd = new URL("jenkins-junit.xsd", fixtures).pathname;
 
 /** CI installs libxml2-utils; elsewhere the schema tests show as ignored, not passed. */
-const hasXmllint = (() => {
-  try {
-    return new Deno.Command("xmllint", { args: ["--version"], stdout: "null", stderr: "null" })
-      .outputSync().success;
-  } catch {
-    return false;
-  }
-})();
+const hasXmllint = hasCommand("xmllint");
 
 async function xmllint(xml: string, args: string[]): Promise<{ ok: boolean; out: string }> {
   const file = await Deno.makeTempFile({ suffix: ".xml" });

@@ -217,14 +217,17 @@ export function uniqueSeconds(): string {
 }
 
 /** Whether util-linux `script` is here, to give the CLI a real terminal. */
-export const HAS_SCRIPT = (() => {
+export const HAS_SCRIPT = hasCommand("script");
+
+/** Whether `name --version` runs here (tests that need a tool skip, named, without it). */
+export function hasCommand(name: string): boolean {
   try {
-    return new Deno.Command("script", { args: ["--version"], stdout: "null", stderr: "null" })
+    return new Deno.Command(name, { args: ["--version"], stdout: "null", stderr: "null" })
       .outputSync().success;
   } catch {
     return false;
   }
-})();
+}
 
 /**
  * Runs sloth-runner on a pseudo-terminal of `columns`×`rows` (through util-linux

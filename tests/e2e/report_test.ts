@@ -1,16 +1,9 @@
 /** `run --report junit=FILE --report json=FILE` on a real run with a remote task. */
 import assert from "node:assert/strict";
 import { startAgent } from "../_helpers/agent.ts";
-import { cliProcess, FIXTURES, tempWorkspace } from "../_helpers/mod.ts";
+import { cliProcess, FIXTURES, hasCommand, tempWorkspace } from "../_helpers/mod.ts";
 
-const hasXmllint = (() => {
-  try {
-    return new Deno.Command("xmllint", { args: ["--version"], stderr: "null", stdout: "null" })
-      .outputSync().success;
-  } catch {
-    return false;
-  }
-})();
+const hasXmllint = hasCommand("xmllint");
 
 async function xmllint(args: string[]): Promise<{ ok: boolean; out: string }> {
   const r = await new Deno.Command("xmllint", { args, stdout: "piped", stderr: "piped" }).output();
