@@ -99,6 +99,9 @@ start_agent() {
     shift
   done
   shift
+  # The log exists before the agent starts: the loop below must never read a missing file
+  # (with set -e and pipefail, a failing sed would end the script).
+  : >"$log"
   env ${vars[@]+"${vars[@]}"} "${agent[@]}" --bind 127.0.0.1 -p 0 "$@" </dev/null >/dev/null 2>"$log" &
   agent_pid=$!
   port=""
