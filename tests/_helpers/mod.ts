@@ -123,17 +123,32 @@ export async function waitFor(check: () => boolean | Promise<boolean>, ms = 5000
   }
 }
 
-/** Every file under `dir` with its content, for checking that nothing else changed. */
+/**
+ * Every file under `dir` with its content, for checking that nothing else changed.
+ * What vanishes while it is read (an agent removing a finished job's directory) is
+ * left out, as if it had gone a moment earlier.
+ */
 export async function snapshot(dir: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
+  const gone = (error: unknown) => {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  };
   const walk = async (path: string, rel: string) => {
-    for await (const entry of Deno.readDir(path)) {
-      const full = `${path}/${entry.name}`;
-      const name = rel ? `${rel}/${entry.name}` : entry.name;
-      if (entry.isDirectory) await walk(full, name);
-      else {out[name] = entry.isSymlink
-          ? `-> ${await Deno.readLink(full)}`
-          : await Deno.readTextFile(full);}
+    try {
+      for await (const entry of Deno.readDir(path)) {
+        const full = `${path}/${entry.name}`;
+        const name = rel ? `${rel}/${entry.name}` : entry.name;
+        if (entry.isDirectory) await walk(full, name);
+        else {
+          await (entry.isSymlink
+            ? Deno.readLink(full).then((t) => `-> ${t}`)
+            : Deno.readTextFile(full))
+            .then((content) => out[name] = content, gone);
+        }
+      }
+    } catch (error) {
+      if (rel === "") throw error; // The directory asked for must exist.
+      gone(error);
     }
   };
   await walk(dir, "");
