@@ -2,6 +2,7 @@
 import { startAgent } from "../agent/mod.ts";
 import { ExitCode, SlothError } from "../errors.ts";
 import { AgentClient, checkMasterTls, readLocalToken, type ServerTlsFiles } from "../rpc/mod.ts";
+import { parseAddress } from "../model/mod.ts";
 import { masterTls } from "./options.ts";
 import type { Io } from "./io.ts";
 
@@ -86,8 +87,7 @@ export async function agentPingCommand(
   address: string,
   o: { tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string },
 ): Promise<number> {
-  const port = Number(/:(\d{1,5})$/.exec(address)?.[1] ?? 0);
-  if (!/^(\[[0-9a-fA-F:.]+\]|[^\s:]+):\d{1,5}$/.test(address) || port < 1 || port > 65535) {
+  if (!parseAddress(address)) {
     throw new SlothError("usage", `"${address}" is not an agent address`, {
       hint: "give it as host:port with a port from 1 to 65535, e.g. 127.0.0.1:50051",
     });

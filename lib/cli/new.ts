@@ -1,5 +1,6 @@
 /** `sloth-runner new NAME`: a starter workflow that runs as it is written. */
 import { ExitCode, SlothError } from "../errors.ts";
+import { isLoopbackHost, parseAddress } from "../model/mod.ts";
 import type { Io } from "./io.ts";
 
 export interface NewOptions {
@@ -28,16 +29,12 @@ function shellWord(word: string): string {
 
 /** The commands that start the agent for `host:port`, with a comment each. */
 function agentSteps(host: string, port: string): string[] {
-  return isLoopback(host)
+  return isLoopbackHost(host)
     ? [`sloth-runner agent -p ${port}          # in another terminal: the agent for "build"`]
     : [
       `sloth-runner agent -p ${port} --bind 0.0.0.0 --token-file TOKEN    # on ${host}`,
       `export SLOTH_AGENT_TOKEN=...          # here: the token in TOKEN`,
     ];
-}
-
-function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "[::1]" || /^127\./.test(host);
 }
 
 export function starterWorkflow(dir: string, agent: string): string {
@@ -102,8 +99,8 @@ export async function newCommand(io: Io, dir: string, options: NewOptions): Prom
       hint: "sloth-runner new NAME writes NAME/workflow.lua",
     });
   }
-  const agent = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$/.exec(options.agent);
-  if (!agent || Number(agent[2]) < 1 || Number(agent[2]) > 65535) {
+  const agent = parseAddress(options.agent);
+  if (!agent) {
     throw new SlothError("usage", `--agent ${options.agent} is not an agent address`, {
       hint: "give it as host:port with a port from 1 to 65535, e.g. 127.0.0.1:50051",
     });
@@ -132,8 +129,7 @@ export async function newCommand(io: Io, dir: string, options: NewOptions): Prom
       hint: "choose a directory you can write to",
     });
   }
-  const [, host, port] = agent;
-  const start = agentSteps(host, port).map((line) => `  ${line}\n`).join("");
+  const start = agentSteps(agent.host, String(agent.port)).map((line) => `  ${line}\n`).join("");
   io.out(`created ${path}\n\nnext:\n${start}  sloth-runner run -f ${shellWord(path)}\n`);
   return ExitCode.ok;
 }

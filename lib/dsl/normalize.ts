@@ -15,7 +15,7 @@ import type {
   Task,
   Workflow,
 } from "../model/mod.ts";
-import { parseDuration } from "../model/mod.ts";
+import { hasAddressShape, parseAddress, parseDuration } from "../model/mod.ts";
 import { dirname, resolvePath } from "./source.ts";
 
 export interface NormalizeOptions {
@@ -65,13 +65,10 @@ const names = z.union([
   z.string().min(1),
   z.preprocess(emptyAsList, z.array(z.string().min(1), { error: "must list task names" })),
 ], { error: "must be a task name or a list of task names" });
-const address = z.string().regex(
-  /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):\d{1,5}$/,
-  'must be "host:port"',
-).refine((a) => {
-  const port = Number(a.slice(a.lastIndexOf(":") + 1));
-  return port >= 1 && port <= 65535;
-}, "has a port outside 1-65535");
+const address = z.string().refine(hasAddressShape, 'must be "host:port"').refine(
+  (a) => parseAddress(a) !== undefined,
+  "has a port outside 1-65535",
+);
 export const tlsDef = z.object({
   ca: z.string().min(1).optional(),
   cert: z.string().min(1).optional(),

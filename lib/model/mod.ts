@@ -8,6 +8,7 @@ export type { ExitReason, ExitStatus, TaskResult, TaskStatus, Transfer } from ".
 export { exitStatusText, isFailure } from "./result.ts";
 export { formatDuration, parseDuration } from "./duration.ts";
 export { parseSize } from "./size.ts";
+export { hasAddressShape, isLoopbackHost, parseAddress } from "./address.ts";
 
 /** Where a task runs. */
 export type Target =

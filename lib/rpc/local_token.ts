@@ -5,6 +5,7 @@
  * and sends it; anyone else is refused. Set a token explicitly to share an agent.
  */
 import { hostOf } from "./tls.ts";
+import { isLoopbackHost } from "../model/mod.ts";
 
 export function localTokenDir(): string {
   const runtime = Deno.env.get("XDG_RUNTIME_DIR");
@@ -34,9 +35,7 @@ export async function writeLocalToken(host: string, port: number, token: string)
   return path;
 }
 
-export function isLoopbackHost(host: string): boolean {
-  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
-}
+export { isLoopbackHost };
 
 /** The token a same-user agent on loopback left for us, if `address` is such an agent. */
 export function readLocalToken(address: string): string | undefined {
