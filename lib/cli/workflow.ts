@@ -67,9 +67,8 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
   let remote: RemoteRunner | undefined;
   let text: TextRenderer | undefined;
   let redraw: ReturnType<typeof setInterval> | undefined;
-  let writeReports: (() => Promise<boolean>) | undefined;
+  // Set when reports are asked for; `reported` once they are written.
   let recorder: RunRecorder | undefined;
-  let runStarted = false;
   let reported = false;
   try {
     let emit: EmitEvent;
@@ -88,11 +87,9 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
       const show = emit;
       const record = recorder = new RunRecorder();
       emit = (event) => {
-        if (event.type === "run_started") runStarted = true;
         record.handle(event);
         return show(event);
       };
-      writeReports = () => saveReports(io, options.reports!, record);
     }
     const topLevelLog = (level: string, line: string) => emit(logEvent(undefined, level, line));
     const loaded = await load(io, pool, options, topLevelLog);
@@ -192,15 +189,16 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
         footer(counts, outcome.aborted, outcome.interrupted),
       );
     }
-    if (writeReports) {
+    if (recorder) {
       reported = true;
-      if (!(await writeReports()) && exitCode === ExitCode.ok) return ExitCode.usage;
+      const saved = await saveReports(io, options.reports!, recorder);
+      if (!saved && exitCode === ExitCode.ok) return ExitCode.usage;
     }
     return exitCode;
   } catch (error) {
     // A workflow that did not load or plan still gets reports that say so (CI must not
     // read "0 tests, 0 failures" as green).
-    if (recorder && !runStarted) {
+    if (recorder && !recorder.started) {
       recorder.handle({ type: "run_started", file: options.file, tasks: [] });
       recorder.handle({
         type: "run_finished",
@@ -216,7 +214,7 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
     clearInterval(redraw);
     text?.stop();
     // Also after a crash: a run that stopped half way still leaves its report.
-    if (writeReports && !reported) await writeReports();
+    if (recorder && !reported) await saveReports(io, options.reports!, recorder);
     for (const sig of signals) Deno.removeSignalListener(sig, onSignal);
     remote?.close();
     pool.close();

@@ -117,6 +117,11 @@ export class RunRecorder {
     this.#top = this.#buffer();
   }
 
+  /** Whether the run has started (its tasks are known). */
+  get started(): boolean {
+    return this.#startedAt !== undefined;
+  }
+
   #buffer(): OutputBuffer {
     return new OutputBuffer(this.#maxBytes, this.#maxLines);
   }
