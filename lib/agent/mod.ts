@@ -119,6 +119,7 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
       token,
       idleTimeoutMs: options.idleTimeoutMs,
       tls: options.tls,
+      log: options.log,
       onInternalError: (error) =>
         options.log(
           `internal error: ${error instanceof Error ? error.stack ?? error.message : error}`,

@@ -3,7 +3,11 @@
  * every call checked against the token, every message checked against its schema.
  */
 import * as grpc from "@grpc/grpc-js";
+import type * as http2 from "node:http2";
+import { createServer, type Server as NetServer, type Socket } from "node:net";
+import { createServer as createTlsServer } from "node:tls";
 import { createHash, timingSafeEqual } from "node:crypto";
+import { ConnectionGate, descriptorLimit } from "./gate.ts";
 import {
   MAX_MESSAGE_BYTES,
   pickOneof,
@@ -13,7 +17,7 @@ import {
 import { type RunTaskRequest, runTaskRequestSchema, type TaskStart } from "./messages.ts";
 import { protos } from "./proto.ts";
 import { messages, send } from "./stream.ts";
-import { serverCredentials, type ServerTlsFiles } from "./tls.ts";
+import { type ServerTlsFiles, serverTlsOptions } from "./tls.ts";
 
 export interface IncomingJob {
   /** `host:port` of the master, as the agent sees it. */
@@ -49,6 +53,10 @@ export interface ServeOptions {
   idleTimeoutMs?: number;
   /** Called for errors that are not the master's fault, with what they were. */
   onInternalError?(error: unknown): void;
+  /** Notable refusals (wrong tokens, by peer), summarized. */
+  log?(line: string): void;
+  /** Time a new connection has to make an authorized call (10 s by default). */
+  authDeadlineMs?: number;
 }
 
 export interface AgentServer {
@@ -70,9 +78,19 @@ const serverOptions: grpc.ServerOptions = {
   // Find a master that vanished without closing its connection.
   "grpc.keepalive_time_ms": 10_000,
   "grpc.keepalive_timeout_ms": 5_000,
-  // One connection cannot open streams without end.
-  "grpc.max_concurrent_streams": 64,
+  // One connection cannot open streams without end (see gate.ts for the lifetime limit).
+  "grpc.max_concurrent_streams": 32,
 };
+
+/** Calls one connection carries before the agent asks the master to reconnect (gate.ts). */
+export const STREAMS_PER_CONNECTION = 32;
+
+const PATHS = new Set([
+  "/sloth.v1.AgentService/RunTask",
+  "/sloth.v1.AgentService/Ping",
+  "/grpc.health.v1.Health/Check",
+  "/grpc.health.v1.Health/Watch",
+]);
 
 /** By default, a master must send each message of the upload within this time, or the call ends. */
 export const IDLE_TIMEOUT_MS = 30_000;
@@ -85,7 +103,8 @@ export async function serveAgent(
   const server = new grpc.Server(serverOptions);
   const authorized = tokenCheck(options.token);
   const denied = (metadata: grpc.Metadata): grpc.ServiceError | undefined => {
-    if (authorized(metadata)) return undefined;
+    const given = metadata.get("authorization")[0];
+    if (authorized(typeof given === "string" ? given : undefined)) return undefined;
     return status(grpc.status.UNAUTHENTICATED, "missing or wrong token");
   };
 
@@ -137,20 +156,54 @@ export async function serveAgent(
     },
   });
 
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(
-      `${options.host.includes(":") ? `[${options.host}]` : options.host}:${options.port}`,
-      options.tls ? serverCredentials(options.tls) : grpc.ServerCredentials.createInsecure(),
-      (error, bound) => error ? reject(error) : resolve(bound),
-    )
-  );
+  // grpc-js serves connections we accept (and decrypt) ourselves, so that the
+  // gate and its frame filter see each one first.
+  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const fds = descriptorLimit();
+  const maxConnections = fds ? Math.max(16, Math.min(fds - 256, 16_384)) : 4096;
+  const gate = new ConnectionGate({
+    maxConnections,
+    maxPerPeer: Math.min(maxConnections, 512),
+    maxUntrusted: Math.min(maxConnections, 256),
+    maxUntrustedPerPeer: 64,
+    authDeadlineMs: options.authDeadlineMs ?? 10_000,
+    streamsPerConnection: STREAMS_PER_CONNECTION,
+    maxMessageBytes: MAX_MESSAGE_BYTES,
+    paths: PATHS,
+    authorized: (header) => authorized(header),
+    log: options.log ?? (() => {}),
+  });
+  gate.guard(newestHttp2Server(server));
+  const serve = (socket: Socket) => {
+    const filtered = gate.filter(socket);
+    if (filtered) injector.injectConnection(filtered);
+  };
+  let listener: NetServer;
+  if (options.tls) {
+    listener = createTlsServer(serverTlsOptions(options.tls), serve);
+    // Counted (or refused) before the handshake costs anything.
+    listener.prependListener("connection", (socket: Socket) => gate.admit(socket));
+    listener.on("tlsClientError", () => {});
+  } else {
+    listener = createServer({ noDelay: true }, (socket) => {
+      if (gate.admit(socket)) serve(socket);
+    });
+  }
+  const port = await listen(listener, options.host, options.port);
   return {
     port,
     close: (graceMs = 2000) =>
       new Promise<void>((resolve) => {
-        const timer = setTimeout(() => server.forceShutdown(), graceMs);
+        listener.close();
+        injector.drain(graceMs);
+        const timer = setTimeout(() => {
+          injector.destroy();
+          server.forceShutdown();
+          resolve();
+        }, graceMs);
         server.tryShutdown(() => {
           clearTimeout(timer);
+          injector.destroy();
           resolve();
         });
       }),
@@ -217,10 +270,10 @@ function status(code: grpc.status, details: string): grpc.ServiceError {
 }
 
 /** Compares in constant time: both sides are hashed to the same length first. */
-function tokenCheck(token: ServeOptions["token"]): (metadata: grpc.Metadata) => boolean {
+function tokenCheck(token: ServeOptions["token"]): (authorization: string | undefined) => boolean {
   const current = typeof token === "function" ? token : () => token;
   let cached: { token: string; digest: Uint8Array } | undefined;
-  return (metadata) => {
+  return (given) => {
     const expected = current();
     if (expected === undefined) return true;
     if (cached?.token !== expected) {
@@ -229,8 +282,31 @@ function tokenCheck(token: ServeOptions["token"]): (metadata: grpc.Metadata) => 
         digest: createHash("sha256").update(`Bearer ${expected}`).digest(),
       };
     }
-    const given = metadata.get("authorization")[0];
-    if (typeof given !== "string") return false;
+    if (given === undefined) return false;
     return timingSafeEqual(createHash("sha256").update(given).digest(), cached.digest);
   };
+}
+
+/**
+ * The HTTP/2 server grpc-js made for the connection injector just created. grpc-js
+ * does not expose it; the gate must see its streams before grpc-js does. (Pinned
+ * grpc-js version; the hostile-client tests fail if this ever finds nothing.)
+ */
+function newestHttp2Server(server: grpc.Server): http2.Http2Server {
+  const servers = (server as unknown as { http2Servers?: Map<http2.Http2Server, unknown> })
+    .http2Servers;
+  const newest = servers ? [...servers.keys()].at(-1) : undefined;
+  if (!newest) throw new Error("grpc-js changed: no HTTP/2 server to guard");
+  return newest;
+}
+
+function listen(listener: NetServer, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    listener.once("error", reject);
+    listener.listen({ host, port }, () => {
+      listener.off("error", reject);
+      const address = listener.address();
+      resolve(typeof address === "object" && address ? address.port : port);
+    });
+  });
 }

@@ -331,16 +331,25 @@ function certificateProblems(cert: X509Certificate, path: string, role: string):
   return problems;
 }
 
-/** Server credentials from files that `checkServerTls` passed (or a test's own). */
-export function serverCredentials(files: ServerTlsFiles): grpc.ServerCredentials {
+/**
+ * The agent's TLS server options: its own TLS server rather than grpc-js's, so
+ * that the frame filter (frame_filter.ts) reads the plaintext HTTP/2 behind it.
+ * With `clientCa`, a client certificate signed by it is required (mutual TLS).
+ * The files are those `checkServerTls` passed (or a test's own).
+ */
+export function serverTlsOptions(files: ServerTlsFiles): tls.TlsOptions {
   const cert = readPem(files.cert, "agentCert");
   const key = readPem(files.key, "agentKey");
   const clientCa = files.clientCa ? readPem(files.clientCa, "clientCa") : undefined;
-  return grpc.ServerCredentials.createSsl(
-    clientCa ?? cert,
-    [{ cert_chain: cert, private_key: key }],
-    clientCa !== undefined,
-  );
+  const mutual = clientCa !== undefined;
+  return {
+    cert,
+    key,
+    ca: clientCa,
+    requestCert: mutual,
+    rejectUnauthorized: mutual,
+    ALPNProtocols: ["h2"],
+  };
 }
 
 const PLACEHOLDER_NAME = "ip-address.sloth.invalid";
