@@ -17,11 +17,13 @@ export interface Executable {
  * Neither needs FFI, or importing code from the network, and neither gets them.
  * The master runs the workflow's commands and Lua: files, processes, the network,
  * the environment, and of the system only the host name and user id that name its
- * workspaces on agents (and the group id its npm dependencies ask for).
+ * workspaces on agents (and the group id its npm dependencies ask for), and, as
+ * `sloth-runner agent` serves as an agent too, what the agent gets.
  * The agent needs files, processes and the network for the tasks it runs, and the
  * environment: its npm dependencies read variables of their own (tar, grpc-js).
- * Of the system it gets the user and group ids and nothing else; without them
- * protobufjs quietly fails to find the .proto files.
+ * Of the system it gets the user and group ids (without them protobufjs quietly
+ * fails to find the .proto files) and the free space of its work root (statfs: its
+ * disk budget makes room before a workspace does not fit), nothing else.
  * `Deno.kill` needs `--allow-run` whole, so processes cannot be narrowed to a list;
  * files and the network cannot either (the work root and the listening address are
  * options, tasks use the network). What stays narrow is inside: each job's Lua
@@ -31,8 +33,11 @@ export interface Executable {
 const BOTH = ["--allow-read", "--allow-write", "--allow-net", "--allow-env", "--allow-run"];
 
 export const EXECUTABLES: Record<ExecutableName, Executable> = {
-  "sloth-runner": { entry: "main.ts", permissions: [...BOTH, "--allow-sys=hostname,uid,gid"] },
-  "sloth-agent": { entry: "agent.ts", permissions: [...BOTH, "--allow-sys=uid,gid"] },
+  "sloth-runner": {
+    entry: "main.ts",
+    permissions: [...BOTH, "--allow-sys=hostname,uid,gid,statfs"],
+  },
+  "sloth-agent": { entry: "agent.ts", permissions: [...BOTH, "--allow-sys=uid,gid,statfs"] },
 };
 
 /**

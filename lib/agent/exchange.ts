@@ -6,14 +6,17 @@
 import { createHash } from "node:crypto";
 import { CHUNK_BYTES, type IncomingJob, ProtocolError, type WireEntry } from "../rpc/mod.ts";
 import {
-  type BlobStore,
   checkManifest,
+  type DiskBudget,
   fillIn,
   finishDirectories,
+  footprint,
   gunzip,
   gzip,
+  isNoSpace,
   type Limits,
   type ManifestEntry,
+  NoSpaceError,
   packEntries,
   rechunk,
   reconcile,
@@ -62,23 +65,51 @@ export async function receiveManifest(
   }
 }
 
+/** Free bytes kept beyond what a step writes: directories, the state file, the task's TMPDIR. */
+const HEADROOM = 1024 * 1024;
+
 /**
  * Makes `ws` match the manifest: what is kept from an earlier run stays, content
  * the store has is copied, and only the rest is asked of the master, written in
  * place as it arrives and checked against its digest. Returns what was fetched
  * (see `storeFetched`).
+ *
+ * The disk: before asking for anything, room is made for all the content still
+ * to write (evicting what the agent keeps, least recently used first); if it
+ * cannot be had, a `NoSpaceError` says how much is free and needed, and nothing
+ * is asked for. While content arrives, room is made again before each chunk
+ * (other jobs write too). A step that still meets a full disk is run once more
+ * after making room, except receiving: the master sends its content once, so a
+ * full disk there fails the job with a `NoSpaceError`.
  */
 export async function materialize(options: {
   job: IncomingJob;
   ws: string;
   manifest: Map<string, ManifestEntry>;
   state: WorkspaceState;
-  blobs: BlobStore;
+  budget: DiskBudget;
   limits: Limits;
   compressed: boolean;
+  /** Named in a `NoSpaceError` (the agent's work root). */
+  where: string;
 }): Promise<{ fetchedBytes: number; fetched: ManifestEntry[] }> {
-  const { job, ws, manifest, state, blobs } = options;
-  const { fill, missing } = await reconcile(ws, manifest, state, blobs);
+  const { job, ws, manifest, state, budget } = options;
+  const blobs = budget.blobs;
+  const { fill, missing } = await budget.retryOnFullAsync(() =>
+    reconcile(ws, manifest, state, blobs)
+  );
+  const needed = fill.reduce((sum, e) => sum + footprint(e.size), 0);
+  const noSpace = () =>
+    new NoSpaceError(options.where, { freeBytes: budget.evictAll(), neededBytes: needed });
+  const before = budget.freeBytes();
+  if (before !== undefined && before + budget.evictableBytes() < needed) {
+    // Evicting everything would not be enough: nothing is evicted for a job that cannot run.
+    throw new NoSpaceError(options.where, { freeBytes: before, neededBytes: needed });
+  }
+  // Room for some headroom too, if it can be had; the job fails only if its content cannot fit.
+  const free = budget.makeRoom(needed + HEADROOM);
+  if (free !== undefined && free < needed) throw noSpace();
+
   for (let i = 0; i < missing.length; i += NEED_BATCH) {
     await job.send({ need: { paths: missing.slice(i, i + NEED_BATCH).map((e) => e.path) } });
   }
@@ -86,11 +117,18 @@ export async function materialize(options: {
 
   const wanted = new Map(missing.map((e) => [e.path, e]));
   let received = 0;
+  // Until making room finds nothing more to evict (then the disk decides).
+  let evicting = true;
   const stream = async function* () {
     while (true) {
       const message = await job.next();
       if ("workspace_chunk" in message) {
         received += message.workspace_chunk.length;
+        if (evicting) {
+          const room = message.workspace_chunk.length + HEADROOM;
+          const free = budget.makeRoom(room);
+          evicting = free !== undefined && (free >= room || budget.evictableBytes() > 0);
+        }
         yield message.workspace_chunk;
       } else if ("workspace_end" in message) {
         if (message.workspace_end.bytes !== received) {
@@ -108,7 +146,13 @@ export async function materialize(options: {
   // Straight into place: `reconcile` made the directories and cleared these paths.
   const content = missing.reduce((sum, e) => sum + e.size, 0);
   const tar = options.compressed ? gunzip(stream(), tarBound(content, missing.length)) : stream();
-  const arrived = await unpack(ws, tar, { mode: "fresh", limits: options.limits });
+  let arrived;
+  try {
+    arrived = await unpack(ws, tar, { mode: "fresh", limits: options.limits });
+  } catch (error) {
+    if (isNoSpace(error)) throw noSpace();
+    throw error;
+  }
   for (const [path, entry] of arrived) {
     const asked = wanted.get(path);
     if (!asked || entry.type !== "file") {
@@ -122,8 +166,15 @@ export async function materialize(options: {
     wanted.delete(path);
   }
   if (wanted.size > 0) throw new SyncError(`the master did not send ${[...wanted.keys()][0]}`);
-  fillIn(ws, fill, new Set(arrived.keys()), state, blobs);
-  finishDirectories(ws, manifest);
+  try {
+    fillIn(ws, fill, new Set(arrived.keys()), state, blobs, {
+      retryOnFull: (step, bytes) => budget.retryOnFull(step, bytes + HEADROOM),
+    });
+    finishDirectories(ws, manifest);
+  } catch (error) {
+    if (isNoSpace(error)) throw noSpace();
+    throw error;
+  }
   return { fetchedBytes: received, fetched: missing };
 }
 
@@ -131,17 +182,32 @@ export async function materialize(options: {
  * Puts content that was fetched into the store, for other directories' runs
  * (this directory's next run finds it in its kept workspace). Done after the
  * job, from wherever the content is then, each copy checked against its digest.
+ * On a full disk, room is made (least recently used first) and the copy tried
+ * once more; if that fails too, the rest is not stored. The copies count as
+ * used just before `keptAt`, when the workspace they came from was kept: they
+ * repeat what it holds, so, of the two, they go first.
  */
 export async function storeFetched(
-  blobs: BlobStore,
-  fetched: { path: string; digest: string }[],
+  budget: DiskBudget,
+  fetched: { path: string; digest: string; size: number }[],
+  keptAt: number,
 ): Promise<void> {
-  for (const [i, { path, digest }] of fetched.entries()) {
-    blobs.storeCopy(path, digest);
+  for (const [i, { path, digest, size }] of fetched.entries()) {
+    try {
+      budget.retryOnFull(
+        () => budget.blobs.storeCopy(path, digest, keptAt - 1),
+        footprint(size) + HEADROOM,
+      );
+    } catch (error) {
+      if (isNoSpace(error)) break;
+      throw error;
+    }
+    // Within the limit as it fills, not only at the end.
+    budget.trim();
     // Copies are synchronous: let running jobs' streams move between them.
     if (i % 32 === 31) await new Promise((resolve) => setTimeout(resolve, 0));
   }
-  blobs.evict();
+  budget.trim();
 }
 
 /**

@@ -7,7 +7,7 @@
 import { loadWorkflow, LUA_WASM_PATH, LuaPool } from "../dsl/mod.ts";
 import { bwrapSandbox, type Sandbox } from "../exec/mod.ts";
 import type { RunEvent } from "../log/mod.ts";
-import type { Task } from "../model/mod.ts";
+import type { ExitStatus, Task } from "../model/mod.ts";
 import { exitStatusText, formatDuration } from "../model/mod.ts";
 import {
   type AgentHandlers,
@@ -22,11 +22,13 @@ import {
 import { LocalRunner } from "../runner/mod.ts";
 import type { AttemptContext, AttemptResult } from "../scheduler/mod.ts";
 import {
-  BlobStore,
   diff,
+  DiskBudget,
+  footprint,
+  isNoSpace,
   type Limits,
+  NoSpaceError,
   SyncError,
-  WorkspaceShelf,
   type WorkspaceState,
 } from "../sync/mod.ts";
 import { materialize, receiveManifest, sendChanges, storeFetched } from "./exchange.ts";
@@ -37,6 +39,9 @@ const MAX_QUEUED_LOG_LINES = 1000;
 
 /** The abort reason of jobs cut short because the agent is stopping. */
 const STOPPING = "agent_stopping";
+
+/** Room made for a job's directories when the disk is full: a few blocks. */
+const NEW_DIR_BYTES = 64 * 1024;
 
 export interface AgentOptions {
   version: string;
@@ -52,9 +57,12 @@ export interface AgentOptions {
   secrets: string[];
   /** Limits on what a master may send. */
   limits: Limits;
-  /** Bytes of content kept for later jobs (least recently used goes first). */
+  /**
+   * Bytes the agent keeps for later jobs: the content store and the kept
+   * workspaces together (least recently used goes first, across both).
+   */
   cacheBytes: number;
-  /** Workspaces kept for later runs of the same master directory. */
+  /** Workspaces kept for later runs of the same master directory (a count, within `cacheBytes`). */
   keptWorkspaces: number;
   /** One line per job and per notable event. */
   log(line: string): void;
@@ -69,7 +77,7 @@ export class AgentService implements AgentHandlers {
   #jobs = new Set<AbortController>();
   #dirs = new Set<string>();
   #stopping = false;
-  #home?: { jobs: string; blobs: BlobStore; shelf: WorkspaceShelf };
+  #home?: { jobs: string; keep: DiskBudget };
   #ephemeralHome?: string;
   #standby?: { jobRoot: string; pool: LuaPool };
   #standbyMaking?: Promise<void>;
@@ -98,8 +106,10 @@ export class AgentService implements AgentHandlers {
     Deno.mkdirSync(jobs, { recursive: true, mode: 0o700 });
     this.#home = {
       jobs,
-      blobs: BlobStore.open(`${home}/blobs`, this.#o.cacheBytes),
-      shelf: new WorkspaceShelf(`${home}/workspaces`, this.#o.keptWorkspaces),
+      keep: DiskBudget.open(home, {
+        limitBytes: this.#o.cacheBytes,
+        keptWorkspaces: this.#o.keptWorkspaces,
+      }),
     };
   }
 
@@ -130,6 +140,9 @@ export class AgentService implements AgentHandlers {
     let key: string | undefined;
     let state: WorkspaceState = new Map();
     let digests: string[] = [];
+    /** What this job's workspace needs on disk, once its manifest is known. */
+    let needed = 0;
+    let resultSent = false;
     if (!await this.#acquire(controller.signal)) {
       job.signal.removeEventListener("abort", onCancel);
       this.#jobs.delete(controller);
@@ -141,7 +154,8 @@ export class AgentService implements AgentHandlers {
       // A Lua job takes the standby directory with its warm worker, if there is one.
       const lua = start.shell_command === "";
       const standby = lua ? this.#takeStandby(home) : undefined;
-      jobRoot = standby?.jobRoot ?? await this.#newJobRoot(home);
+      jobRoot = standby?.jobRoot ??
+        await home.keep.retryOnFullAsync(() => this.#newJobRoot(home), NEW_DIR_BYTES);
       const ws = `${jobRoot}/ws`;
       const tmp = `${jobRoot}/tmp`;
       if (start.protocol !== PROTOCOL_VERSION) {
@@ -151,23 +165,32 @@ export class AgentService implements AgentHandlers {
         );
       }
       const manifest = await receiveManifest(job, this.#o.limits);
+      needed = [...manifest.values()].reduce(
+        (sum, e) => sum + (e.type === "file" ? footprint(e.size) : 0),
+        0,
+      );
       // The workspace kept from this master directory's last run, if it is free.
-      const taken = home.shelf.take(start.workspace_key, ws);
+      const taken = home.keep.shelf.take(start.workspace_key, ws);
       key = taken.taken ? start.workspace_key : undefined;
       state = taken.state;
-      await Deno.mkdir(ws).catch((error) => {
-        if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
-      });
+      await home.keep.retryOnFullAsync(
+        () =>
+          Deno.mkdir(ws).catch((error) => {
+            if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+          }),
+        NEW_DIR_BYTES,
+      );
       digests = [...manifest.values()].flatMap((e) => e.digest ? [e.digest] : []);
-      home.blobs.pin(digests);
+      home.keep.blobs.pin(digests);
       const { fetched } = await materialize({
         job,
         ws,
         manifest,
         state,
-        blobs: home.blobs,
+        budget: home.keep,
         limits: this.#o.limits,
         compressed: start.compression === "gzip",
+        where: this.#o.workRoot,
       });
       const sandbox = this.#sandbox(jobRoot);
       const source = {
@@ -246,21 +269,56 @@ export class AgentService implements AgentHandlers {
       const changes = sendBack ? await diff(ws, manifest, state) : undefined;
       const follow = changes !== undefined &&
         changes.changed.length + changes.deleted.length > 0;
+      resultSent = true;
       await job.send({ result: toWire(result, performance.now() - started, follow) });
       if (follow) await sendChanges(job, ws, manifest, changes!, start.compression === "gzip");
       // Kept as the task left it; the next run makes it match the master again.
       if (key) {
-        const slot = home.shelf.keep(key, ws, state);
+        const kept = key;
+        const slot = home.keep.shelf.keep(kept, ws, state);
+        const keptAt = Date.now();
         key = undefined;
-        // Off the master's clock: the call ends first, the store fills after.
-        this.#later(() =>
-          storeFetched(
-            home.blobs,
-            fetched.map((e) => ({ path: `${slot}/${e.path}`, digest: e.digest! })),
-          )
-        );
+        // Off the master's clock: the call ends first; then the workspace is measured
+        // (what the task wrote counts too) and the store fills.
+        this.#later(() => {
+          home.keep.shelf.measure(kept);
+          return storeFetched(
+            home.keep,
+            fetched.map((e) => ({ path: `${slot}/${e.path}`, digest: e.digest!, size: e.size })),
+            keptAt,
+          );
+        });
       }
     } catch (error) {
+      if ((error instanceof NoSpaceError || isNoSpace(error)) && resultSent) {
+        // The master has its result; only the workspace is not kept.
+        this.#o.log(`job ${id}: its workspace is not kept: ${(error as Error).message}`);
+        return;
+      }
+      if (error instanceof NoSpaceError || isNoSpace(error)) {
+        // Everything that may go has gone (see materialize); the master shows this,
+        // never an internal error.
+        const full = error instanceof NoSpaceError ? error : new NoSpaceError(this.#o.workRoot, {
+          freeBytes: home.keep.evictAll(),
+          neededBytes: needed,
+        });
+        outcome = `failed (${full.message})`;
+        if (job.signal.aborted) return;
+        // The task could not start: what a master counts as the runner's trouble, not the task's.
+        const exit: ExitStatus = {
+          reason: "spawn_failed",
+          code: null,
+          signal: null,
+          message: full.message,
+        };
+        await job.send({
+          result: toWire(
+            { ok: false, error: full.message, exit },
+            performance.now() - started,
+          ),
+        });
+        return;
+      }
       if (error instanceof SlothError || error instanceof SyncError) {
         // The workflow did not load here, or the workspace was refused: a failure the master shows.
         outcome = `failed (${error.message})`;
@@ -277,9 +335,9 @@ export class AgentService implements AgentHandlers {
       job.signal.removeEventListener("abort", onCancel);
       this.#jobs.delete(controller);
       pool?.close();
-      if (key) home.shelf.release(key);
-      home.blobs.unpin(digests);
-      home.blobs.evict();
+      if (key) home.keep.shelf.release(key);
+      home.keep.blobs.unpin(digests);
+      home.keep.trim();
       this.#release();
       if (jobRoot) {
         // After the call has ended: the master need not wait for the disk.
@@ -298,7 +356,14 @@ export class AgentService implements AgentHandlers {
     const jobRoot = `${home.jobs}/sloth-job-${crypto.randomUUID().slice(0, 13)}`;
     await Deno.mkdir(jobRoot, { mode: 0o700 });
     this.#dirs.add(jobRoot);
-    await Deno.mkdir(`${jobRoot}/tmp`);
+    try {
+      await Deno.mkdir(`${jobRoot}/tmp`);
+    } catch (error) {
+      // A full disk, say: the caller may make room and ask for another.
+      await Deno.remove(jobRoot, { recursive: true }).catch(() => {});
+      this.#dirs.delete(jobRoot);
+      throw error;
+    }
     return jobRoot;
   }
 

@@ -83,14 +83,16 @@ export function withAgentOptions<C extends Command>(command: C) {
     .addOption(
       new Option(
         "--cache-size <n>",
-        "file content kept for later jobs, least recently used first (default: 4G)",
+        "disk kept for later jobs: the content store and kept workspaces together, " +
+          "least recently used first (default: 4G)",
       )
         .argParser(byteCount),
     )
     .addOption(
       new Option(
         "--kept-workspaces <n>",
-        "workspaces kept for later runs of the same master directory (default: 16)",
+        "workspaces kept for later runs of the same master directory, at most, within " +
+          "--cache-size (default: 16)",
       )
         .argParser(positiveInt),
     )

@@ -131,7 +131,7 @@ export class RemoteRunner implements TaskExecutor {
           } else if ("need_end" in value) {
             break;
           } else if ("result" in value) {
-            result = fromWire(value.result);
+            result = fromWire(value.result, target.address);
             break;
           } else {
             throw new RpcError("protocol", `agent ${target.address} answered out of turn`);
@@ -153,7 +153,7 @@ export class RemoteRunner implements TaskExecutor {
             const { stream, level, line } = message.log;
             log(stream, line, level ? (level as LogLevel) : undefined);
           } else if ("result" in message) {
-            result = fromWire(message.result);
+            result = fromWire(message.result, target.address);
             if (!message.result.changes_follow) {
               // Nothing more is coming: let the stream end on its own, without waiting for it.
               drainInBackground(responses);
@@ -331,7 +331,7 @@ function fromWire(result: {
   exit_code: number;
   has_exit_code: boolean;
   exit_signal: string;
-}): AttemptResult {
+}, address: string): AttemptResult {
   let outputs: Record<string, unknown> = {};
   try {
     const parsed = JSON.parse(result.outputs_json || "{}");
@@ -349,7 +349,10 @@ function fromWire(result: {
     : undefined;
   return {
     ok: result.ok,
-    error: result.error || undefined,
+    // A task that could not start there (its disk is full, say) names the agent, as this master does.
+    error: result.error && exit?.reason === "spawn_failed"
+      ? `agent ${address}: ${result.error}`
+      : result.error || undefined,
     message: result.message || undefined,
     outputs,
     exit,

@@ -2,11 +2,12 @@
  * The agent's content-addressed store: file contents by SHA-256, so a master
  * sends each content once. Entries are read-only and carry a fixed mtime; an
  * entry whose size or mtime is not what was stored has been tampered with or
- * damaged, is dropped, and is fetched again. Least recently used entries go
- * first when the store is over its size limit. It lives on disk and outlasts
- * the agent; names are written through a temporary file and a rename, so
- * concurrent jobs never see half an entry.
+ * damaged, is dropped, and is fetched again. What goes when is the agent's disk
+ * budget's choice (budget.ts), across this store and the kept workspaces. It
+ * lives on disk and outlasts the agent; names are written through a temporary
+ * file and a rename, so concurrent jobs never see half an entry.
  */
+import { type Evictable, footprint, isNoSpace } from "./disk.ts";
 import { hashFileSync } from "./manifest.ts";
 import { SyncError } from "./paths.ts";
 
@@ -15,21 +16,20 @@ const STORED_MTIME = new Date(1_000_000_000);
 
 export class BlobStore {
   readonly dir: string;
-  #limit: number;
+  /** Sizes as stored; `used` in ms since the epoch. */
   #entries = new Map<string, { size: number; used: number }>();
   #total = 0;
   /** Digests in use by running jobs: never evicted. */
   #pinned = new Map<string, number>();
 
-  private constructor(dir: string, limit: number) {
+  private constructor(dir: string) {
     this.dir = dir;
-    this.#limit = limit;
   }
 
   /** Opens (or makes) the store in `dir`, reading what an earlier run left there. */
-  static open(dir: string, limitBytes: number): BlobStore {
+  static open(dir: string): BlobStore {
     Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const store = new BlobStore(dir, limitBytes);
+    const store = new BlobStore(dir);
     for (const entry of Deno.readDirSync(dir)) {
       if (!/^[0-9a-f]{64}$/.test(entry.name)) {
         // A temporary file left by a crash, or something that is not ours.
@@ -38,7 +38,7 @@ export class BlobStore {
       }
       const info = Deno.lstatSync(`${dir}/${entry.name}`);
       store.#entries.set(entry.name, { size: info.size, used: info.atime?.getTime() ?? 0 });
-      store.#total += info.size;
+      store.#total += footprint(info.size);
     }
     return store;
   }
@@ -66,38 +66,45 @@ export class BlobStore {
 
   /**
    * Stores a copy of `source` as `digest`, checking the digest on the way (the
-   * source may have changed since); false if it did not match or could not be read.
+   * source may have changed since); false if it did not match or could not be
+   * read. A full disk is thrown (the caller may make room and try again), with
+   * nothing of the copy left behind. `used`: when it counts as last used (ms), now
+   * by default.
    */
-  storeCopy(source: string, digest: string): boolean {
+  storeCopy(source: string, digest: string, used = Date.now()): boolean {
     if (this.#entries.has(digest)) return true;
     const temp = `${this.dir}/incoming-${crypto.randomUUID()}`;
+    let full: unknown;
     try {
       Deno.copyFileSync(source, temp);
       if (hashFileSync(temp) === digest) {
-        this.admit(temp, digest);
+        this.admit(temp, digest, used);
         return true;
       }
-    } catch {
-      // The source went away, or the disk is full: the store simply lacks it.
+    } catch (error) {
+      // The source went away: the store simply lacks it.
+      if (isNoSpace(error)) full = error;
     }
     try {
       Deno.removeSync(temp);
     } catch {
       // Never made, or admitted.
     }
+    if (full) throw full;
     return false;
   }
 
   /** Moves a file whose content has been checked to be `digest` into the store. */
-  admit(file: string, digest: string): void {
+  admit(file: string, digest: string, used = Date.now()): void {
     const size = Deno.lstatSync(file).size;
     Deno.chmodSync(file, 0o444);
-    Deno.utimeSync(file, STORED_MTIME, STORED_MTIME);
+    // The atime says when it was last used, for the budget after a restart.
+    Deno.utimeSync(file, new Date(used), STORED_MTIME);
     const existed = this.#entries.get(digest);
     Deno.renameSync(file, this.pathOf(digest));
-    if (existed) this.#total -= existed.size;
-    this.#entries.set(digest, { size, used: Date.now() });
-    this.#total += size;
+    if (existed) this.#total -= footprint(existed.size);
+    this.#entries.set(digest, { size, used });
+    this.#total += footprint(size);
   }
 
   /** Copies stored content to `target` (which must not exist). */
@@ -121,17 +128,18 @@ export class BlobStore {
     }
   }
 
-  /** Drops least recently used, unpinned entries until the store is within its limit. */
-  evict(): void {
-    if (this.#total <= this.#limit) return;
-    const byAge = [...this.#entries].filter(([d]) => !this.#pinned.has(d))
-      .sort((a, b) => a[1].used - b[1].used);
-    for (const [digest] of byAge) {
-      if (this.#total <= this.#limit * 0.9) break;
-      this.#drop(digest);
-    }
+  /** Entries no running job uses, which the budget may drop. */
+  evictable(): Evictable[] {
+    return [...this.#entries].filter(([digest]) => !this.#pinned.has(digest))
+      .map(([id, { size, used }]) => ({ id, bytes: footprint(size), used }));
   }
 
+  /** Removes an entry (a later job fetches its content again). */
+  drop(digest: string): void {
+    this.#drop(digest);
+  }
+
+  /** Bytes the entries take on disk, as the budget counts them. */
   get totalBytes(): number {
     return this.#total;
   }
@@ -140,7 +148,7 @@ export class BlobStore {
     const known = this.#entries.get(digest);
     if (!known) return;
     this.#entries.delete(digest);
-    this.#total -= known.size;
+    this.#total -= footprint(known.size);
     try {
       Deno.removeSync(this.pathOf(digest));
     } catch {

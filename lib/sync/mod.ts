@@ -1,4 +1,6 @@
 export { BlobStore } from "./blobs.ts";
+export { DiskBudget } from "./budget.ts";
+export { footprint, isNoSpace, NoSpaceError } from "./disk.ts";
 export { applyChanges } from "./changes.ts";
 export { gunzip, gzip, tarBound } from "./compress.ts";
 export type { Compression } from "./compress.ts";

@@ -18,6 +18,11 @@ export interface AgentOptions {
   /** `main.ts agent`, or `main.ts agent start`, instead of `agent.ts` (sloth-agent). */
   entry?: "main" | "agent" | "start";
   port?: number;
+  /**
+   * A command to start the agent under, given the agent's own command line as its
+   * last arguments: `["unshare", "-m", "sh", "-c", 'mount ... && exec "$@"', "sh"]`.
+   */
+  prefix?: string[];
 }
 
 export async function startAgent(options: AgentOptions = {}): Promise<TestAgent> {
@@ -27,8 +32,9 @@ export async function startAgent(options: AgentOptions = {}): Promise<TestAgent>
     : options.entry === "start"
     ? executable("sloth-runner", ["agent", "start", ...args])
     : executable("sloth-agent", args);
-  const child = new Deno.Command(run.command, {
-    args: run.args,
+  const line = [...(options.prefix ?? []), run.command, ...run.args];
+  const child = new Deno.Command(line[0], {
+    args: line.slice(1),
     env: { NO_COLOR: "1", RUST_BACKTRACE: "0", ...options.env },
     stdin: "null",
     stdout: "null",
