@@ -18,5 +18,9 @@ export function routeByTarget(local: TaskExecutor, remote?: TaskExecutor): TaskE
           `remote execution is not available in this build (task wants ${task.target.address})`,
       });
     },
+    beforeRetry: (task, failed, signal) => {
+      const executor = task.target.kind === "local" ? local : remote;
+      return executor?.beforeRetry?.(task, failed, signal);
+    },
   };
 }

@@ -147,13 +147,15 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
           attempt,
           where: targetText(task.target),
         }),
-      onRetry: (task, attempt, error, delay) =>
+      onRetry: (task, attempt, error, pause) =>
         emit({
           ...logEvent(
             task,
             "warn",
             `attempt ${attempt} of ${task.retries + 1} failed: ${error}; ` +
-              `retrying in ${delay}ms`,
+              ("delayMs" in pause
+                ? `retrying in ${pause.delayMs}ms`
+                : `waiting for ${pause.waitingFor}, then retrying`),
           ),
         }),
       onTaskFinish: (task, result) =>

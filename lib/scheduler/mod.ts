@@ -5,6 +5,8 @@ export type {
   AttemptContext,
   AttemptResult,
   Gate,
+  RetryPause,
+  RetryWait,
   RunHooks,
   RunOptions,
   RunOutcome,

@@ -34,6 +34,11 @@ export interface AttemptResult {
   outputs?: Record<string, unknown>;
   exit?: ExitStatus;
   transfer?: Transfer;
+  /**
+   * Set when the attempt failed because of the agent it was sent to (it could not be
+   * reached, or the connection to it was lost), not because of the task.
+   */
+  agentFault?: "unreachable" | "lost";
 }
 
 /** What runs a task: locally, or on an agent. */
@@ -41,11 +46,31 @@ export interface TaskExecutor {
   /** Evaluates `abort_if` and `run_if`. */
   gate(task: Task, inputs: AttemptContext["inputs"], signal: AbortSignal): Promise<Gate>;
   attempt(task: Task, ctx: AttemptContext): Promise<AttemptResult>;
+  /**
+   * Asked before retrying a failed attempt: something to wait for instead of the
+   * back-off (an agent that was lost, until it answers again), or undefined for the
+   * back-off. The retry starts as soon as the wait settles.
+   */
+  beforeRetry?(task: Task, failed: AttemptResult, signal: AbortSignal): RetryWait | undefined;
 }
+
+/** A wait before a retry, chosen by the executor. */
+export interface RetryWait {
+  /** What is awaited, for people: `agent 10.0.0.5:50051 to answer (up to 10s)`. */
+  waitingFor: string;
+  /**
+   * Settles when the retry may start: what was awaited came, the executor's bound
+   * passed, or the signal given to `beforeRetry` aborted (then at once). Never rejects.
+   */
+  ready: Promise<void>;
+}
+
+/** How a retry waits: a back-off delay, or for what the executor named. */
+export type RetryPause = { delayMs: number } | { waitingFor: string };
 
 export interface RunHooks {
   onTaskStart?(task: Task, attempt: number): void;
-  onRetry?(task: Task, failedAttempt: number, error: string, delayMs: number): void;
+  onRetry?(task: Task, failedAttempt: number, error: string, pause: RetryPause): void;
   onTaskFinish?(task: Task, result: TaskResult): void;
 }
 
@@ -278,9 +303,16 @@ class Scheduler {
         });
       }
       if (attempt < attempts) {
-        const delay = (this.#options.retryDelayMs ?? backoff)(attempt);
-        this.#options.onRetry?.(task, attempt, last.error ?? status, delay);
-        await sleep(delay, this.#cancel.signal);
+        const error = last.error ?? status;
+        const wait = this.#executor.beforeRetry?.(task, last, this.#cancel.signal);
+        if (wait) {
+          this.#options.onRetry?.(task, attempt, error, { waitingFor: wait.waitingFor });
+          await wait.ready;
+        } else {
+          const delayMs = (this.#options.retryDelayMs ?? backoff)(attempt);
+          this.#options.onRetry?.(task, attempt, error, { delayMs });
+          await sleep(delayMs, this.#cancel.signal);
+        }
       } else {
         return result(status, attempt, {
           error: last.error,

@@ -2,7 +2,14 @@ import assert from "node:assert/strict";
 import type { Task } from "../model/mod.ts";
 import { planRun } from "./plan.ts";
 import { task, workflow } from "./_testing.ts";
-import type { AttemptContext, AttemptResult, Gate, RunOptions, TaskExecutor } from "./run.ts";
+import type {
+  AttemptContext,
+  AttemptResult,
+  Gate,
+  RetryWait,
+  RunOptions,
+  TaskExecutor,
+} from "./run.ts";
 import { runPlan } from "./run.ts";
 
 interface Script {
@@ -50,7 +57,7 @@ class ScriptedExecutor implements TaskExecutor {
   }
 }
 
-async function run(tasks: Task[], exec: ScriptedExecutor, options: Partial<RunOptions> = {}) {
+async function run(tasks: Task[], exec: TaskExecutor, options: Partial<RunOptions> = {}) {
   const outcome = await runPlan(planRun(workflow(tasks)), exec, {
     maxParallel: 8,
     retryDelayMs: () => 1,
@@ -147,7 +154,10 @@ Deno.test("runPlan() retries a failing task and counts the attempts", async () =
       task("broken", { retries: 2 }),
     ],
     exec,
-    { onRetry: (t, attempt, _, delay) => retries.push(`${t.name} ${attempt} ${delay}`) },
+    {
+      onRetry: (t, attempt, _, pause) =>
+        retries.push(`${t.name} ${attempt} ${"delayMs" in pause ? pause.delayMs : "?"}`),
+    },
   );
   assert.deepEqual(status, { flaky: "success", broken: "failed" });
   assert.deepEqual(outcome.results.map((r) => r.attempts), [3, 3]);
@@ -206,4 +216,107 @@ Deno.test("runPlan() cancels running tasks and skips the rest when interrupted",
   });
   assert.equal(outcome.interrupted, true);
   assert.deepEqual(status, { long: "cancelled", next: "skipped" });
+});
+
+/** Fails its first attempts as an unreachable agent would; asks to wait for the agent before a retry. */
+class AgentFaultExecutor implements TaskExecutor {
+  events: string[] = [];
+  /** Resolves the current wait (the agent "answers"). */
+  answer?: () => void;
+  constructor(readonly faults: number, readonly wait = true) {}
+
+  gate(): Promise<Gate> {
+    return Promise.resolve({ action: "run" });
+  }
+
+  attempt(t: Task, ctx: AttemptContext): Promise<AttemptResult> {
+    this.events.push(`attempt ${ctx.attempt}`);
+    if (ctx.attempt <= this.faults) {
+      return Promise.resolve({
+        ok: false,
+        error: "agent a:1 unreachable: connect ECONNREFUSED",
+        exit: { reason: "spawn_failed", code: null, signal: null },
+        agentFault: "unreachable",
+      });
+    }
+    return Promise.resolve({ ok: true, outputs: { on: t.name } });
+  }
+
+  beforeRetry(_t: Task, failed: AttemptResult, signal: AbortSignal): RetryWait | undefined {
+    this.events.push(`before retry (${failed.agentFault})`);
+    if (!this.wait || !failed.agentFault) return undefined;
+    const ready = new Promise<void>((resolve) => {
+      this.answer = resolve;
+      signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+    this.events.push("waiting");
+    setTimeout(() => this.answer?.(), 5);
+    return { waitingFor: "agent a:1 to answer", ready };
+  }
+}
+
+Deno.test("runPlan() waits for what beforeRetry names instead of the back-off, then retries", async () => {
+  const exec = new AgentFaultExecutor(2);
+  const pauses: string[] = [];
+  const delays: number[] = [];
+  const { status, outcome } = await run([task("remote", { retries: 2 })], exec, {
+    retryDelayMs: (n) => (delays.push(n), 1),
+    onRetry: (_t, attempt, error, pause) =>
+      pauses.push(`${attempt} ${error}: ${"waitingFor" in pause ? pause.waitingFor : "delay"}`),
+  });
+  assert.equal(status.remote, "success");
+  assert.equal(outcome.results[0].attempts, 3);
+  assert.deepEqual(exec.events, [
+    "attempt 1",
+    "before retry (unreachable)",
+    "waiting",
+    "attempt 2",
+    "before retry (unreachable)",
+    "waiting",
+    "attempt 3",
+  ]);
+  assert.deepEqual(pauses, [
+    "1 agent a:1 unreachable: connect ECONNREFUSED: agent a:1 to answer",
+    "2 agent a:1 unreachable: connect ECONNREFUSED: agent a:1 to answer",
+  ]);
+  assert.deepEqual(delays, []);
+});
+
+Deno.test("runPlan() backs off as usual when beforeRetry names nothing to wait for", async () => {
+  const exec = new AgentFaultExecutor(1, false);
+  const delays: number[] = [];
+  const { status } = await run([task("remote", { retries: 1 })], exec, {
+    retryDelayMs: (n) => (delays.push(n), 1),
+  });
+  assert.equal(status.remote, "success");
+  assert.deepEqual(delays, [1]);
+});
+
+Deno.test("runPlan() does not ask beforeRetry after the last attempt (retries = 0 fails at once)", async () => {
+  const exec = new AgentFaultExecutor(1);
+  const { status, errors } = await run([task("remote")], exec);
+  assert.equal(status.remote, "failed");
+  assert.equal(errors.remote, "agent a:1 unreachable: connect ECONNREFUSED");
+  assert.deepEqual(exec.events, ["attempt 1"]);
+});
+
+Deno.test("runPlan() ends a wait before a retry when the run is interrupted", async () => {
+  const exec = new AgentFaultExecutor(1);
+  // The agent never answers: only the interrupt ends the wait.
+  exec.beforeRetry = function (_t, _failed, signal) {
+    this.events.push("waiting forever");
+    const ready = new Promise<void>((resolve) =>
+      signal.addEventListener("abort", () => resolve(), { once: true })
+    );
+    return { waitingFor: "agent a:1 to answer", ready };
+  };
+  const interrupt = new AbortController();
+  const running = run([task("remote", { retries: 3 }), task("after")], exec, {
+    signal: interrupt.signal,
+    onRetry: () => interrupt.abort(),
+  });
+  const { outcome, status } = await running;
+  assert.equal(outcome.interrupted, true);
+  assert.deepEqual(status, { remote: "cancelled", after: "skipped" });
+  assert.deepEqual(exec.events, ["attempt 1", "waiting forever"]);
 });
