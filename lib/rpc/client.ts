@@ -32,8 +32,15 @@ const channelOptions: grpc.ChannelOptions = {
   "grpc.keepalive_time_ms": 10_000,
   "grpc.keepalive_timeout_ms": 5_000,
   "grpc.keepalive_permit_without_calls": 1,
-  "grpc.initial_reconnect_backoff_ms": 200,
-  "grpc.max_reconnect_backoff_ms": 2000,
+  // A restarted agent is reached within about half a second (the longest back-off
+  // between attempts to connect, plus up to 20% jitter): a master waiting to retry on
+  // it is not held back by a long back-off; a closed port costs two refused SYNs a second.
+  "grpc.initial_reconnect_backoff_ms": 100,
+  "grpc.max_reconnect_backoff_ms": 500,
+  // Each channel connects for itself: one in back-off (an agent that was down) must not
+  // hold back a new channel to the same agent (a new token after its restart), and a new
+  // channel sharing a failed connection reports "Last error: null".
+  "grpc.use_local_subchannel_pool": 1,
   // An idle channel would close its connection, which sends a GOAWAY (see `close`).
   "grpc.client_idle_timeout_ms": 2 ** 31 - 1,
 };
@@ -70,8 +77,15 @@ export class AgentClient {
     return metadata;
   }
 
-  /** Checks reachability, the token and the protocol, within `CONNECT_TIMEOUT_MS`. */
-  ping(timeoutMs = CONNECT_TIMEOUT_MS): Promise<PingResponse> {
+  /**
+   * Checks reachability, the token and the protocol, within `timeoutMs`. With
+   * `waitForReady`, a channel that is (re)connecting does not fail the call at once:
+   * it is answered as soon as a connection is made within the time.
+   */
+  ping(
+    timeoutMs = CONNECT_TIMEOUT_MS,
+    options: { waitForReady?: boolean } = {},
+  ): Promise<PingResponse> {
     return new Promise((resolve, reject) => {
       const ping = this.#client.Ping as unknown as (
         request: unknown,
@@ -83,7 +97,7 @@ export class AgentClient {
         this.#client,
         {},
         this.#metadata(),
-        { deadline: Date.now() + timeoutMs },
+        { deadline: Date.now() + timeoutMs, waitForReady: options.waitForReady ?? false },
         (error, response) => {
           if (error) {
             return this.#describeFirstContact(error).then(
@@ -175,11 +189,16 @@ export class AgentClient {
   /** A gRPC failure as one line a person can act on. */
   describe(error: unknown): RpcError {
     if (error instanceof RpcError) return error;
-    const e = error as Partial<grpc.ServiceError>;
-    const details = cleanDetails(e.details ?? e.message ?? String(error));
+    const e = (error ?? {}) as Partial<grpc.ServiceError>;
+    const raw = e.details || e.message || (typeof error === "string" ? error : "");
+    const details = cleanDetails(raw);
+    if (e.code === undefined && STREAM_ENDED.test(raw)) {
+      // Our own stream wrappers (stream.ts) when the call ended under a write: the
+      // connection went away, which the responses side reports with its status.
+      return this.#lost("the connection closed");
+    }
     switch (e.code) {
       case grpc.status.UNAVAILABLE: {
-        const raw = e.details ?? e.message ?? "";
         if (/Name resolution failed/.test(raw)) {
           const host = this.address.replace(/:\d+$/, "");
           return new RpcError(
@@ -198,11 +217,7 @@ export class AgentClient {
             `agent ${this.address} unreachable: ${details}${next}`,
           );
         }
-        return new RpcError(
-          "lost",
-          `agent ${this.address} lost: ${details} ` +
-            "(did the agent stop or restart? its log says why; the task's retries apply)",
-        );
+        return this.#lost(details);
       }
       case grpc.status.DEADLINE_EXCEEDED:
         return new RpcError(
@@ -226,9 +241,22 @@ export class AgentClient {
           "lost",
           `agent ${this.address} lost: it cancelled the task (is it stopping?)`,
         );
+      case grpc.status.INTERNAL:
+        // grpc-js reports a connection the peer closed under a call (the agent died
+        // between our write and its answer) as an internal error.
+        if (CONNECTION_GONE.test(raw)) return this.#lost(details);
+        return new RpcError("protocol", `agent ${this.address}: ${details}`);
       default:
         return new RpcError("protocol", `agent ${this.address}: ${details}`);
     }
+  }
+
+  #lost(details: string): RpcError {
+    return new RpcError(
+      "lost",
+      `agent ${this.address} lost: ${details} ` +
+        "(did the agent stop or restart? its log says why; the task's retries apply)",
+    );
   }
 
   /**
@@ -248,12 +276,34 @@ function channelFor(address: string, tls: TlsFiles | undefined) {
   return clientCredentials(address, tls);
 }
 
-function cleanDetails(details: string): string {
-  const last = /Last error: (?:Error: )?(.*?)(?:\. Resolution note:.*)?$/.exec(details);
+/**
+ * What grpc-js says (as INTERNAL) when the connection under a call was closed by the
+ * other side, or the agent ended the call's stream without a status (a connection it
+ * closed while the call ran).
+ */
+const CONNECTION_GONE =
+  /ended by the other party|ECONNRESET|EPIPE|Connection dropped|socket hang up|GOAWAY|stream closed|Call ended without gRPC status/i;
+/** stream.ts's errors for a write to a call that is already over. */
+const STREAM_ENDED = /^(the call is over|the stream closed)$/;
+
+/**
+ * grpc-js's details as one readable clause, never empty, "null" or "undefined": a new
+ * channel to an address whose connection just failed says "Last error: null".
+ */
+export function cleanDetails(details: string | null | undefined): string {
+  const text = String(details ?? "").trim();
+  const last = /Last error: (?:Error: )?(.*?)(?:\. Resolution note:.*)?$/s.exec(text);
   // grpc-js stamps some errors with the time, "(2026-11-23T20:03:07.212Z)": noise here.
-  return (last ? last[1] : details)
+  const clean = (last ? last[1] : text)
+    // "Received RST_STREAM with code 2 triggered by internal client error: write EPIPE":
+    // the socket's own error says it.
+    .replace(/^Received RST_STREAM with code \d+ triggered by internal client error: /, "")
     .replace(/\s*\(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z\)/g, "")
     .trim().replace(/\.$/, "");
+  if (/^(null|undefined)?$/i.test(clean)) {
+    return last ? "no connection could be made" : "the call failed without details";
+  }
+  return clean;
 }
 
 /** The standard gRPC health check of an agent: "SERVING", or an `RpcError`. */
