@@ -18,7 +18,13 @@ import {
   type TlsFiles,
   type WireEntry,
 } from "../rpc/mod.ts";
-import type { AttemptContext, AttemptResult, Gate, TaskExecutor } from "../scheduler/mod.ts";
+import type {
+  AttemptContext,
+  AttemptResult,
+  Gate,
+  RetryWait,
+  TaskExecutor,
+} from "../scheduler/mod.ts";
 import {
   applyChanges,
   buildManifest,
@@ -46,6 +52,27 @@ export interface RemoteRunnerOptions {
 
 type Remote = Extract<Task["target"], { kind: "remote" }>;
 
+/**
+ * How long a retry after an agent error waits for the agent to answer again: a
+ * supervised agent's restart (the systemd unit's RestartSec=2s, or the agent's own
+ * sub-second restart, plus its start) with room to spare. An agent that stays down
+ * costs each retry this long; one that answers ends the wait at once.
+ */
+export const AGENT_RETURN_MS = 10_000;
+/** Deadline of each probe while waiting; a probe that fails sooner is repeated after `PROBE_EVERY_MS`. */
+const PROBE_MS = 250;
+const PROBE_EVERY_MS = 200;
+
+/** One probe loop per agent, shared by the tasks waiting for it. */
+interface AgentWatch {
+  /** Resolves when the agent answered; never rejects. */
+  back: Promise<boolean>;
+  /** The probing ends here (the latest deadline of the tasks waiting). */
+  until: number;
+  waiters: number;
+  stop: AbortController;
+}
+
 export class RemoteRunner implements TaskExecutor {
   #options: RemoteRunnerOptions;
   #clients = new Map<string, AgentClient>();
@@ -55,6 +82,7 @@ export class RemoteRunner implements TaskExecutor {
   /** Change sets are checked and applied one at a time per directory. */
   #applying = new Map<string, Promise<unknown>>();
   #digests = new Map<string, DigestCache>();
+  #watches = new Map<string, AgentWatch>();
 
   constructor(options: RemoteRunnerOptions) {
     this.#options = options;
@@ -204,9 +232,106 @@ export class RemoteRunner implements TaskExecutor {
         ctx.signal.removeEventListener("abort", onAbort);
       }
     } catch (error) {
-      return failure(error);
+      const fault = agentFault(error, target);
+      // The agent may come back as another process (another version, another token):
+      // the next attempt asks it again.
+      if (fault) this.#forgetPing(target);
+      return failure(error, fault);
     } finally {
       await spool.dispose();
+    }
+  }
+
+  /**
+   * After an attempt its agent failed (unreachable, or lost under it), the retry waits
+   * for the agent to answer a ping again, up to `AGENT_RETURN_MS`, instead of a
+   * back-off that a restarting agent outlasts.
+   */
+  beforeRetry(task: Task, failed: AttemptResult, signal: AbortSignal): RetryWait | undefined {
+    if (!failed.agentFault || task.target.kind !== "remote") return undefined;
+    const target = task.target;
+    const name = target.agent ? `${target.agent} (${target.address})` : target.address;
+    return {
+      waitingFor: `agent ${name} to answer (up to ${AGENT_RETURN_MS / 1000}s)`,
+      ready: this.#agentBack(target, signal).then(() => {}),
+    };
+  }
+
+  /** Resolves true once the agent answers, false after `AGENT_RETURN_MS` or when `signal` aborts. */
+  #agentBack(target: Remote, signal: AbortSignal): Promise<boolean> {
+    if (signal.aborted) return Promise.resolve(false);
+    const key = JSON.stringify([target.address, target.tls ?? this.#options.tls]);
+    const deadline = Date.now() + AGENT_RETURN_MS;
+    let watch = this.#watches.get(key);
+    if (watch) {
+      watch.until = Math.max(watch.until, deadline);
+    } else {
+      const created: AgentWatch = {
+        back: Promise.resolve(false),
+        until: deadline,
+        waiters: 0,
+        stop: new AbortController(),
+      };
+      created.back = this.#probe(target, created).finally(() => {
+        if (this.#watches.get(key) === created) this.#watches.delete(key);
+      });
+      this.#watches.set(key, created);
+      watch = created;
+    }
+    const shared = watch;
+    shared.waiters++;
+    return new Promise<boolean>((resolve) => {
+      let settled = false;
+      const settle = (back: boolean) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        signal.removeEventListener("abort", onAbort);
+        // The last task to stop waiting stops the probing.
+        if (--shared.waiters === 0) {
+          shared.stop.abort();
+          if (this.#watches.get(key) === shared) this.#watches.delete(key);
+        }
+        resolve(back);
+      };
+      const onAbort = () => settle(false);
+      const timer = setTimeout(() => settle(false), deadline - Date.now());
+      signal.addEventListener("abort", onAbort, { once: true });
+      shared.back.then(settle);
+    });
+  }
+
+  /** Pings the agent until it answers, `watch.until` passes or `watch.stop` aborts. */
+  async #probe(target: Remote, watch: AgentWatch): Promise<boolean> {
+    const { signal } = watch.stop;
+    while (!signal.aborted && Date.now() < watch.until) {
+      const started = Date.now();
+      try {
+        // A new client when the token changed: a loopback agent restarted with a new one.
+        const client = this.#client(target);
+        // waitForReady: a call made while the channel reconnects is answered as soon as
+        // the connection is up, not failed at once.
+        const reply = await client.ping(Math.min(PROBE_MS, Math.max(1, watch.until - started)), {
+          waitForReady: true,
+        });
+        this.#ready.set(this.#key(target), Promise.resolve(checkProtocol(target, reply)));
+        return true;
+      } catch (error) {
+        // It answered (another protocol, a token it refuses for good), or the token is
+        // missing here: the retry reports it.
+        if (!agentFault(error, target)) return true;
+      }
+      const rest = PROBE_EVERY_MS - (Date.now() - started);
+      if (rest > 0) await sleep(rest, signal);
+    }
+    return false;
+  }
+
+  #forgetPing(target: Remote): void {
+    try {
+      this.#ready.delete(this.#key(target));
+    } catch {
+      // No token to key it by: nothing was cached.
     }
   }
 
@@ -276,15 +401,10 @@ export class RemoteRunner implements TaskExecutor {
     const key = this.#key(target);
     let ready = this.#ready.get(key);
     if (!ready) {
-      ready = client.ping().then((reply) => {
-        if (reply.protocol < PROTOCOL_VERSION) {
-          throw new RpcError(
-            "protocol",
-            `agent ${target.address} is too old (sloth-runner ${reply.version})`,
-          );
-        }
+      ready = client.ping().then((reply) => checkProtocol(target, reply));
+      ready.catch(() => {
+        if (this.#ready.get(key) === ready) this.#ready.delete(key);
       });
-      ready.catch(() => this.#ready.delete(key));
       this.#ready.set(key, ready);
     }
     return ready;
@@ -303,6 +423,33 @@ export class RemoteRunner implements TaskExecutor {
     this.#applying.set(key, next.catch(() => {}));
     return await next;
   }
+}
+
+function checkProtocol(target: Remote, reply: { protocol: number; version: string }): void {
+  if (reply.protocol < PROTOCOL_VERSION) {
+    throw new RpcError(
+      "protocol",
+      `agent ${target.address} is too old (sloth-runner ${reply.version})`,
+    );
+  }
+}
+
+/** Whether the agent's token comes from the token file a loopback agent writes. */
+function usesLocalToken(target: Remote): boolean {
+  return !target.tokenEnv && !Deno.env.get("SLOTH_AGENT_TOKEN") &&
+    readLocalToken(target.address) !== undefined;
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
 }
 
 /** The token for an agent: its `token_env` variable, else `SLOTH_AGENT_TOKEN`. */
@@ -359,7 +506,20 @@ function fromWire(result: {
   };
 }
 
-function failure(error: unknown): AttemptResult {
+/**
+ * Whether an attempt failed because of its agent rather than the task: it could not
+ * be reached, or was lost under the call. A refused token counts when the token came
+ * from a loopback agent's token file: a restarted agent writes its new token there
+ * just after it starts listening.
+ */
+function agentFault(error: unknown, target: Remote): AttemptResult["agentFault"] {
+  if (!(error instanceof RpcError)) return undefined;
+  if (error.kind === "lost" || error.kind === "unreachable") return error.kind;
+  if (error.kind === "auth" && usesLocalToken(target)) return "unreachable";
+  return undefined;
+}
+
+function failure(error: unknown, fault?: AttemptResult["agentFault"]): AttemptResult {
   const message = error instanceof Error ? error.message : String(error);
   if (error instanceof RpcError) {
     const reason: ExitStatus["reason"] = error.kind === "lost"
@@ -367,7 +527,12 @@ function failure(error: unknown): AttemptResult {
       : error.kind === "cancelled"
       ? "cancelled"
       : "spawn_failed";
-    return { ok: false, error: message, exit: { reason, code: null, signal: null, message } };
+    return {
+      ok: false,
+      error: message,
+      exit: { reason, code: null, signal: null, message },
+      ...(fault ? { agentFault: fault } : {}),
+    };
   }
   return { ok: false, error: message };
 }
