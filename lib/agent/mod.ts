@@ -1,6 +1,6 @@
 /** Starting and stopping an agent: the service, its Lua workers and its gRPC server. */
 import { SlothError } from "../errors.ts";
-import { probeBwrap } from "../exec/mod.ts";
+import { killRecordedTrees, probeBwrap, recordTreesIn } from "../exec/mod.ts";
 import { DEFAULT_LIMITS, type Limits } from "../sync/mod.ts";
 import {
   checkServerTls,
@@ -15,6 +15,8 @@ import {
 import { AgentService } from "./service.ts";
 
 export { AgentService } from "./service.ts";
+export { readServeConfig, readyLine, SERVE_ENV, superviseAgent } from "./supervisor.ts";
+export type { ServeConfig, ServeReady } from "./supervisor.ts";
 export type { AgentOptions } from "./service.ts";
 
 export interface StartAgentOptions {
@@ -40,11 +42,19 @@ export interface StartAgentOptions {
   keptWorkspaces?: number;
   /** Longest wait for the next message while a master uploads a workspace. */
   idleTimeoutMs?: number;
+  /** A loopback agent's own token, made by an earlier start of this agent (a restart keeps it). */
+  localToken?: string;
+  /** The port was picked by the system at an earlier start: the agent's files go when it stops. */
+  ephemeral?: boolean;
   log(line: string): void;
 }
 
 export interface RunningAgent {
   port: number;
+  /** The token it made for this user's masters (a loopback agent without one). */
+  localToken?: string;
+  /** Where it records its jobs' process trees (for its supervisor). */
+  trees: string;
   /**
    * Cancels running jobs (their process trees are killed, directories removed) and
    * lets their calls end; the process should exit next, which closes the port.
@@ -109,7 +119,7 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
   // gets in without one) and written where this user's masters find it (local_token.ts).
   const makeLocalToken = options.token === undefined && !mutualTls &&
     isLoopbackHost(options.bind);
-  const token = makeLocalToken ? newToken() : options.token;
+  const token = makeLocalToken ? options.localToken ?? newToken() : options.token;
   let localTokenFile: string | undefined;
   let server;
   try {
@@ -129,7 +139,12 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
     if (error instanceof TlsConfigError) throw error;
     throw listenError(options.bind, options.port, error as Error);
   }
-  service.open(server.port, options.port === 0);
+  // Process trees of jobs an earlier serving process left when it died go first,
+  // then their directories (open); this one's trees are recorded from now on.
+  const trees = `${workRoot}/sloth-agent-${server.port}/trees`;
+  killRecordedTrees(trees);
+  service.open(server.port, options.ephemeral ?? options.port === 0);
+  recordTreesIn(trees);
   if (makeLocalToken) {
     try {
       localTokenFile = await writeLocalToken(options.bind, server.port, token!);
@@ -153,6 +168,8 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
   );
   return {
     port: server.port,
+    localToken: makeLocalToken ? token : undefined,
+    trees,
     stop: async () => {
       await service.stop();
       // Results (cancelled, agent_lost) reach the masters; the connections end with

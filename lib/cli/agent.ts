@@ -1,8 +1,9 @@
 /** `sloth-runner agent [start|ping]` and the `sloth-agent` entry point. */
-import { startAgent } from "../agent/mod.ts";
+import { readServeConfig, readyLine, SERVE_ENV, startAgent, superviseAgent } from "../agent/mod.ts";
 import { ExitCode, SlothError } from "../errors.ts";
 import { AgentClient, checkMasterTls, readLocalToken, type ServerTlsFiles } from "../rpc/mod.ts";
 import { parseAddress } from "../model/mod.ts";
+import { killRecordedTrees } from "../exec/mod.ts";
 import { masterTls } from "./options.ts";
 import type { Io } from "./io.ts";
 
@@ -26,22 +27,37 @@ export interface AgentStartOptions {
   keptWorkspaces?: number;
 }
 
-/** Runs an agent until SIGINT or SIGTERM. */
+/**
+ * Runs an agent until SIGINT or SIGTERM: a supervisor that starts the serving
+ * process (this same program, told so by SERVE_ENV) and restarts it if it dies.
+ */
 export async function agentStartCommand(
   io: Io,
   version: string,
   o: AgentStartOptions,
 ): Promise<number> {
+  if (Deno.env.get(SERVE_ENV) === "1") return await serveCommand(io, version, o);
   const token = await readToken(o.tokenFile, "agent");
-  // Tasks inherit the agent's environment: the token must not be in it.
+  // The serving process gets the token through a pipe; tasks must never find it.
+  Deno.env.delete("SLOTH_AGENT_TOKEN");
+  const env = Deno.env.toObject();
+  return await superviseAgent({ token, env, log: (line) => io.err(`${stamp()} ${line}\n`) });
+}
+
+/** The serving process: listens, runs jobs, and ends with its supervisor. */
+async function serveCommand(io: Io, version: string, o: AgentStartOptions): Promise<number> {
+  const { config, orphaned } = await readServeConfig();
+  const token = config.token ?? await readToken(o.tokenFile, "agent");
   Deno.env.delete("SLOTH_AGENT_TOKEN");
   const agent = await startAgent({
     version,
-    port: o.port,
+    port: config.port ?? o.port,
     bind: o.bind,
     maxConcurrent: o.maxConcurrent,
     workRoot: o.workRoot,
     token,
+    localToken: config.localToken,
+    ephemeral: config.ephemeral,
     tokenFile: o.tokenFile,
     insecure: o.insecure ?? false,
     tls: agentTls(o),
@@ -55,17 +71,35 @@ export async function agentStartCommand(
       maxEntries: o.maxWorkspaceEntries,
       maxFileBytes: o.maxFileBytes,
     },
-    log: (line) => io.err(`${new Date().toISOString()} ${line}\n`),
+    log: (line) => io.err(`${stamp()} ${line}\n`),
   });
-  const signal = await new Promise<Deno.Signal>((resolve) => {
-    for (const sig of ["SIGINT", "SIGTERM"] as const) {
-      Deno.addSignalListener(sig, () => resolve(sig));
-    }
-  });
-  io.err(`${new Date().toISOString()} ${signal}: stopping (running jobs are cancelled)\n`);
+  io.out(readyLine({
+    port: agent.port,
+    localToken: agent.localToken,
+    ephemeral: config.ephemeral ?? o.port === 0,
+    trees: agent.trees,
+  }));
+  const signal = await Promise.race([
+    new Promise<Deno.Signal>((resolve) => {
+      for (const sig of ["SIGINT", "SIGTERM"] as const) {
+        Deno.addSignalListener(sig, () => resolve(sig));
+      }
+    }),
+    orphaned.then(() => "orphaned" as const),
+  ]);
+  if (signal === "orphaned") {
+    // The supervisor is gone (killed): end now, as it would have wanted, jobs and all.
+    killRecordedTrees(agent.trees);
+    return ExitCode.taskFailed;
+  }
+  io.err(`${stamp()} ${signal}: stopping (running jobs are cancelled)\n`);
   await agent.stop();
-  io.err(`${new Date().toISOString()} stopped\n`);
+  io.err(`${stamp()} stopped\n`);
   return ExitCode.ok;
+}
+
+function stamp(): string {
+  return new Date().toISOString();
 }
 
 function agentTls(o: AgentStartOptions): ServerTlsFiles | undefined {

@@ -2,3 +2,6 @@ export { KILL_GRACE_MS, runShell } from "./process.ts";
 export type { AbortReason, ProcessResult, RunOptions, Stream } from "./process.ts";
 export { bwrapSandbox, probeBwrap } from "./sandbox.ts";
 export type { Sandbox, SandboxOptions } from "./sandbox.ts";
+export { killRecordedTrees, recordTreesIn } from "./trees.ts";
+export { selfCommand, startSelf } from "./self.ts";
+export type { SelfProcess, StartSelfOptions } from "./self.ts";

@@ -1,5 +1,6 @@
 import type { ExitStatus } from "../model/mod.ts";
 import type { Sandbox } from "./sandbox.ts";
+import { treeEnded, treeStarted } from "./trees.ts";
 
 export type Stream = "stdout" | "stderr";
 
@@ -70,6 +71,7 @@ export async function runShell(script: string, options: RunOptions): Promise<Pro
   } catch (error) {
     return { exit: spawnFailed(error, options.cwd), stdout: "", stderr: "" };
   }
+  treeStarted(child.pid);
 
   const pumps = Promise.all(
     (["stdout", "stderr"] as const).map((stream) =>
@@ -95,6 +97,7 @@ export async function runShell(script: string, options: RunOptions): Promise<Pro
   }
   await pumps;
   await killed;
+  treeEnded(child.pid);
 
   const exit: ExitStatus = killed
     ? abortedStatus(signal!, status.signal)

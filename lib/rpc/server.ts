@@ -160,7 +160,8 @@ export async function serveAgent(
   // gate and its frame filter see each one first.
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const fds = descriptorLimit();
-  const maxConnections = fds ? Math.max(16, Math.min(fds - 256, 16_384)) : 4096;
+  // Room is kept for jobs' pipes and files: a quarter of the limit, at most 256.
+  const maxConnections = fds ? Math.max(16, Math.min(fds - Math.min(256, fds / 4), 16_384)) : 4096;
   const gate = new ConnectionGate({
     maxConnections,
     maxPerPeer: Math.min(maxConnections, 512),

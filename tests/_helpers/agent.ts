@@ -7,6 +7,8 @@ export interface TestAgent {
   process: Deno.ChildProcess;
   /** Everything the agent wrote to stderr so far. */
   log(): string;
+  /** The pid of the serving process its supervisor (`process`) started, now (Linux). */
+  servingPid(): number | undefined;
   /** SIGTERM, then wait for it to exit; returns its exit code. */
   stop(signal?: Deno.Signal): Promise<number>;
   [Symbol.asyncDispose](): Promise<void>;
@@ -81,6 +83,7 @@ export async function startAgent(options: AgentOptions = {}): Promise<TestAgent>
     port,
     process: child,
     log: () => text,
+    servingPid: () => childrenOf(child.pid)[0],
     stop,
     [Symbol.asyncDispose]: async () => {
       await stop();
@@ -92,6 +95,16 @@ export async function startAgent(options: AgentOptions = {}): Promise<TestAgent>
 export function jobDirs(agent: TestAgent, root: string): string[] {
   try {
     return [...Deno.readDirSync(`${root}/sloth-agent-${agent.port}/jobs`)].map((e) => e.name);
+  } catch {
+    return [];
+  }
+}
+
+/** Child pids of a process, from /proc (Linux). */
+export function childrenOf(pid: number): number[] {
+  try {
+    return Deno.readTextFileSync(`/proc/${pid}/task/${pid}/children`).trim().split(/\s+/)
+      .filter(Boolean).map(Number);
   } catch {
     return [];
   }

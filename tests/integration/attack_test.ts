@@ -1,0 +1,229 @@
+/**
+ * Hostile clients against real agents, started as the README shows: each attack
+ * (a Node `node:http2` or raw-socket client, tests/_helpers/hostile_client.mjs)
+ * runs against a fresh agent that has had no earlier connection (an earlier
+ * connection changes what the runtime's HTTP/2 crash needs). After each, the
+ * same serving process (no restart) answers a ping and runs a real task.
+ */
+import assert from "node:assert/strict";
+import { startAgent, type TestAgent } from "../_helpers/agent.ts";
+import { cliProcess, hasCommand, ROOT, tempWorkspace } from "../_helpers/mod.ts";
+import { localTokenPath } from "../../lib/rpc/mod.ts";
+
+const NODE = hasCommand("node");
+const CLIENT = `${ROOT}/tests/_helpers/hostile_client.mjs`;
+
+interface Attack {
+  name: string;
+  attack: string;
+  count: number;
+  withToken?: boolean;
+  /** What the attacker saw, checked. */
+  check?(report: Record<string, unknown>, agent: TestAgent): void;
+  /** Start the agent under this (a lower descriptor limit). */
+  prefix?: string[];
+}
+
+const ATTACKS: Attack[] = [
+  { name: "GOAWAY after 250 unauthenticated calls", attack: "goaway-unauthenticated", count: 250 },
+  { name: "GOAWAY after 400 unauthenticated calls", attack: "goaway-unauthenticated", count: 400 },
+  {
+    name: "GOAWAY after 1,000 unauthenticated calls",
+    attack: "goaway-unauthenticated",
+    count: 1000,
+  },
+  {
+    name: "GOAWAY after one unauthenticated call left open",
+    attack: "goaway-unauthenticated",
+    count: 1,
+  },
+  {
+    name: "GOAWAY after 150 authenticated calls",
+    attack: "goaway-authenticated",
+    count: 150,
+    withToken: true,
+  },
+  {
+    name: "GOAWAY after 300 authenticated calls, one at a time",
+    attack: "goaway-sequential",
+    count: 300,
+    withToken: true,
+    check: (report) => {
+      // The agent asked for a new connection long before the crash's threshold.
+      assert.ok(Number(report.answered) <= 64, `answered ${report.answered}`);
+    },
+  },
+  { name: "an RST_STREAM flood", attack: "rst-flood", count: 1000 },
+  { name: "an authenticated RST_STREAM flood", attack: "rst-flood", count: 1000, withToken: true },
+  { name: "a SETTINGS flood", attack: "settings-flood", count: 5000 },
+  { name: "a PING flood", attack: "ping-flood", count: 5000 },
+  {
+    name: "2,000 idle connections",
+    attack: "idle",
+    count: 2000,
+    check: (report) => {
+      // Past the limits, connections are refused at once rather than held.
+      assert.ok(Number(report.closedEarly) > 1000, JSON.stringify(report));
+    },
+  },
+  {
+    name: "2,000 idle connections against a 256-descriptor limit",
+    attack: "idle",
+    count: 2000,
+    prefix: ["/bin/sh", "-c", 'ulimit -n 256 && exec "$0" "$@"'],
+  },
+  { name: "slow readers", attack: "slow-readers", count: 100 },
+  {
+    name: "1,000 wrong tokens",
+    attack: "wrong-tokens",
+    count: 1000,
+    check: (report, agent) => {
+      // Each answer comes later than the last: a handful in 5 s, not thousands.
+      assert.ok(Number(report.tries) < 100, JSON.stringify(report));
+      assert.equal(report.unauthenticated, report.answered);
+      assert.match(agent.log(), /refused a missing or wrong token from 127\.0\.0\.1/);
+    },
+  },
+  {
+    name: "a message declaring 4 GiB",
+    attack: "huge-message",
+    count: 1,
+    withToken: true,
+    check: (report) => {
+      // Reset at once (ENHANCE_YOUR_CALM), long before 64 MiB of body was taken.
+      assert.equal(report.rstCode, 11, JSON.stringify(report));
+      assert.ok(Number(report.sent) < 8 * 1024 * 1024, JSON.stringify(report));
+    },
+  },
+  { name: "random bytes and a bad preface", attack: "garbage", count: 20 },
+];
+
+for (const a of ATTACKS) {
+  Deno.test({
+    name: `an agent survives ${a.name} and runs the next task`,
+    ignore: !NODE,
+    async fn() {
+      await using agent = await startAgent({ prefix: a.prefix });
+      const serving = agent.servingPid();
+      const token = a.withToken
+        ? Deno.readTextFileSync(localTokenPath("127.0.0.1", agent.port)).trim()
+        : "";
+      const output = await new Deno.Command("node", {
+        args: [CLIENT, a.attack, agent.address, String(a.count), token],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const text = new TextDecoder().decode(output.stdout).trim();
+      assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+      const report = JSON.parse(text.split("\n").at(-1)!);
+      assert.notEqual(report.timedOut, true, text);
+      a.check?.(report, agent);
+      await runsATask(agent);
+      // Not restarted: the same serving process did all of it.
+      assert.equal(agent.servingPid(), serving);
+      assert.doesNotMatch(agent.log(), /the serving process/);
+    },
+  });
+}
+
+/** A real run through the CLI, as users do: a shell task on the agent writes a file back. */
+async function runsATask(agent: TestAgent): Promise<void> {
+  await using ws = await tempWorkspace({
+    "workflow.lua": `TaskDefinitions = { g = { delegate_to = { address = "${agent.address}" },
+      tasks = { { name = "t", command = "echo done > out.txt" } } } }`,
+  });
+  const run = await cliProcess(["run", "-f", "workflow.lua"], { cwd: ws.dir });
+  assert.equal(run.code, 0, run.stderr);
+  assert.equal(await Deno.readTextFile(`${ws.dir}/out.txt`), "done\n");
+}
+
+Deno.test({
+  name: "a serving process that dies is restarted within a second, on the same port and token",
+  async fn() {
+    await using agent = await startAgent();
+    const first = agent.servingPid()!;
+    for (const signal of ["SIGABRT", "SIGKILL"] as const) {
+      const before = agent.servingPid()!;
+      Deno.kill(before, signal);
+      const died = Date.now();
+      let back = false;
+      while (!back && Date.now() - died < 5000) {
+        const ping = await cliProcess(["agent", "ping", agent.address], { cwd: "/tmp" });
+        back = ping.code === 0;
+        if (!back) await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.ok(back, agent.log());
+      // Sub-second here even on a loaded machine (ping's own start-up counts too).
+      assert.notEqual(agent.servingPid(), before);
+    }
+    assert.notEqual(agent.servingPid(), first);
+    assert.match(agent.log(), /the serving process \(pid \d+\) was killed by SIGABRT; restarting/);
+    await runsATask(agent);
+  },
+});
+
+Deno.test({
+  name: "a task running when the serving process dies is killed with it, and its retry succeeds",
+  async fn() {
+    await using agent = await startAgent();
+    await using ws = await tempWorkspace({
+      "workflow.lua": `TaskDefinitions = { g = { delegate_to = { address = "${agent.address}" },
+        tasks = { { name = "t", retries = 1, command = "sleep 3 && echo done > out.txt" } } } }`,
+    });
+    const run = cliProcess(["run", "-f", "workflow.lua"], { cwd: ws.dir });
+    // The first attempt's shell, on the agent: kill the serving process under it.
+    let pid: number | undefined;
+    const deadline = Date.now() + 15_000;
+    while (pid === undefined && Date.now() < deadline) {
+      pid = findSleep(agent);
+      if (pid === undefined) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.ok(pid, "the task never started");
+    Deno.kill(agent.servingPid()!, "SIGKILL");
+    const result = await run;
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(await Deno.readTextFile(`${ws.dir}/out.txt`), "done\n");
+    // The first attempt's process tree did not outlive its serving process.
+    assert.equal(processExists(pid), false);
+  },
+});
+
+/** The pid of a `sleep 3` started under this agent's serving process. */
+function findSleep(agent: TestAgent): number | undefined {
+  const serving = agent.servingPid();
+  if (!serving) return undefined;
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const cmd = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`);
+      if (cmd === "sleep\u00003\u0000" && descendsFrom(Number(entry.name), serving)) {
+        return Number(entry.name);
+      }
+    } catch {
+      // Gone.
+    }
+  }
+  return undefined;
+}
+
+function descendsFrom(pid: number, ancestor: number): boolean {
+  for (let p = pid, i = 0; p > 1 && i < 64; i++) {
+    if (p === ancestor) return true;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${p}/stat`);
+      p = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    } catch {
+      return false;
+    }
+  }
+  return false;
+}
+
+function processExists(pid: number): boolean {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
+  } catch {
+    return false;
+  }
+}
