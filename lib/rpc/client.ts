@@ -53,22 +53,82 @@ export interface RemoteCall {
   cancel(): void;
 }
 
+/**
+ * Calls one channel (one connection) carries before the master opens a new one.
+ * No connection may carry the hundred-odd streams after which Deno's HTTP/2 can
+ * crash the process at either end (SECURITY.md). The agent enforces its own limit
+ * (48, then a GOAWAY from its side); moving on here first avoids that GOAWAY, which
+ * races grpc-js on Deno: a call that completes just before its connection closes
+ * can be reported as "Connection dropped". A retired channel is closed once its
+ * last call has ended.
+ */
+export const CALLS_PER_CHANNEL = 32;
+
+type GrpcClient = grpc.Client & Record<string, (...args: never[]) => unknown>;
+
+interface Channel {
+  client: GrpcClient;
+  calls: number;
+  active: number;
+  retired: boolean;
+}
+
 export class AgentClient {
   readonly address: string;
-  #client: grpc.Client & Record<string, (...args: never[]) => unknown>;
   #token?: string;
   #tls?: TlsFiles;
+  #current?: Channel;
+  #channels = new Set<Channel>();
 
   /** `tls` set: talk TLS (with a client certificate when it has one); else plaintext. */
   constructor(address: string, options: { token?: string; tls?: TlsFiles } = {}) {
     this.address = address;
     this.#token = options.token;
     this.#tls = options.tls;
+    this.#current = this.#open();
+  }
+
+  #open(): Channel {
     const { agent } = protos();
-    const { credentials, options: extra } = channelFor(address, options.tls);
-    this.#client = new agent(address, credentials, { ...channelOptions, ...extra }) as
-      & grpc.Client
-      & Record<string, (...args: never[]) => unknown>;
+    const { credentials, options: extra } = channelFor(this.address, this.#tls);
+    const client = new agent(this.address, credentials, {
+      ...channelOptions,
+      ...extra,
+    }) as GrpcClient;
+    const channel = { client, calls: 0, active: 0, retired: false };
+    this.#channels.add(channel);
+    return channel;
+  }
+
+  /** The channel for the next call; `done` must be called when the call has ended. */
+  #take(): { client: GrpcClient; done: () => void } {
+    let channel = this.#current!;
+    if (channel.calls >= CALLS_PER_CHANNEL) {
+      this.#retire(channel);
+      channel = this.#current = this.#open();
+    }
+    channel.calls++;
+    channel.active++;
+    let ended = false;
+    return {
+      client: channel.client,
+      done: () => {
+        if (ended) return;
+        ended = true;
+        channel.active--;
+        if (channel.retired && channel.active === 0) this.#closeChannel(channel);
+      },
+    };
+  }
+
+  #retire(channel: Channel): void {
+    channel.retired = true;
+    if (channel.active === 0) this.#closeChannel(channel);
+  }
+
+  #closeChannel(channel: Channel): void {
+    this.#channels.delete(channel);
+    channel.client.close();
   }
 
   #metadata(): grpc.Metadata {
@@ -87,18 +147,20 @@ export class AgentClient {
     options: { waitForReady?: boolean } = {},
   ): Promise<PingResponse> {
     return new Promise((resolve, reject) => {
-      const ping = this.#client.Ping as unknown as (
+      const { client, done } = this.#take();
+      const ping = client.Ping as unknown as (
         request: unknown,
         metadata: grpc.Metadata,
         options: grpc.CallOptions,
         callback: (error: grpc.ServiceError | null, response: unknown) => void,
       ) => void;
       ping.call(
-        this.#client,
+        client,
         {},
         this.#metadata(),
         { deadline: Date.now() + timeoutMs, waitForReady: options.waitForReady ?? false },
         (error, response) => {
+          done();
           if (error) {
             return this.#describeFirstContact(error).then(
               reject,
@@ -116,10 +178,13 @@ export class AgentClient {
   }
 
   runTask(): RemoteCall {
-    const call = (this.#client.RunTask as unknown as (m: grpc.Metadata) => grpc.ClientDuplexStream<
+    const { client, done } = this.#take();
+    const call = (client.RunTask as unknown as (m: grpc.Metadata) => grpc.ClientDuplexStream<
       unknown,
       Record<string, unknown>
-    >).call(this.#client, this.#metadata());
+    >).call(client, this.#metadata());
+    call.once("status", done);
+    call.once("close", done);
     // The call's error reaches the caller through `responses` or `send`; a call
     // abandoned before its responses are read (the request could not be made) must
     // not take the process down with an unhandled 'error' event.
@@ -267,7 +332,9 @@ export class AgentClient {
    * process, which sends none. For short-lived clients (a ping, tests).
    */
   close(): void {
-    this.#client.close();
+    for (const channel of this.#channels) channel.client.close();
+    this.#channels.clear();
+    this.#current = undefined;
   }
 }
 

@@ -10,26 +10,35 @@
  *
  * - GOAWAY from the peer is never passed on: the peer is leaving, and the
  *   connection is ended from this side once its calls are over (`onGoaway`).
- * - New streams are counted here; past `maxStreams` the connection is cut at
- *   the socket, before the parser sees the stream.
  * - Until `trust()` (the first call carried the right token), only frames up to
  *   and including the first call's headers go through; the rest waits. After
  *   `condemn()` nothing more goes through: a burst of pipelined calls and a
  *   GOAWAY behind a refused call never reach the parser.
+ * - A connection carries `rotateAfter` calls. After that call's headers, what
+ *   the peer sends waits until the server's GOAWAY (asked for by `onRotate`) has
+ *   gone out; calls the peer opens after it are refused here with RST_STREAM
+ *   (REFUSED_STREAM), which gRPC clients retry on a new connection. (The parser
+ *   ignores them silently once its GOAWAY is out, and Deno's HTTP/2 client does
+ *   not fail such calls by itself: without the RST they would hang.) Refused
+ *   calls past `maxRefused` cut the connection.
  * - PRIORITY frames (which make idle streams), PUSH_PROMISE (a client may not
  *   send it), frames over the size limit, header blocks over 64 KiB, a bad
  *   preface, and too many frames before the first call end the connection or are
  *   dropped, as noted below.
  *
- * Frames are only read (9-byte headers); their bytes are passed on unchanged,
- * so HPACK state and flow control stay the parser's business.
+ * Frames are only read (9-byte headers; a GOAWAY's last stream id); their bytes
+ * are passed on unchanged, so HPACK state and flow control stay the parser's.
  */
 import { Duplex } from "node:stream";
 import type { Socket } from "node:net";
 
 export interface FrameFilterOptions {
-  /** New streams one connection may open; one more cuts it. */
-  maxStreams: number;
+  /** Calls a connection carries; the server is then asked to send GOAWAY (`onRotate`). */
+  rotateAfter: number;
+  /** Calls refused after the GOAWAY before the connection is cut (a peer ignoring it). */
+  maxRefused: number;
+  /** The `rotateAfter`-th call's headers went through: send GOAWAY naming `lastStream`. */
+  onRotate(lastStream: number): void;
   /** The peer sent GOAWAY (not passed on). */
   onGoaway(): void;
   /** The connection was cut here, and why (for counts and tests). */
@@ -42,18 +51,25 @@ const MAX_FRAME = 16_384;
 const MAX_HEADER_BLOCK = 64 * 1024;
 /** Frames an untrusted peer may send before its first call (a real client sends 2 or 3). */
 const MAX_FRAMES_BEFORE_CALL = 32;
-/** Bytes held for an untrusted connection while its first call is checked. */
+/** Bytes held while a first call is checked, or while the server's GOAWAY goes out. */
 const MAX_HELD = 256 * 1024;
 
 const DATA = 0x0;
 const HEADERS = 0x1;
 const PRIORITY = 0x2;
+const RST_STREAM = 0x3;
 const PUSH_PROMISE = 0x5;
 const GOAWAY = 0x7;
 const CONTINUATION = 0x9;
 const END_HEADERS = 0x4;
+const REFUSED_STREAM = 0x7;
 
-type Mode = "untrusted" | "holding" | "trusted" | "condemned";
+/**
+ * untrusted: until its first call's headers; waiting-trust: then, until trust();
+ * open: trusted; waiting-goaway: after the last call's headers, until the
+ * server's GOAWAY is out; going-away: after it; condemned: nothing more is read.
+ */
+type Mode = "untrusted" | "waiting-trust" | "open" | "waiting-goaway" | "going-away" | "condemned";
 
 export class FrameFilter extends Duplex {
   readonly socket: Socket;
@@ -64,11 +80,22 @@ export class FrameFilter extends Duplex {
   #framesBeforeCall = 0;
   #highestStream = 0;
   #streams = 0;
+  #refused = 0;
+  /** The last stream the server's GOAWAY let in. */
+  #lastStream = 0;
   /** Stream id of a header block still waiting for its CONTINUATION frames. */
   #openBlock = 0;
   #blockBytes = 0;
+  /** Whether that header block opens a stream the server will not take. */
+  #blockRefused = false;
   #held: Uint8Array[] = [];
   #heldBytes = 0;
+  /** Outbound framing: bytes left of the frame being written, and a header read so far. */
+  #outLeft = 0;
+  #outHeader = new Uint8Array(9);
+  #outHeaderLength = 0;
+  /** Frames of ours to write at the next frame boundary of the server's output. */
+  #inject: Uint8Array[] = [];
 
   constructor(socket: Socket, options: FrameFilterOptions) {
     super({ allowHalfOpen: false });
@@ -92,14 +119,20 @@ export class FrameFilter extends Duplex {
     return this.socket.remoteFamily;
   }
 
+  /** Calls the peer opened (including refused ones). */
+  get streams(): number {
+    return this.#streams;
+  }
+
   /** The first call carried the right token: what waited goes through, and all that follows. */
   trust(): void {
-    if (this.#mode === "condemned" || this.#mode === "trusted") return;
-    this.#mode = "trusted";
-    const held = this.#held;
-    this.#held = [];
-    this.#heldBytes = 0;
-    for (const frame of held) if (!this.#forward(frame)) return;
+    if (this.#mode !== "untrusted" && this.#mode !== "waiting-trust") return;
+    this.#mode = "open";
+    if (this.#streams >= this.#o.rotateAfter) {
+      this.#mode = "waiting-goaway";
+      this.#o.onRotate(this.#highestStream);
+    }
+    this.#release();
   }
 
   /** Nothing more from this peer reaches the server (its answers still go out). */
@@ -107,10 +140,6 @@ export class FrameFilter extends Duplex {
     this.#mode = "condemned";
     this.#held = [];
     this.#heldBytes = 0;
-  }
-
-  get streams(): number {
-    return this.#streams;
   }
 
   override _read(): void {
@@ -123,7 +152,7 @@ export class FrameFilter extends Duplex {
     callback: (error?: Error | null) => void,
   ): void {
     if (this.socket.destroyed) return callback();
-    this.socket.write(chunk, (error) => callback(error ?? null));
+    this.socket.write(this.#outbound(chunk), (error) => callback(error ?? null));
   }
 
   override _final(callback: (error?: Error | null) => void): void {
@@ -174,17 +203,26 @@ export class FrameFilter extends Duplex {
   /** One whole frame from the peer; false when the connection was cut. */
   #frame(frame: Uint8Array): boolean {
     if (this.#mode === "condemned") return false;
-    if (this.#mode === "holding") {
+    if (this.#mode === "waiting-trust" || this.#mode === "waiting-goaway") {
       if (frame[3] === GOAWAY) return this.#goaway();
-      this.#held.push(frame);
+      this.#held.push(frame.slice());
       this.#heldBytes += frame.length;
       if (this.#heldBytes > MAX_HELD) {
-        this.#cut("too much sent before the first call was answered");
+        this.#cut("too much sent while a call was being checked");
         return false;
       }
       return true;
     }
     return this.#forward(frame);
+  }
+
+  /** What waited goes through the rules, in order, until something makes it wait again. */
+  #release(): void {
+    while (this.#held.length && (this.#mode === "open" || this.#mode === "going-away")) {
+      const frame = this.#held.shift()!;
+      this.#heldBytes -= frame.length;
+      if (!this.#forward(frame)) return;
+    }
   }
 
   /** Applies the rules to a frame and passes it on; false when the connection was cut. */
@@ -205,17 +243,23 @@ export class FrameFilter extends Duplex {
         this.#cut("PUSH_PROMISE from a client");
         return false;
       case HEADERS: {
+        this.#blockRefused = false;
         if (stream > this.#highestStream) {
           this.#highestStream = stream;
-          if (++this.#streams > this.#o.maxStreams) {
-            this.#cut("too many streams on one connection");
-            return false;
+          this.#streams++;
+          if (this.#mode === "going-away" && stream > this.#lastStream) {
+            this.#blockRefused = true;
+            if (++this.#refused > this.#o.maxRefused) {
+              this.#cut("calls opened after GOAWAY, again and again");
+              return false;
+            }
           }
         }
         this.#blockBytes = frame.length - 9;
         this.#openBlock = flags & END_HEADERS ? 0 : stream;
+        // Passed on even when refused: the parser must read every header block (HPACK).
         if (!this.#pass(frame)) return false;
-        if (this.#mode === "untrusted" && this.#openBlock === 0) this.#mode = "holding";
+        if (this.#openBlock === 0) this.#headerBlockDone(stream);
         return true;
       }
       case CONTINUATION: {
@@ -230,7 +274,7 @@ export class FrameFilter extends Duplex {
         }
         if (flags & END_HEADERS) this.#openBlock = 0;
         if (!this.#pass(frame)) return false;
-        if (this.#mode === "untrusted" && this.#openBlock === 0) this.#mode = "holding";
+        if (this.#openBlock === 0) this.#headerBlockDone(stream);
         return true;
       }
       case DATA:
@@ -249,8 +293,22 @@ export class FrameFilter extends Duplex {
     }
   }
 
+  /** A whole header block went through: the next frames may have to wait. */
+  #headerBlockDone(stream: number): void {
+    if (this.#blockRefused) {
+      this.#queueOutbound(rstStream(stream, REFUSED_STREAM));
+      return;
+    }
+    if (this.#mode === "untrusted") {
+      this.#mode = "waiting-trust";
+    } else if (this.#mode === "open" && this.#streams === this.#o.rotateAfter) {
+      this.#mode = "waiting-goaway";
+      this.#o.onRotate(stream);
+    }
+  }
+
   #goaway(): boolean {
-    if (this.#mode !== "trusted") {
+    if (this.#mode === "untrusted" || this.#mode === "waiting-trust") {
       this.#cut("GOAWAY from an untrusted peer");
       return false;
     }
@@ -262,11 +320,98 @@ export class FrameFilter extends Duplex {
     if (!this.push(bytes)) this.socket.pause();
     return this.#mode !== "condemned";
   }
+
+  /**
+   * Follows the server's frames as they are written: notes its GOAWAY (then what
+   * waited is let through), and puts frames of ours in at frame boundaries.
+   */
+  #outbound(chunk: Uint8Array): Uint8Array {
+    const parts: Uint8Array[] = [];
+    let start = 0;
+    let i = 0;
+    let sawGoaway = false;
+    const atBoundary = () => this.#outLeft === 0 && this.#outHeaderLength === 0;
+    while (i < chunk.length) {
+      if (atBoundary() && this.#inject.length) {
+        parts.push(chunk.subarray(start, i), ...this.#inject);
+        this.#inject = [];
+        start = i;
+      }
+      if (this.#outLeft > 0) {
+        const take = Math.min(this.#outLeft, chunk.length - i);
+        if (this.#outHeader[3] === GOAWAY) this.#collectGoaway(chunk.subarray(i, i + take));
+        this.#outLeft -= take;
+        i += take;
+        if (this.#outLeft === 0 && this.#outHeader[3] === GOAWAY) sawGoaway = true;
+        continue;
+      }
+      this.#outHeader[this.#outHeaderLength++] = chunk[i++];
+      if (this.#outHeaderLength === 9) {
+        this.#outHeaderLength = 0;
+        const h = this.#outHeader;
+        this.#outLeft = (h[0] << 16) | (h[1] << 8) | h[2];
+        this.#goawayBytes = [];
+        if (this.#outLeft === 0 && h[3] === GOAWAY) sawGoaway = true;
+      }
+    }
+    parts.push(chunk.subarray(start));
+    if (atBoundary() && this.#inject.length) {
+      parts.push(...this.#inject);
+      this.#inject = [];
+    }
+    if (sawGoaway) queueMicrotask(() => this.#serverWentAway());
+    return parts.length === 1 ? parts[0] : concat(...parts);
+  }
+
+  /** Bytes of the GOAWAY being written, up to its last stream id. */
+  #goawayBytes: number[] = [];
+
+  #collectGoaway(bytes: Uint8Array): void {
+    for (let j = 0; j < bytes.length && this.#goawayBytes.length < 4; j++) {
+      this.#goawayBytes.push(bytes[j]);
+    }
+    if (this.#goawayBytes.length === 4) {
+      const [a, b, c, d] = this.#goawayBytes;
+      this.#lastStream = (((a & 0x7f) << 24) | (b << 16) | (c << 8) | d) >>> 0;
+    }
+  }
+
+  /** The server's GOAWAY is out: it takes no new call now; later ones are refused here. */
+  #serverWentAway(): void {
+    if (this.#mode === "condemned" || this.#mode === "untrusted") return;
+    if (this.#mode === "waiting-trust") return; // Its answer went out; trust() never comes.
+    this.#mode = "going-away";
+    this.#release();
+  }
+
+  /** A frame of ours for the peer, written between the server's frames. */
+  #queueOutbound(frame: Uint8Array): void {
+    if (this.#outLeft === 0 && this.#outHeaderLength === 0 && !this.socket.destroyed) {
+      this.socket.write(frame);
+    } else {
+      this.#inject.push(frame);
+    }
+  }
 }
 
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
+function rstStream(stream: number, code: number): Uint8Array {
+  const frame = new Uint8Array(13);
+  frame[2] = 4;
+  frame[3] = RST_STREAM;
+  const view = new DataView(frame.buffer);
+  view.setUint32(5, stream);
+  view.setUint32(9, code);
+  return frame;
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  let length = 0;
+  for (const p of parts) length += p.length;
+  const out = new Uint8Array(length);
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.length;
+  }
   return out;
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { Socket } from "node:net";
-import { PassThrough } from "node:stream";
+import { Duplex } from "node:stream";
 import { FrameFilter } from "./frame_filter.ts";
 
 const PREFACE = new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
@@ -21,13 +21,23 @@ const headers = (stream: number) => frame(1, 0x4 | 0x1, stream, 3);
 const data = (stream: number) => frame(0, 0x1, stream, 5);
 const GOAWAY = frame(7, 0, 0, 8);
 
-/** A filter over a fake socket; what it passes on, and what it reported. */
-function harness(maxStreams = 64) {
-  const socket = new PassThrough();
+/** A filter over a fake socket; what it passes on, what it wrote back, and what it reported. */
+function harness(rotateAfter = 64, maxRefused = 8) {
+  const written: Uint8Array[] = [];
+  const socket = new Duplex({
+    read() {},
+    write(chunk: Uint8Array, _encoding, callback) {
+      written.push(chunk);
+      callback();
+    },
+  });
+  socket.on("error", () => {});
   const passed: number[] = []; // Frame types passed on (-1 for the preface).
-  const events = { goaways: 0, cuts: [] as string[] };
+  const events = { goaways: 0, cuts: [] as string[], rotations: [] as number[] };
   const filter = new FrameFilter(socket as unknown as Socket, {
-    maxStreams,
+    rotateAfter,
+    maxRefused,
+    onRotate: (last) => events.rotations.push(last),
     onGoaway: () => events.goaways++,
     onCut: (why) => events.cuts.push(why),
   });
@@ -37,10 +47,21 @@ function harness(maxStreams = 64) {
   });
   filter.on("error", () => {});
   const send = async (...frames: Uint8Array[]) => {
-    for (const f of frames) socket.write(f);
+    for (const f of frames) socket.push(f);
     await new Promise((resolve) => setTimeout(resolve, 0));
   };
-  return { socket, filter, passed, events, send };
+  /** The server writes through the filter (a whole frame at a time, or split). */
+  const serverWrites = async (...chunks: Uint8Array[]) => {
+    for (const c of chunks) filter.write(c);
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  };
+  return { socket, filter, passed, written, events, send, serverWrites };
+}
+
+function goawayFrame(last: number): Uint8Array {
+  const f = frame(7, 0, 0, 8);
+  new DataView(f.buffer).setUint32(9, last);
+  return f;
 }
 
 Deno.test("FrameFilter holds what follows an untrusted peer's first call until it is trusted", async () => {
@@ -50,6 +71,7 @@ Deno.test("FrameFilter holds what follows an untrusted peer's first call until i
   h.filter.trust();
   await h.send(headers(5));
   assert.deepEqual(h.passed, [-1, 4, 1, 0, 1, 0, 1]);
+  assert.equal(h.written.length, 0);
   h.socket.destroy();
 });
 
@@ -82,14 +104,37 @@ Deno.test("FrameFilter never passes a trusted peer's GOAWAY on, and reports it",
   h.socket.destroy();
 });
 
-Deno.test("FrameFilter cuts a connection at the stream over its limit, before passing it on", async () => {
+Deno.test("FrameFilter: after its last call a connection waits for the server's GOAWAY, then later calls are refused to the peer", async () => {
   const h = harness(3);
   await h.send(PREFACE, headers(1));
   h.filter.trust();
-  await h.send(headers(3), headers(5), frame(1, 0x5, 5, 3), headers(7));
-  // Stream 5's trailers are not a new stream; stream 7 is one too many.
-  assert.deepEqual(h.passed, [-1, 1, 1, 1, 1]);
-  assert.deepEqual(h.events.cuts, ["too many streams on one connection"]);
+  await h.send(headers(3), headers(5), data(5), headers(7), data(7));
+  // The third call is the last: what follows waits, and the server is asked for a GOAWAY.
+  assert.deepEqual(h.passed, [-1, 1, 1, 1]);
+  assert.deepEqual(h.events.rotations, [5]);
+  // The server's output, split mid-frame, with its GOAWAY naming stream 5.
+  const settings = frame(4, 0, 0, 6);
+  await h.serverWrites(settings.subarray(0, 4), settings.subarray(4), goawayFrame(5));
+  // Stream 7 is passed on (the parser must read its headers) and refused to the peer,
+  // after the server's GOAWAY, at a frame boundary.
+  assert.deepEqual(h.passed, [-1, 1, 1, 1, 0, 1, 0]);
+  const out = concatAll(h.written);
+  const rst = out.subarray(out.length - 13);
+  assert.equal(rst[3], 3); // RST_STREAM
+  assert.equal(new DataView(rst.buffer, rst.byteOffset).getUint32(5), 7);
+  assert.equal(new DataView(rst.buffer, rst.byteOffset).getUint32(9), 7); // REFUSED_STREAM
+  assert.equal(out.length, settings.length + 17 + 13);
+  h.socket.destroy();
+});
+
+Deno.test("FrameFilter cuts a peer that keeps opening calls after the GOAWAY", async () => {
+  const h = harness(1, 2);
+  await h.send(PREFACE, headers(1));
+  h.filter.trust();
+  assert.deepEqual(h.events.rotations, [1]);
+  await h.serverWrites(goawayFrame(1));
+  await h.send(headers(3), headers(5), headers(7));
+  assert.deepEqual(h.events.cuts, ["calls opened after GOAWAY, again and again"]);
   assert.equal(h.filter.streams, 4);
 });
 
@@ -131,3 +176,13 @@ Deno.test("FrameFilter passes frames split across reads whole, and the preface i
   assert.deepEqual(h.passed, [-1, 4, 1]);
   h.socket.destroy();
 });
+
+function concatAll(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.length;
+  }
+  return out;
+}

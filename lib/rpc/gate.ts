@@ -13,10 +13,10 @@
  *   or malformed first call is answered (so a master with a wrong token is told
  *   so) and ends the connection; nothing the peer sent after it is read.
  *   Untrusted connections must make their first call within `authDeadlineMs`.
- * - A trusted connection is asked to move on (a GOAWAY from here, which is
- *   safe with so few streams) after `streamsPerConnection` calls: later calls
- *   on it are refused unprocessed, and the master's client retries them on a new
- *   connection. A peer that keeps opening streams is cut off by the filter.
+ * - A trusted connection carries `streamsPerConnection` calls, then the agent
+ *   sends GOAWAY (safe in that direction, with so few streams) and the filter
+ *   refuses later calls, which the master's client retries on a new connection;
+ *   so no connection ever carries the hundred-odd streams that can crash Deno.
  * - Each refused token makes that peer's next refusals slower to come (a
  *   growing wait, per address) and is logged, summarized per peer.
  * - A message that declares more than `maxMessageBytes` resets its stream at
@@ -49,13 +49,8 @@ export interface GateOptions {
   now?: () => number;
 }
 
-/**
- * Streams a trusted connection may open after being asked to move on (calls its
- * client had already started), before the filter cuts it. Together with
- * `streamsPerConnection` this stays well below the ~100 streams after which a
- * closing connection can crash Deno's HTTP/2.
- */
-const GRACE_STREAMS = 32;
+/** Calls a peer may open after the GOAWAY (each refused) before the filter cuts it. */
+const MAX_REFUSED = 256;
 
 const NGHTTP2_NO_ERROR = 0x0;
 const NGHTTP2_ENHANCE_YOUR_CALM = 0xb;
@@ -72,6 +67,9 @@ interface Connection {
   calls: number;
   session?: http2.ServerHttp2Session;
   deadline?: ReturnType<typeof setTimeout>;
+  /** The call whose arrival sends the GOAWAY that moves the peer to a new connection. */
+  rotateAt?: number;
+  rotateTimer?: ReturnType<typeof setTimeout>;
 }
 
 export class ConnectionGate {
@@ -124,6 +122,7 @@ export class ConnectionGate {
     connection.deadline = setTimeout(() => socket.destroy(), this.#o.authDeadlineMs);
     socket.once("close", () => {
       clearTimeout(connection.deadline);
+      clearTimeout(connection.rotateTimer);
       this.#byKey.delete(key);
       const c = this.#perPeer.get(peer)!;
       c.all--;
@@ -144,8 +143,10 @@ export class ConnectionGate {
       return undefined;
     }
     connection.filter = new FrameFilter(stream, {
-      maxStreams: this.#o.streamsPerConnection + GRACE_STREAMS,
-      onGoaway: () => connection.session?.close(),
+      rotateAfter: this.#o.streamsPerConnection,
+      maxRefused: MAX_REFUSED,
+      onRotate: (last) => this.#rotate(connection, last),
+      onGoaway: () => {},
       onCut: () => this.refused.cut++,
     });
     return connection.filter;
@@ -220,17 +221,32 @@ export class ConnectionGate {
       this.#countTrusted(connection, this.#perPeer.get(connection.peer));
       connection.filter.trust();
     }
-    if (connection.calls === this.#o.streamsPerConnection) {
-      // Calls after this one are refused unprocessed, and the master's client retries
-      // them on a new connection (gRPC's transparent retry of refused streams).
-      try {
-        connection.session?.goaway(NGHTTP2_NO_ERROR, stream.id ?? 0);
-      } catch {
-        // The session is ending anyway.
-      }
+    if (connection.rotateAt !== undefined && (stream.id ?? 0) >= connection.rotateAt) {
+      this.#goaway(connection);
     }
     guardMessageSizes(stream, this.#o.maxMessageBytes, () => this.refused.oversized++);
     return true;
+  }
+
+  /**
+   * The connection's last call went through the filter: once the server has taken
+   * it (its 'stream' event; a second at most), a GOAWAY naming it goes out.
+   */
+  #rotate(connection: Connection, last: number): void {
+    connection.rotateAt = last;
+    connection.rotateTimer = setTimeout(() => this.#goaway(connection), 1000);
+  }
+
+  #goaway(connection: Connection): void {
+    if (connection.rotateAt === undefined) return;
+    clearTimeout(connection.rotateTimer);
+    const last = connection.rotateAt;
+    connection.rotateAt = undefined;
+    try {
+      connection.session?.goaway(NGHTTP2_NO_ERROR, last);
+    } catch {
+      // The session is ending anyway.
+    }
   }
 
   #countTrusted(connection: Connection, counts: { untrusted: number } | undefined): void {

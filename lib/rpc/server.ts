@@ -82,8 +82,12 @@ const serverOptions: grpc.ServerOptions = {
   "grpc.max_concurrent_streams": 32,
 };
 
-/** Calls one connection carries before the agent asks the master to reconnect (gate.ts). */
-export const STREAMS_PER_CONNECTION = 32;
+/**
+ * Calls one connection carries before the agent sends GOAWAY and refuses more
+ * (gate.ts). Masters move to a new connection after 32 (CALLS_PER_CHANNEL), so
+ * only other clients meet this limit.
+ */
+export const STREAMS_PER_CONNECTION = 48;
 
 const PATHS = new Set([
   "/sloth.v1.AgentService/RunTask",

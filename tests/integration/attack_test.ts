@@ -49,8 +49,9 @@ const ATTACKS: Attack[] = [
     count: 300,
     withToken: true,
     check: (report) => {
-      // The agent asked for a new connection long before the crash's threshold.
-      assert.ok(Number(report.answered) <= 64, `answered ${report.answered}`);
+      // After 48 calls the agent sent GOAWAY and refused the rest: far below the
+      // hundred-odd streams after which a closing connection can crash Deno.
+      assert.equal(report.answered, 48);
     },
   },
   { name: "an RST_STREAM flood", attack: "rst-flood", count: 1000 },
