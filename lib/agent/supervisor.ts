@@ -112,7 +112,7 @@ export async function superviseAgent(options: SuperviseOptions): Promise<number>
         );
         return 1;
       }
-      const killed = killRecordedTrees(ready.trees);
+      const killed = killRecordedTrees(ready.trees, { fresh: true });
       const uptime = Date.now() - started;
       crashesInARow = announced && uptime > STABLE_MS ? 1 : crashesInARow + 1;
       const wait = crashesInARow <= 1
@@ -120,7 +120,9 @@ export async function superviseAgent(options: SuperviseOptions): Promise<number>
         : Math.min(250 * 2 ** (crashesInARow - 2), MAX_BACKOFF_MS);
       options.log(
         `the serving process (pid ${child.pid}) ${died(status)}` +
-          (killed ? `; killed the process trees of ${killed} running tasks` : "") +
+          (killed
+            ? `; killed the process trees of ${killed} running task${killed === 1 ? "" : "s"}`
+            : "") +
           `; restarting${wait ? ` in ${wait} ms` : ""} on port ${ready.port}`,
       );
       if (wait) await sleepUnless(wait, () => stopping !== undefined);

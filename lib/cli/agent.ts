@@ -89,7 +89,7 @@ async function serveCommand(io: Io, version: string, o: AgentStartOptions): Prom
   ]);
   if (signal === "orphaned") {
     // The supervisor is gone (killed): end now, as it would have wanted, jobs and all.
-    killRecordedTrees(agent.trees);
+    killRecordedTrees(agent.trees, { fresh: true });
     return ExitCode.taskFailed;
   }
   io.err(`${stamp()} ${signal}: stopping (running jobs are cancelled)\n`);

@@ -35,23 +35,26 @@ export function treeEnded(pid: number): void {
 }
 
 /**
- * Kills (SIGKILL) every recorded tree still alive and clears the record. A pid
- * is only signalled while some process still belongs to the group or session it names,
- * so a pid reused by an unrelated process is left alone. Returns how many trees
- * were killed.
+ * Kills (SIGKILL) every recorded tree still alive and clears the record; returns
+ * how many trees were signalled. `fresh`: the recording process was alive a moment
+ * ago (its supervisor saw it die), so its groups are signalled as they are: a
+ * group id cannot have been reused that soon. Otherwise (a record found at start,
+ * maybe from long ago) a group is signalled only when /proc shows a live process
+ * in it; where /proc cannot be read (Deno asks for --allow-all to read another
+ * process's /proc entries), the record is cleared without signalling anyone.
  */
-export function killRecordedTrees(dir: string): number {
+export function killRecordedTrees(dir: string, options: { fresh?: boolean } = {}): number {
   let entries: Deno.DirEntry[];
   try {
     entries = [...Deno.readDirSync(dir)];
   } catch {
     return 0;
   }
-  const sessions = Deno.build.os === "linux" ? liveSessions() : undefined;
+  const live = options.fresh ? undefined : liveGroups();
   let killed = 0;
   for (const entry of entries) {
     const pid = Number(entry.name);
-    if (Number.isInteger(pid) && pid > 1 && (sessions === undefined || sessions.has(pid))) {
+    if (Number.isInteger(pid) && pid > 1 && (live === undefined || live.has(pid))) {
       try {
         Deno.kill(-pid, "SIGKILL");
         killed++;
@@ -69,7 +72,7 @@ export function killRecordedTrees(dir: string): number {
 }
 
 /** Process group and session ids that have a live (not zombie) member, from /proc. */
-function liveSessions(): Set<number> {
+function liveGroups(): Set<number> {
   const sessions = new Set<number>();
   try {
     for (const entry of Deno.readDirSync("/proc")) {
@@ -86,7 +89,7 @@ function liveSessions(): Set<number> {
       }
     }
   } catch {
-    // No /proc: the caller signals without checking.
+    // No /proc (or not readable): nothing is known to be alive.
   }
   return sessions;
 }

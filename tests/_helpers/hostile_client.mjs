@@ -42,8 +42,13 @@ function frame(type, flags, stream, payload = Buffer.alloc(0)) {
   return Buffer.concat([head, payload]);
 }
 
+/** HOSTILE_TLS=1: talk TLS (any certificate accepted), for the attacks made of calls. */
+const TLS = process.env.HOSTILE_TLS === "1";
+
 function connect() {
-  const session = http2.connect(`http://${address}`);
+  const session = TLS
+    ? http2.connect(`https://${address}`, { rejectUnauthorized: false })
+    : http2.connect(`http://${address}`);
   session.on("error", () => {});
   return session;
 }

@@ -7,14 +7,27 @@
  */
 import assert from "node:assert/strict";
 import { startAgent, type TestAgent } from "../_helpers/agent.ts";
-import { cliProcess, hasCommand, ROOT, tempWorkspace } from "../_helpers/mod.ts";
+import { cliProcess, hasCommand, ROOT, tempWorkspace, waitFor } from "../_helpers/mod.ts";
 import { localTokenPath } from "../../lib/rpc/mod.ts";
+import { makeCerts, type TestCerts } from "../_helpers/certs.ts";
 
 const NODE = hasCommand("node");
+
+let certs: Promise<TestCerts> | undefined;
+/** Made once, for the TLS attacks, and removed when the tests end. */
+function tlsFiles(): Promise<TestCerts> {
+  certs ??= makeCerts().then((made) => {
+    globalThis.addEventListener("unload", () => Deno.removeSync(made.dir, { recursive: true }));
+    return made;
+  });
+  return certs;
+}
 const CLIENT = `${ROOT}/tests/_helpers/hostile_client.mjs`;
 
 interface Attack {
   name: string;
+  /** The agent serves TLS; the attacker talks TLS (accepting any certificate). */
+  tls?: boolean;
   attack: string;
   count: number;
   withToken?: boolean;
@@ -53,6 +66,12 @@ const ATTACKS: Attack[] = [
       // hundred-odd streams after which a closing connection can crash Deno.
       assert.equal(report.answered, 48);
     },
+  },
+  {
+    name: "GOAWAY after 1,000 unauthenticated calls over TLS",
+    attack: "goaway-unauthenticated",
+    count: 1000,
+    tls: true,
   },
   { name: "an RST_STREAM flood", attack: "rst-flood", count: 1000 },
   { name: "an authenticated RST_STREAM flood", attack: "rst-flood", count: 1000, withToken: true },
@@ -104,13 +123,18 @@ for (const a of ATTACKS) {
     name: `an agent survives ${a.name} and runs the next task`,
     ignore: !NODE,
     async fn() {
-      await using agent = await startAgent({ prefix: a.prefix });
+      const certs = a.tls ? await tlsFiles() : undefined;
+      await using agent = await startAgent({
+        prefix: a.prefix,
+        args: certs ? ["--tls-cert", certs.agentCert, "--tls-key", certs.agentKey] : [],
+      });
       const serving = agent.servingPid();
       const token = a.withToken
         ? Deno.readTextFileSync(localTokenPath("127.0.0.1", agent.port)).trim()
         : "";
       const output = await new Deno.Command("node", {
         args: [CLIENT, a.attack, agent.address, String(a.count), token],
+        env: { HOSTILE_TLS: a.tls ? "1" : "0" },
         stdout: "piped",
         stderr: "piped",
       }).output();
@@ -119,7 +143,7 @@ for (const a of ATTACKS) {
       const report = JSON.parse(text.split("\n").at(-1)!);
       assert.notEqual(report.timedOut, true, text);
       a.check?.(report, agent);
-      await runsATask(agent);
+      await runsATask(agent, certs?.ca);
       // Not restarted: the same serving process did all of it.
       assert.equal(agent.servingPid(), serving);
       assert.doesNotMatch(agent.log(), /the serving process/);
@@ -128,12 +152,13 @@ for (const a of ATTACKS) {
 }
 
 /** A real run through the CLI, as users do: a shell task on the agent writes a file back. */
-async function runsATask(agent: TestAgent): Promise<void> {
+async function runsATask(agent: TestAgent, ca?: string): Promise<void> {
   await using ws = await tempWorkspace({
     "workflow.lua": `TaskDefinitions = { g = { delegate_to = { address = "${agent.address}" },
       tasks = { { name = "t", command = "echo done > out.txt" } } } }`,
   });
-  const run = await cliProcess(["run", "-f", "workflow.lua"], { cwd: ws.dir });
+  const tls = ca ? ["--tls-ca", ca] : [];
+  const run = await cliProcess(["run", "-f", "workflow.lua", ...tls], { cwd: ws.dir });
   assert.equal(run.code, 0, run.stderr);
   assert.equal(await Deno.readTextFile(`${ws.dir}/out.txt`), "done\n");
 }
@@ -166,7 +191,9 @@ Deno.test({
 Deno.test({
   name: "a task running when the serving process dies is killed with it, and its retry succeeds",
   async fn() {
-    await using agent = await startAgent();
+    // Without bubblewrap (whose --die-with-parent would end the tree by itself), the
+    // tree outlives its serving process unless the supervisor kills it from its record.
+    await using agent = await startAgent({ args: ["--sandbox", "none"] });
     await using ws = await tempWorkspace({
       "workflow.lua": `TaskDefinitions = { g = { delegate_to = { address = "${agent.address}" },
         tasks = { { name = "t", retries = 1, command = "sleep 3 && echo done > out.txt" } } } }`,
@@ -181,11 +208,14 @@ Deno.test({
     }
     assert.ok(pid, "the task never started");
     Deno.kill(agent.servingPid()!, "SIGKILL");
+    // The first attempt's tree did not outlive its serving process: gone by the
+    // time the supervisor restarts it (its `sleep 3` had seconds left).
+    await waitFor(() => /restarting/.test(agent.log()), 5000);
+    assert.match(agent.log(), /killed the process trees of 1 running task; restarting/);
+    await waitFor(() => !processExists(pid!), 1000);
     const result = await run;
     assert.equal(result.code, 0, result.stderr);
     assert.equal(await Deno.readTextFile(`${ws.dir}/out.txt`), "done\n");
-    // The first attempt's process tree did not outlive its serving process.
-    assert.equal(processExists(pid), false);
   },
 });
 
