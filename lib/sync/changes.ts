@@ -4,9 +4,25 @@
  * files to copy from content the master already has, and deletions.
  */
 import { createHash } from "node:crypto";
-import { checkRelativePath, SyncError } from "./paths.ts";
+import { checkRelativePath, parentOf, SyncError } from "./paths.ts";
 import { gunzip, tarBound } from "./compress.ts";
-import { DEFAULT_LIMITS, ensureParents, type Limits, unpack } from "./unpack.ts";
+import {
+  applyOps,
+  clearStaging,
+  discardJournalDir,
+  kindOf,
+  type Op,
+  openJournalDir,
+  refuseReserved,
+  type Step,
+} from "./journal.ts";
+import {
+  DEFAULT_LIMITS,
+  ensureParents,
+  type Limits,
+  unpack,
+  type UnpackedEntry,
+} from "./unpack.ts";
 import type { Entry } from "./walk.ts";
 
 /** A file whose content the master already has (it sent it): copied, not sent back. */
@@ -27,12 +43,18 @@ export interface ApplyOptions {
   localContent?: Map<string, string>;
   /** The archive is gzip-compressed. */
   compressed?: boolean;
+  /**
+   * The journal directory to stage in (the one the archive was spooled to, from
+   * `openJournalDir`); the caller discards it. Without it, one is made and removed.
+   */
+  journal?: string;
 }
 
 /**
  * Applies a change set whose tar stream is in `archive` (a file). Everything is
- * checked first (paths, entry types, limits, and that nothing it touches changed
- * here since the workspace was sent); only then is anything written.
+ * checked (paths, entry types, limits, and that nothing it touches changed here
+ * since the workspace was sent) while it is staged in a journal directory; only
+ * then is the workspace changed, by renames, undone on any error (journal.ts).
  */
 export async function applyChanges(
   root: string,
@@ -40,61 +62,188 @@ export async function applyChanges(
   deletedRaw: string[],
   options: ApplyOptions,
 ): Promise<{ written: number; deleted: number }> {
+  return await applyChangesStepwise(root, archive, deletedRaw, options);
+}
+
+/**
+ * `applyChanges`, calling `step` after every step that changes the disk. For
+ * tests only (a crash test stops the process there); not exported by mod.ts.
+ */
+export async function applyChangesStepwise(
+  root: string,
+  archive: string,
+  deletedRaw: string[],
+  options: ApplyOptions,
+  step: Step = () => {},
+): Promise<{ written: number; deleted: number }> {
   const deleted = deletedRaw.map(checkRelativePath);
   const read = () => {
     if (!options.compressed) return readFile(archive);
     const limits = options.limits ?? DEFAULT_LIMITS;
     return gunzip(readFile(archive), tarBound(limits.maxTotalBytes, limits.maxEntries));
   };
-  const entries = await unpack(root, read(), {
-    mode: "check",
-    limits: options.limits,
-    deleting: new Set(deleted),
-  });
   const copies = (options.copies ?? []).map((c) => ({ ...c, path: checkRelativePath(c.path) }));
-  for (const copy of copies) {
-    if (entries.has(copy.path)) {
-      throw new SyncError(`refused "${copy.path}": it is both sent and copied`);
-    }
-    if (!options.localContent?.has(copy.digest)) {
-      throw new SyncError(
-        `refused "${copy.path}": the agent asked to copy content this machine never sent`,
-      );
-    }
-    ensureParents(root, copy.path, { create: false });
-    checkUnchanged(root, copy.path, false, options);
-  }
-  for (const path of deleted) ensureParents(root, path, { create: false });
-  for (const [path, entry] of entries) checkUnchanged(root, path, entry.type === "dir", options);
-  for (const path of deleted) checkUnchanged(root, path, undefined, options);
-  // Copies are made (and checked) first: their sources may be among the deletions.
-  const staged: { temp: string; copy: Copy }[] = [];
+  for (const path of [...deleted, ...copies.map((c) => c.path)]) refuseReserved(path);
+  const own = options.journal === undefined;
+  const dir = options.journal ?? openJournalDir(root).dir;
+  // Until the operations are applied, only the journal directory is written: a
+  // refusal or a failure (a full disk, a copy whose source changed) changes nothing.
+  const staging = (error: unknown) =>
+    error instanceof SyncError ? error : new SyncError(
+      `could not stage the change set in ${dir}: ${
+        error instanceof Error ? error.message : error
+      }; nothing was changed`,
+    );
+  let entries: Map<string, UnpackedEntry>;
   try {
-    for (const copy of copies) {
-      staged.push({ temp: stageCopy(root, copy, options.localContent!.get(copy.digest)!), copy });
+    try {
+      Deno.mkdirSync(`${dir}/new`);
+      // Checked against the workspace and written into staging, in one pass.
+      entries = await unpack(root, read(), {
+        mode: "stage",
+        into: `${dir}/new`,
+        limits: options.limits,
+        deleting: new Set(deleted),
+      });
+    } catch (error) {
+      throw staging(error);
     }
-  } catch (error) {
-    for (const { temp } of staged) Deno.removeSync(temp);
-    throw error;
-  }
-  for (const path of deleted) {
-    if (entries.has(path)) continue;
-    removePath(root, path);
-  }
-  await unpack(root, read(), { mode: "replace", limits: options.limits });
-  for (const { temp, copy } of staged) {
-    ensureParents(root, copy.path);
-    Deno.renameSync(temp, `${root}/${copy.path}`);
+    step("unpacked");
+    for (const copy of copies) {
+      if (entries.has(copy.path)) {
+        throw new SyncError(`refused "${copy.path}": it is both sent and copied`);
+      }
+      if (!options.localContent?.has(copy.digest)) {
+        throw new SyncError(
+          `refused "${copy.path}": the agent asked to copy content this machine never sent`,
+        );
+      }
+      ensureParents(root, copy.path, { create: false });
+      checkUnchanged(root, copy.path, false, options);
+    }
+    for (const path of deleted) ensureParents(root, path, { create: false });
+    for (const [path, entry] of entries) checkUnchanged(root, path, entry.type === "dir", options);
+    for (const path of deleted) checkUnchanged(root, path, undefined, options);
+    try {
+      Deno.mkdirSync(`${dir}/copies`);
+      for (const [i, copy] of copies.entries()) {
+        stageCopy(root, copy, options.localContent!.get(copy.digest)!, `${dir}/copies/${i}`);
+      }
+    } catch (error) {
+      throw staging(error);
+    }
+    step("copied");
+    applyOps(root, dir, plan(root, entries, copies, deleted), step);
+  } finally {
+    try {
+      if (own) discardJournalDir(dir);
+      else clearStaging(dir);
+    } catch {
+      // Litter the next run's recovery removes; the outcome above stands.
+    }
   }
   return { written: entries.size + copies.length, deleted: deleted.length };
 }
 
 /**
- * Copies the local file that had `copy.digest` when it was sent to a temporary
- * file in `root`, checking the digest again (that file may have changed since).
+ * The operations that turn the workspace into what the change set says, in
+ * order: deletions (deepest first, as sent), then entries in archive order
+ * (parents first) and copies, then directory modes (deepest first). Tracks what
+ * each path will be as it goes, so later operations see earlier ones.
  */
-function stageCopy(root: string, copy: Copy, source: string): string {
-  const temp = `${root}/.sloth-${crypto.randomUUID()}.tmp`;
+function plan(
+  root: string,
+  entries: Map<string, UnpackedEntry>,
+  copies: Copy[],
+  deleted: string[],
+): Op[] {
+  const ops: Op[] = [];
+  const modes: Op[] = [];
+  const planned = new Map<string, ReturnType<typeof kindOf>>();
+  const now = (path: string) => planned.get(path) ?? kindOf(`${root}/${path}`);
+  const aside = () => `old/${ops.length}`;
+  // A directory this change set makes is not empty: things are planned into it.
+  const emptied = (path: string) =>
+    planned.get(path) !== "dir" &&
+    [...Deno.readDirSync(`${root}/${path}`)].every((c) => now(`${path}/${c.name}`) === "none");
+  const parents = (path: string) => {
+    const parts = path.split("/");
+    for (let i = 1; i < parts.length; i++) {
+      const parent = parts.slice(0, i).join("/");
+      const kind = now(parent);
+      if (kind === "dir") continue;
+      if (kind !== "none") {
+        throw new SyncError(`refused "${path}": ${parent} is not a directory`);
+      }
+      ops.push({ op: "mkdir", path: parent, mode: 0o755 });
+      planned.set(parent, "dir");
+    }
+  };
+  const put = (path: string, staged: string, type: "file" | "symlink") => {
+    parents(path);
+    const kind = now(path);
+    // A directory gives way only once emptied (the check made sure it would be).
+    if (kind === "dir" && !emptied(path)) {
+      throw new SyncError(`refused "${path}": it would replace a directory that is not empty`);
+    }
+    ops.push({ op: "put", path, staged, aside: kind === "none" ? undefined : aside() });
+    planned.set(path, type);
+  };
+
+  const copied = new Set(copies.map((c) => c.path));
+  for (const path of deleted) {
+    if (entries.has(path) || copied.has(path)) continue;
+    const kind = now(path);
+    if (kind === "none") continue;
+    // Files the agent never saw (.slothignore) may still be in it: keep them.
+    if (kind === "dir" && !emptied(path)) continue;
+    ops.push({ op: "remove", path, aside: aside() });
+    planned.set(path, "none");
+  }
+  const dirs: [string, number][] = [];
+  // New directories placed whole, with what is staged in them: one rename, not one a file.
+  const whole = new Set<string>();
+  const inWhole = (path: string) => {
+    for (let p = parentOf(path); p !== ""; p = parentOf(p)) if (whole.has(p)) return true;
+    return false;
+  };
+  for (const [path, entry] of entries) {
+    if (inWhole(path)) {
+      // Staging holds it (directories there are 0700) and it travels with its directory.
+      planned.set(path, entry.type);
+      if (entry.type === "dir" && entry.mode !== 0o700) dirs.push([path, 0o700]);
+      continue;
+    }
+    if (entry.type !== "dir") {
+      put(path, `new/${path}`, entry.type);
+      continue;
+    }
+    parents(path);
+    const kind = now(path);
+    let from = 0o700;
+    if (kind === "dir") from = (Deno.lstatSync(`${root}/${path}`).mode ?? 0) & 0o777;
+    else if (kind === "none") {
+      ops.push({ op: "put", path, staged: `new/${path}` });
+      planned.set(path, "dir");
+      whole.add(path);
+    } else {
+      ops.push({ op: "mkdir", path, mode: 0o700, aside: aside() });
+      planned.set(path, "dir");
+    }
+    if (from !== entry.mode) dirs.push([path, from]);
+  }
+  for (const [i, copy] of copies.entries()) put(copy.path, `copies/${i}`, "file");
+  for (const [path, from] of dirs.reverse()) {
+    modes.push({ op: "chmod", path, from, to: entries.get(path)!.mode });
+  }
+  return [...ops, ...modes];
+}
+
+/**
+ * Copies the local file that had `copy.digest` when it was sent to `temp` (in
+ * the journal directory), checking the digest again (that file may have changed since).
+ */
+function stageCopy(root: string, copy: Copy, source: string, temp: string): void {
   Deno.copyFileSync(`${root}/${source}`, temp);
   const hash = createHash("sha256");
   using file = Deno.openSync(temp, { read: true });
@@ -103,13 +252,11 @@ function stageCopy(root: string, copy: Copy, source: string): string {
     hash.update(buffer.subarray(0, n));
   }
   if (hash.digest("hex") !== copy.digest) {
-    Deno.removeSync(temp);
     throw new SyncError(
       `${source} changed here while the task ran remotely; ${copy.path} was not written`,
     );
   }
   Deno.chmodSync(temp, copy.mode & 0o777);
-  return temp;
 }
 
 /** The identity a path had when it was sent must be the one it has now. */
@@ -139,22 +286,6 @@ function checkUnchanged(
     throw new SyncError(
       `conflict on ${path}: it changed here while the task ran remotely (another task wrote it)`,
     );
-  }
-}
-
-function removePath(root: string, path: string): void {
-  ensureParents(root, path);
-  const full = `${root}/${path}`;
-  try {
-    const info = Deno.lstatSync(full);
-    if (info.isDirectory) {
-      // Files the agent never saw (.slothignore) may still be in it: keep them.
-      if ([...Deno.readDirSync(full)].length === 0) Deno.removeSync(full);
-    } else {
-      Deno.removeSync(full);
-    }
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
   }
 }
 

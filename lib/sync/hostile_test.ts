@@ -4,7 +4,7 @@ import { snapshot, tempWorkspace } from "../../tests/_helpers/mod.ts";
 import { hostileBytes, streamOf } from "../../tests/_helpers/tar.ts";
 import { DEFAULT_LIMITS, unpack, type UnpackMode } from "./unpack.ts";
 
-for (const mode of ["fresh", "replace", "check"] as UnpackMode[]) {
+for (const mode of ["fresh", "replace", "check", "stage"] as UnpackMode[]) {
   for (const hostile of HOSTILE_ARCHIVES) {
     Deno.test(`unpack(${mode}) refuses ${hostile.name}`, async () => {
       await using outer = await tempWorkspace({
@@ -12,10 +12,14 @@ for (const mode of ["fresh", "replace", "check"] as UnpackMode[]) {
         "root/keep.txt": "kept",
       });
       const root = `${outer.dir}/root`;
+      // Where the master stages a change set: inside the root, in its journal directory.
+      const into = `${root}/.sloth-apply/1-1-0000000000000000/new`;
+      if (mode === "stage") await Deno.mkdir(into, { recursive: true });
       const before = await snapshot(outer.dir);
       await assert.rejects(
         unpack(`${root}`, streamOf(hostileBytes(hostile)), {
           mode,
+          into,
           limits: { ...DEFAULT_LIMITS, ...hostile.limits },
         }),
         hostile.refused,

@@ -15,6 +15,7 @@ import {
   SyncError,
 } from "./paths.ts";
 import type { EntryType } from "./walk.ts";
+import { refuseReserved } from "./journal.ts";
 import { parseSize } from "../model/mod.ts";
 
 export interface Limits {
@@ -74,17 +75,22 @@ export interface UnpackedEntry {
  * `replace`: entries replace what is there, each through a temporary name and a
  * rename, so a reader never sees half a file.
  * `check`: write nothing; only check every entry.
+ * `stage`: check every entry against `root` as `check` does, and write it as
+ * `fresh` would into `into`, a new empty directory (a change set staged before it
+ * is applied); directories there stay 0700, for what is moved out of them.
  */
-export type UnpackMode = "fresh" | "replace" | "check";
+export type UnpackMode = "fresh" | "replace" | "check" | "stage";
 
 export interface UnpackOptions {
   mode: UnpackMode;
   limits?: Limits;
   /**
-   * For `check`: paths that will be deleted before the archive is applied; a
-   * directory emptied by them may be replaced by a file or a symlink.
+   * For `check` and `stage`: paths that will be deleted before the archive is
+   * applied; a directory emptied by them may be replaced by a file or a symlink.
    */
   deleting?: Set<string>;
+  /** For `stage`: where entries are written. */
+  into?: string;
 }
 
 /** Reads a tar stream into `root` and returns what it held, by path. */
@@ -119,6 +125,7 @@ export async function unpack(
     if (failure) return entry.resume();
     try {
       const path = checkRelativePath(entry.path);
+      refuseReserved(path);
       if (entries.has(path)) {
         throw new SyncError(`refused "${path}": it appears twice in the archive`);
       }
@@ -132,14 +139,18 @@ export async function unpack(
         );
       }
       if (!holder) ensureParents(root, path, { create: false });
-      if (options.mode === "check" && entry.type !== "Directory") {
+      const checking = options.mode === "check" || options.mode === "stage";
+      if (checking && entry.type !== "Directory") {
         refuseReplacingFullDirectory(root, path, options.deleting ?? new Set());
       }
       if (entries.size >= limits.maxEntries) {
         throw new SyncError(`refused the archive: more than ${limits.maxEntries} entries`);
       }
       const mode = (entry.mode ?? 0o644) & 0o777;
-      const full = `${root}/${path}`;
+      // Where entries are written; checks are always against `root`.
+      const base = options.mode === "stage" ? options.into! : root;
+      const writeMode = options.mode === "stage" ? "fresh" : options.mode;
+      const full = `${base}/${path}`;
       switch (entry.type) {
         case "File":
         case "OldFile":
@@ -158,12 +169,15 @@ export async function unpack(
           }
           const record: UnpackedEntry = { path, type: "file", mode, size };
           entries.set(path, record);
-          writeFile(root, path, full, mode, entry, options.mode, record, fail);
+          writeFile(base, path, full, mode, entry, writeMode, record, fail);
           return;
         }
         case "Directory": {
           entries.set(path, { path, type: "dir", mode, size: 0 });
-          if (options.mode !== "check") {
+          if (options.mode === "stage") {
+            ensureParents(base, path);
+            stageDirectory(full);
+          } else if (options.mode !== "check") {
             ensureParents(root, path);
             ensureDirectory(full, path, options.mode);
             dirModes.push([full, mode]);
@@ -183,8 +197,8 @@ export async function unpack(
           }
           entries.set(path, { path, type: "symlink", mode, size: 0, target });
           if (options.mode !== "check") {
-            ensureParents(root, path);
-            placeSymlink(full, path, target, options.mode);
+            ensureParents(base, path);
+            placeSymlink(full, path, target, writeMode);
           }
           entry.resume();
           return;
@@ -320,6 +334,17 @@ export function ensureParents(
       );
     }
   }
+}
+
+/** A directory in staging: made 0700, or kept if an earlier entry's parent made it. */
+function stageDirectory(full: string): void {
+  try {
+    Deno.mkdirSync(full, { mode: 0o700 });
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+    if (!Deno.lstatSync(full).isDirectory) throw error;
+  }
+  Deno.chmodSync(full, 0o700);
 }
 
 function ensureDirectory(full: string, path: string, mode: UnpackMode): void {

@@ -105,3 +105,36 @@ Deno.test("unpack() refuses garbage", async () => {
   const r = await unpackError(new Uint8Array(garbage));
   assert.match(r.message, /bad archive|invalid|refused/i);
 });
+
+Deno.test("unpack() in stage mode checks entries against the workspace and writes them only into staging", async () => {
+  await using ws = await tempWorkspace({ "dir/keep.txt": "keep", "a.txt": "old" });
+  await Deno.symlink("dir", `${ws.dir}/link`);
+  await using staging = await tempWorkspace();
+  const before = await snapshot(ws.dir);
+  const entries = await unpack(
+    ws.dir,
+    streamOf(rawTar([
+      { path: "a.txt", data: "new", mode: 0o600 },
+      { path: "ro", type: "Directory", mode: 0o555 },
+      { path: "ro/x.txt", data: "x" },
+    ])),
+    { mode: "stage", into: staging.dir },
+  );
+  assert.deepEqual([...entries.keys()], ["a.txt", "ro", "ro/x.txt"]);
+  assert.deepEqual(await snapshot(ws.dir), before);
+  assert.deepEqual(await snapshot(staging.dir), { "a.txt": "new", "ro/x.txt": "x" });
+  assert.equal((await Deno.stat(`${staging.dir}/a.txt`)).mode! & 0o777, 0o600);
+  // Staged directories stay open: what they hold is moved out of them.
+  assert.equal((await Deno.stat(`${staging.dir}/ro`)).mode! & 0o777, 0o700);
+
+  // The workspace's symlink, not staging (where there is none), decides: refused.
+  await using empty = await tempWorkspace();
+  await assert.rejects(
+    unpack(ws.dir, streamOf(rawTar([{ path: "link/x.txt", data: "through" }])), {
+      mode: "stage",
+      into: empty.dir,
+    }),
+    /refused "link\/x\.txt": link is a symlink, and nothing is written through it/,
+  );
+  assert.deepEqual(await snapshot(empty.dir), {});
+});

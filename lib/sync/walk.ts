@@ -1,8 +1,9 @@
 /**
- * One walker for a workspace: what the master sends (minus `.slothignore`), and
- * what a task left behind on the agent.
+ * One walker for a workspace: what the master sends (minus `.slothignore` and
+ * the reserved `.sloth-apply`), and what a task left behind on the agent.
  */
 import ignore, { type Ignore } from "ignore";
+import { JOURNAL_DIR } from "./journal.ts";
 import { symlinkStaysInside, symlinkTargetOnDisk } from "./paths.ts";
 
 export type EntryType = "file" | "dir" | "symlink";
@@ -56,6 +57,8 @@ export async function walkWorkspace(root: string, options: { useIgnoreFile?: boo
     for (const entry of Deno.readDirSync(dir)) names.push(entry.name);
     names.sort();
     for (const name of names) {
+      // The master's journal of a change set being applied (journal.ts): never sent, never diffed.
+      if (name === JOURNAL_DIR) continue;
       const path = prefix ? `${prefix}/${name}` : name;
       const full = `${dir}/${name}`;
       const info = Deno.lstatSync(full);
