@@ -30,12 +30,15 @@ import {
   buildManifest,
   type Copy,
   DigestCache,
+  discardJournalDir,
   gzip,
   limitsFromEnv,
   type Manifest,
   type ManifestEntry,
+  openJournalDir,
   packEntries,
   rechunk,
+  recoverWorkspace,
   SyncError,
 } from "../sync/mod.ts";
 
@@ -82,6 +85,8 @@ export class RemoteRunner implements TaskExecutor {
   /** Change sets are checked and applied one at a time per directory. */
   #applying = new Map<string, Promise<unknown>>();
   #digests = new Map<string, DigestCache>();
+  /** Per directory, once a run: what a killed master left half applied there, undone. */
+  #recovered = new Map<string, Promise<void>>();
   #watches = new Map<string, AgentWatch>();
 
   constructor(options: RemoteRunnerOptions) {
@@ -105,11 +110,12 @@ export class RemoteRunner implements TaskExecutor {
         level,
         line,
       });
-    const spool = new Spool();
+    const spool = new Spool(task.workdir);
     try {
       const client = this.#client(target);
       await this.#ping(client, target);
       if (ctx.signal.aborted) return { ok: false, error: "cancelled" };
+      await this.#recover(task.workdir, (line) => log("log", line, "warn"));
       const manifest = await this.#manifest(task.workdir);
       for (const note of manifest.skipped) log("log", `not sent: ${note}`, "warn");
       if (ctx.signal.aborted) return { ok: false, error: "cancelled" };
@@ -219,6 +225,7 @@ export class RemoteRunner implements TaskExecutor {
                 copies: spool.copies,
                 localContent,
                 compressed: compress,
+                journal: spool.dir,
               }),
           );
         }
@@ -238,7 +245,7 @@ export class RemoteRunner implements TaskExecutor {
       if (fault) this.#forgetPing(target);
       return failure(error, fault);
     } finally {
-      await spool.dispose();
+      spool.dispose();
     }
   }
 
@@ -333,6 +340,30 @@ export class RemoteRunner implements TaskExecutor {
     } catch {
       // No token to key it by: nothing was cached.
     }
+  }
+
+  /**
+   * Before this run first reads a directory: undoes a change set that a killed
+   * master left half applied there, and removes its spool and staging (sync/journal.ts).
+   */
+  #recover(workdir: string, warn: (line: string) => void): Promise<void> {
+    let recovered = this.#recovered.get(workdir);
+    if (!recovered) {
+      recovered = Promise.resolve().then(() => {
+        const { undone } = recoverWorkspace(workdir);
+        if (undone > 0) {
+          warn(
+            `undid ${
+              undone === 1 ? "a change set" : `${undone} change sets`
+            } that a killed sloth-runner left half applied in ${workdir}`,
+          );
+        }
+      });
+      // A failure is reported to this task and tried again by the next.
+      recovered.catch(() => this.#recovered.delete(workdir));
+      this.#recovered.set(workdir, recovered);
+    }
+    return recovered;
   }
 
   /** The task's working directory, described, with digests remembered between runs. */
@@ -557,8 +588,14 @@ function workspaceKey(workdir: string): string {
     .slice(0, 32);
 }
 
-/** A change set on its way in: spooled to a temporary file and hashed as it comes. */
+/**
+ * A change set on its way in: spooled into a journal directory in the task's
+ * directory (where recovery finds it if this process is killed, and where it is
+ * applied from), and hashed as it comes.
+ */
 class Spool {
+  /** The journal directory, once begun. */
+  dir?: string;
   path?: string;
   deleted: string[] = [];
   copies: Copy[] = [];
@@ -566,6 +603,11 @@ class Spool {
   #file?: Deno.FsFile;
   #hash = createHash("sha256");
   #complete = false;
+  #root: string;
+
+  constructor(root: string) {
+    this.#root = root;
+  }
 
   get begun(): boolean {
     return this.path !== undefined;
@@ -576,8 +618,10 @@ class Spool {
     begin: { deleted: string[]; copies: { path: string; sha256: string; mode: number }[] },
   ): Promise<void> {
     if (this.begun) throw new RpcError("protocol", `agent ${target.address} began two change sets`);
-    this.path = await Deno.makeTempFile({ prefix: "sloth-changes-", suffix: ".tar" });
-    this.#file = await Deno.open(this.path, { write: true });
+    const journal = openJournalDir(this.#root);
+    this.dir = journal.dir;
+    this.path = journal.spool;
+    this.#file = await Deno.open(this.path, { write: true, createNew: true, mode: 0o600 });
     this.deleted = begin.deleted;
     this.copies = begin.copies.map((c) => ({ path: c.path, digest: c.sha256, mode: c.mode }));
   }
@@ -614,9 +658,13 @@ class Spool {
     }
   }
 
-  async dispose(): Promise<void> {
+  dispose(): void {
     this.#file?.close();
-    if (this.path) await Deno.remove(this.path).catch(() => {});
+    try {
+      if (this.dir) discardJournalDir(this.dir);
+    } catch {
+      // Left for the next run's recovery.
+    }
   }
 }
 
