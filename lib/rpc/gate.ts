@@ -78,16 +78,15 @@ export class ConnectionGate {
   #perPeer = new Map<string, { all: number; untrusted: number }>();
   #untrusted = 0;
   readonly penalties: PeerPenalties;
-  /** Counts, for the log and for tests. */
-  readonly refused = { connections: 0, calls: 0, tokens: 0, oversized: 0, cut: 0 };
+  /** Connections refused over the limits, and cut by the filter: summarized in the log. */
+  #overLimits: Summary;
+  #cut: Summary;
 
   constructor(options: GateOptions) {
     this.#o = options;
     this.penalties = new PeerPenalties({ now: options.now, log: options.log });
-  }
-
-  get connections(): number {
-    return this.#byKey.size;
+    this.#overLimits = new Summary(options, "refused connections over the limits");
+    this.#cut = new Summary(options, "closed connections that broke the rules");
   }
 
   /**
@@ -102,7 +101,11 @@ export class ConnectionGate {
       this.#byKey.size >= this.#o.maxConnections || counts.all >= this.#o.maxPerPeer ||
       this.#untrusted >= this.#o.maxUntrusted || counts.untrusted >= this.#o.maxUntrustedPerPeer
     ) {
-      this.refused.connections++;
+      this.#overLimits.add(
+        counts.untrusted >= this.#o.maxUntrustedPerPeer || counts.all >= this.#o.maxPerPeer
+          ? `too many from ${peer}`
+          : "too many in all",
+      );
       socket.destroy();
       return false;
     }
@@ -147,7 +150,7 @@ export class ConnectionGate {
       maxRefused: MAX_REFUSED,
       onRotate: (last) => this.#rotate(connection, last),
       onGoaway: () => {},
-      onCut: () => this.refused.cut++,
+      onCut: (why) => this.#cut.add(`${why}, from ${connection.peer}`),
     });
     return connection.filter;
   }
@@ -195,7 +198,6 @@ export class ConnectionGate {
       // Nothing more from this peer is read; the answer goes out, then the connection ends.
       const filter = connection.filter;
       filter.condemn();
-      this.refused.calls++;
       const answer = () => {
         refuse(
           stream,
@@ -205,7 +207,6 @@ export class ConnectionGate {
         setTimeout(() => connection.socket.destroy(), 200);
       };
       if (wellFormed) {
-        this.refused.tokens++;
         // The answer to a wrong token comes later each time (per peer address).
         const wait = this.penalties.failed(connection.peer);
         if (wait > 0) {
@@ -224,7 +225,7 @@ export class ConnectionGate {
     if (connection.rotateAt !== undefined && (stream.id ?? 0) >= connection.rotateAt) {
       this.#goaway(connection);
     }
-    guardMessageSizes(stream, this.#o.maxMessageBytes, () => this.refused.oversized++);
+    guardMessageSizes(stream, this.#o.maxMessageBytes);
     return true;
   }
 
@@ -315,6 +316,28 @@ const LOG_EVERY_MS = 10_000;
 /** Peers remembered at most (an attacker with many addresses cannot grow this without end). */
 const MAX_PEERS = 10_000;
 
+/** Events of one kind, logged at most every 10 s: the count, and the latest one's detail. */
+class Summary {
+  #o: { log(line: string): void; now?: () => number };
+  #what: string;
+  #count = 0;
+  #logged = -Infinity;
+
+  constructor(options: { log(line: string): void; now?: () => number }, what: string) {
+    this.#o = options;
+    this.#what = what;
+  }
+
+  add(detail: string): void {
+    this.#count++;
+    const now = (this.#o.now ?? Date.now)();
+    if (now - this.#logged < LOG_EVERY_MS) return;
+    this.#o.log(`${this.#what}: ${this.#count} since the last report (latest: ${detail})`);
+    this.#logged = now;
+    this.#count = 0;
+  }
+}
+
 /** A trailers-only gRPC answer: the status, and the stream ends. */
 function refuse(stream: http2.ServerHttp2Stream, code: number, message: string): void {
   try {
@@ -334,11 +357,7 @@ function refuse(stream: http2.ServerHttp2Stream, code: number, message: string):
  * reads the same bytes): a declared length over the limit resets the stream at
  * once, so its body is never read.
  */
-function guardMessageSizes(
-  stream: http2.ServerHttp2Stream,
-  maxBytes: number,
-  onOversized: () => void,
-): void {
+function guardMessageSizes(stream: http2.ServerHttp2Stream, maxBytes: number): void {
   let header = 0; // Prefix bytes seen of the current message.
   let length = 0;
   let remaining = 0; // Body bytes left of the current message.
@@ -357,7 +376,6 @@ function guardMessageSizes(
       if (header === 5) {
         header = 0;
         if (length > maxBytes) {
-          onOversized();
           stream.close(NGHTTP2_ENHANCE_YOUR_CALM);
           return;
         }
