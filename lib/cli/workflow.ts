@@ -10,7 +10,14 @@ import {
   RunRecorder,
   TextRenderer,
 } from "../log/mod.ts";
-import { allTasks, targetText, type Task, type TaskResult, type TaskStatus } from "../model/mod.ts";
+import {
+  allTasks,
+  JOURNAL_DIR,
+  targetText,
+  type Task,
+  type TaskResult,
+  type TaskStatus,
+} from "../model/mod.ts";
 import { loadRemoteRunner, LocalRunner, type RemoteRunner } from "../runner/mod.ts";
 import { checkWorkflow, type Plan, planRun, runPlan } from "../scheduler/mod.ts";
 import type { TlsPaths } from "../model/mod.ts";
@@ -54,6 +61,27 @@ export interface RunCommandOptions extends LoadOptions {
 export interface Report {
   format: "junit" | "json";
   file: string;
+}
+
+/**
+ * A master killed while applying a remote task's changes leaves a journal in that
+ * directory (sync/journal.ts); whatever runs there next, local or remote, first
+ * sees it undone. Directories without one cost a stat (sync/ is loaded only then).
+ */
+async function recoverWorkdirs(
+  workdirs: string[],
+  log: (level: string, line: string) => void,
+): Promise<void> {
+  for (const workdir of new Set(workdirs)) {
+    try {
+      if (!Deno.statSync(`${workdir}/${JOURNAL_DIR}`).isDirectory) continue;
+    } catch {
+      continue;
+    }
+    const { recoverWorkspace, recoveryNote } = await import("../sync/mod.ts");
+    const note = recoveryNote(recoverWorkspace(workdir), workdir);
+    if (note) log("warn", note);
+  }
 }
 
 export async function runCommand(io: Io, options: RunCommandOptions): Promise<number> {
@@ -123,6 +151,7 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
         where: targetText(task.target),
       })),
     });
+    await recoverWorkdirs(plan.tasks.map(({ task }) => task.workdir), topLevelLog);
     const local = new LocalRunner({ pool, source: loaded.source, emit });
     if (plan.tasks.some(({ task }) => task.target.kind === "remote")) {
       await checkRemoteSettings(plan, options.tls);

@@ -106,3 +106,10 @@ export function targetText(target: Target): string {
 export function allTasks(workflow: Workflow): Task[] {
   return workflow.groups.flatMap((group) => group.tasks);
 }
+
+/**
+ * The directory in a task's working directory where the master journals a change
+ * set from an agent while it applies it (sync/journal.ts); never sent to agents.
+ * Here, not in sync/, so that a run can look for one without loading sync/.
+ */
+export const JOURNAL_DIR = ".sloth-apply";

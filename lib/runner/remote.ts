@@ -39,6 +39,7 @@ import {
   packEntries,
   rechunk,
   recoverWorkspace,
+  recoveryNote,
   SyncError,
 } from "../sync/mod.ts";
 
@@ -350,14 +351,8 @@ export class RemoteRunner implements TaskExecutor {
     let recovered = this.#recovered.get(workdir);
     if (!recovered) {
       recovered = Promise.resolve().then(() => {
-        const { undone } = recoverWorkspace(workdir);
-        if (undone > 0) {
-          warn(
-            `undid ${
-              undone === 1 ? "a change set" : `${undone} change sets`
-            } that a killed sloth-runner left half applied in ${workdir}`,
-          );
-        }
+        const note = recoveryNote(recoverWorkspace(workdir), workdir);
+        if (note) warn(note);
       });
       // A failure is reported to this task and tried again by the next.
       recovered.catch(() => this.#recovered.delete(workdir));

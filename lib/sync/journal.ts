@@ -40,10 +40,10 @@
  * point inside it: a change below the mount point cannot be renamed into place
  * from the journal (EXDEV), so that apply fails and is rolled back.
  */
+import { JOURNAL_DIR } from "../model/mod.ts";
 import { checkRelativePath, SyncError } from "./paths.ts";
 
-/** The reserved directory, at any depth of a workspace. */
-export const JOURNAL_DIR = ".sloth-apply";
+export { JOURNAL_DIR };
 
 /** Whether `path` (relative, `/`-separated) is or is inside the reserved directory. */
 export function isReserved(path: string): boolean {
@@ -174,6 +174,13 @@ export interface Recovery {
  * Undoes what dead masters left half done in `root`, and removes their spools and
  * staging. A live process's journal is left alone.
  */
+/** What to tell the person running sloth-runner after `recoverWorkspace` undid something. */
+export function recoveryNote(recovery: { undone: number }, root: string): string | undefined {
+  if (recovery.undone === 0) return undefined;
+  const what = recovery.undone === 1 ? "a change set" : `${recovery.undone} change sets`;
+  return `undid ${what} that a killed sloth-runner left half applied in ${root}`;
+}
+
 export function recoverWorkspace(root: string, options: { step?: Step } = {}): Recovery {
   const base = `${root}/${JOURNAL_DIR}`;
   const recovery: Recovery = { undone: 0, removed: 0, busy: 0 };

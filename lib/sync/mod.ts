@@ -5,7 +5,13 @@ export { applyChanges } from "./changes.ts";
 export { gunzip, gzip, tarBound } from "./compress.ts";
 export type { Compression } from "./compress.ts";
 export type { ApplyOptions, Copy } from "./changes.ts";
-export { discardJournalDir, JOURNAL_DIR, openJournalDir, recoverWorkspace } from "./journal.ts";
+export {
+  discardJournalDir,
+  JOURNAL_DIR,
+  openJournalDir,
+  recoverWorkspace,
+  recoveryNote,
+} from "./journal.ts";
 export type { Recovery } from "./journal.ts";
 export { buildManifest, checkManifest, DigestCache, hashFileSync } from "./manifest.ts";
 export type { Manifest, ManifestEntry } from "./manifest.ts";
