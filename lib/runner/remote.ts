@@ -18,12 +18,13 @@ import {
   type TlsFiles,
   type WireEntry,
 } from "../rpc/mod.ts";
-import type {
-  AttemptContext,
-  AttemptResult,
-  Gate,
-  RetryWait,
-  TaskExecutor,
+import {
+  type AttemptContext,
+  type AttemptResult,
+  type Gate,
+  type RetryWait,
+  sleep,
+  type TaskExecutor,
 } from "../scheduler/mod.ts";
 import {
   applyChanges,
@@ -464,18 +465,6 @@ function checkProtocol(target: Remote, reply: { protocol: number; version: strin
 function usesLocalToken(target: Remote): boolean {
   return !target.tokenEnv && !Deno.env.get("SLOTH_AGENT_TOKEN") &&
     readLocalToken(target.address) !== undefined;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
 }
 
 /** The token for an agent: its `token_env` variable, else `SLOTH_AGENT_TOKEN`. */

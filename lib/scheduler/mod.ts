@@ -1,6 +1,6 @@
 export { checkWorkflow, planRun } from "./plan.ts";
 export type { Plan, PlannedTask, Selection } from "./plan.ts";
-export { backoff, runPlan } from "./run.ts";
+export { backoff, runPlan, sleep } from "./run.ts";
 export type {
   AttemptContext,
   AttemptResult,
