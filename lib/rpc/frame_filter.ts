@@ -46,6 +46,7 @@ export interface FrameFilterOptions {
 }
 
 const PREFACE = new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+const EMPTY = new Uint8Array(0);
 /** SETTINGS_MAX_FRAME_SIZE as the server advertises it (the HTTP/2 default). */
 const MAX_FRAME = 16_384;
 const MAX_HEADER_BLOCK = 64 * 1024;
@@ -75,7 +76,9 @@ export class FrameFilter extends Duplex {
   readonly socket: Socket;
   #o: FrameFilterOptions;
   #mode: Mode = "untrusted";
-  #pending: Uint8Array = new Uint8Array(0);
+  #pending: Uint8Array = EMPTY;
+  /** Bytes passed on but not yet pushed: adjacent frames of one read, pushed together. */
+  #run?: Uint8Array;
   #prefaceSeen = false;
   #framesBeforeCall = 0;
   #highestStream = 0;
@@ -173,19 +176,45 @@ export class FrameFilter extends Duplex {
 
   #receive(chunk: Uint8Array): void {
     if (this.#mode === "condemned") return;
-    let data = this.#pending.length ? concat(this.#pending, chunk) : chunk;
+    let data = chunk;
     if (!this.#prefaceSeen) {
+      data = this.#pending.length ? concat(this.#pending, chunk) : chunk;
+      this.#pending = EMPTY;
       const n = Math.min(data.length, PREFACE.length);
       for (let i = 0; i < n; i++) {
         if (data[i] !== PREFACE[i]) return this.#cut("bad preface");
       }
       if (data.length < PREFACE.length) {
-        this.#pending = data;
+        this.#pending = data.slice();
         return;
       }
       this.#prefaceSeen = true;
       if (!this.#pass(data.subarray(0, PREFACE.length))) return;
       data = data.subarray(PREFACE.length);
+    } else if (this.#pending.length) {
+      // Complete the frame cut by the last read, copying only that frame's bytes.
+      let pending = this.#pending;
+      let taken = 0;
+      if (pending.length < 9) {
+        taken = Math.min(9 - pending.length, data.length);
+        pending = concat(pending, data.subarray(0, taken));
+        if (pending.length < 9) {
+          this.#pending = pending;
+          return;
+        }
+      }
+      const length = (pending[0] << 16) | (pending[1] << 8) | pending[2];
+      if (length > MAX_FRAME) return this.#cut("frame over the size limit");
+      const more = Math.min(9 + length - pending.length, data.length - taken);
+      pending = concat(pending, data.subarray(taken, taken + more));
+      taken += more;
+      if (pending.length < 9 + length) {
+        this.#pending = pending;
+        return;
+      }
+      this.#pending = EMPTY;
+      if (!this.#frame(pending)) return;
+      data = data.subarray(taken);
     }
     let offset = 0;
     while (data.length - offset >= 9) {
@@ -196,8 +225,9 @@ export class FrameFilter extends Duplex {
       offset += 9 + length;
       if (!this.#frame(frame)) return;
     }
+    this.#flush();
     // A partial frame waits for the rest (copied: the socket may reuse its buffer).
-    this.#pending = offset === data.length ? new Uint8Array(0) : data.slice(offset);
+    if (offset < data.length) this.#pending = data.slice(offset);
   }
 
   /** One whole frame from the peer; false when the connection was cut. */
@@ -223,6 +253,7 @@ export class FrameFilter extends Duplex {
       this.#heldBytes -= frame.length;
       if (!this.#forward(frame)) return;
     }
+    this.#flush();
   }
 
   /** Applies the rules to a frame and passes it on; false when the connection was cut. */
@@ -316,9 +347,30 @@ export class FrameFilter extends Duplex {
     return true;
   }
 
+  /**
+   * Passes bytes on to the server. Frames that lie next to each other in one read
+   * go as one chunk (`#flush`, at the end of the read or before anything else).
+   */
   #pass(bytes: Uint8Array): boolean {
-    if (!this.push(bytes)) this.socket.pause();
+    const run = this.#run;
+    if (
+      run && run.buffer === bytes.buffer &&
+      run.byteOffset + run.length === bytes.byteOffset
+    ) {
+      this.#run = new Uint8Array(bytes.buffer, run.byteOffset, run.length + bytes.length);
+    } else {
+      this.#flush();
+      this.#run = bytes;
+    }
     return this.#mode !== "condemned";
+  }
+
+  #flush(): void {
+    const run = this.#run;
+    if (!run) return;
+    this.#run = undefined;
+    if (this.#mode === "condemned") return;
+    if (!this.push(run)) this.socket.pause();
   }
 
   /**
