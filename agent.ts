@@ -1,6 +1,6 @@
 /** `sloth-agent`: the agent on its own, with the options of `sloth-runner agent start`. */
 import { Command, CommanderError } from "@commander-js/extra-typings";
-import { defaultIo, reportError, VERSION } from "./lib/cli/mod.ts";
+import { defaultIo, reportError, serveLuaWorkerIfAsked, VERSION } from "./lib/cli/mod.ts";
 import { withAgentOptions } from "./lib/cli/options.ts";
 import { AGENT_START_HELP } from "./lib/cli/help.ts";
 import { ExitCode } from "./lib/errors.ts";
@@ -31,5 +31,6 @@ export async function agentMain(args: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
+  if (await serveLuaWorkerIfAsked()) Deno.exit(0);
   Deno.exit(await agentMain(Deno.args));
 }

@@ -203,9 +203,10 @@ if (want("dispatch")) {
       await Deno.remove(dir, { recursive: true });
     }
   }
-  {
-    // A Lua function task: the agent loads the workflow in a worker made ahead for the job.
-    await using agent = await startAgent({ args: ["--sandbox", "none"] });
+  // A Lua function task: the agent loads the workflow in a worker made ahead for the job;
+  // with bubblewrap, that worker is a process confined to the job's directory.
+  for (const sandbox of ["none", "bwrap"]) {
+    await using agent = await startAgent({ args: ["--sandbox", sandbox] });
     const dir = await scratch();
     const tasks = (remote: boolean) =>
       Array.from(
@@ -225,7 +226,9 @@ if (want("dispatch")) {
     const remote = await durations("remote.lua");
     const local = await durations("local.lua");
     rows.push({
-      name: "Remote no-op Lua function task, empty workspace (p50 / p99)",
+      name: `Remote no-op Lua function task, empty workspace${
+        sandbox === "bwrap" ? ", bubblewrap sandbox (Lua in a confined process)" : ""
+      } (p50 / p99)`,
       subject: `${ms(median(remote))} / ${ms(percentile(remote, 99))}`,
       baseline: `${ms(median(local))} / ${ms(percentile(local, 99))} (same task, local)`,
       ratio: median(remote) / median(local),

@@ -4,7 +4,7 @@
  * delegating further), streams its log lines, returns what changed, and removes
  * the directory whatever happened.
  */
-import { loadWorkflow, LUA_WASM_PATH, LuaPool } from "../dsl/mod.ts";
+import { loadWorkflow, LUA_WASM_PATH, LuaPool, startProcessWorker } from "../dsl/mod.ts";
 import { bwrapSandbox, type Sandbox } from "../exec/mod.ts";
 import type { RunEvent } from "../log/mod.ts";
 import type { ExitStatus, Task } from "../model/mod.ts";
@@ -376,6 +376,16 @@ export class AgentService implements AgentHandlers {
       env: { TMPDIR: `${jobRoot}/tmp` },
       tmpdir: `${jobRoot}/tmp`,
       confine: jobRoot,
+      // With bubblewrap, Lua runs in a process that sees only this job's directory of
+      // the host's files: no symlink a task swaps in can lead its `fs` calls outside.
+      spawn: this.#o.bwrap
+        ? () =>
+          startProcessWorker({
+            jobRoot,
+            network: this.#o.taskNetwork,
+            onError: (line) => this.#o.log(`lua worker of ${jobRoot}: ${JSON.stringify(line)}`),
+          })
+        : undefined,
     });
   }
 

@@ -35,6 +35,18 @@ import {
 
 export const VERSION = denoJson.version;
 export { reportError } from "./report.ts";
+
+/**
+ * A compiled executable started again by an agent as a job's Lua worker process
+ * (dsl/process_worker.ts): serves that and returns true instead of reading a
+ * command line. Under `deno run` the worker module is started directly.
+ */
+export async function serveLuaWorkerIfAsked(): Promise<boolean> {
+  if (Deno.env.get("SLOTH_LUA_WORKER") !== "1") return false;
+  const { serveLuaOverStdio } = await import("../dsl/worker_process.ts");
+  await serveLuaOverStdio();
+  return true;
+}
 export { defaultIo } from "./io.ts";
 export type { Io } from "./io.ts";
 

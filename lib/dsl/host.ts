@@ -348,6 +348,9 @@ function confined(full: string, root: string, follow: boolean): string {
       real = Deno.realPathSync(candidate);
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound) || parts.length === 0) throw outside(full);
+      // A link whose target is not there: outside if it points outside (in an agent's
+      // confined worker process, the host's files are not there at all).
+      if (danglesOutside(candidate, root)) throw outside(full);
       rest = [parts.pop()!, ...rest];
     }
   }
@@ -357,6 +360,24 @@ function confined(full: string, root: string, follow: boolean): string {
   );
   if (name === ".." || (resolved !== root && !resolved.startsWith(`${root}/`))) throw outside(full);
   return resolved;
+}
+
+function danglesOutside(path: string, root: string): boolean {
+  let target: string;
+  try {
+    target = Deno.readLinkSync(path);
+  } catch {
+    return false; // Not a link: it simply does not exist.
+  }
+  const base = target.startsWith("/") ? "" : path.slice(0, path.lastIndexOf("/"));
+  const parts: string[] = [];
+  for (const part of `${base}/${target}`.split("/")) {
+    if (part === "" || part === ".") continue;
+    if (part === "..") parts.pop();
+    else parts.push(part);
+  }
+  const resolved = "/" + parts.join("/");
+  return resolved !== root && !resolved.startsWith(`${root}/`);
 }
 
 function outside(path: string): Error {

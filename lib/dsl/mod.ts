@@ -10,6 +10,8 @@ import { displayName, resolvePath } from "./source.ts";
 export { LOAD_TIMEOUT_MS, LUA_MEMORY_LIMIT, LUA_WASM_PATH, LuaPool, LuaSession } from "./pool.ts";
 export type { LuaPoolOptions, SessionHooks } from "./pool.ts";
 export type { CallKind, CallResult } from "./protocol.ts";
+export { LUA_WORKER_ENV, startProcessWorker } from "./process_worker.ts";
+export type { LuaWorker, ProcessWorkerOptions } from "./process_worker.ts";
 export { sourceContext } from "./source.ts";
 export { luaAnnotations } from "./annotations.ts";
 

@@ -10,6 +10,7 @@ import { parseDuration, parseSize } from "../model/mod.ts";
 import { runShell, type Sandbox } from "../exec/mod.ts";
 import type { ExecReply, ExecRequest } from "./host.ts";
 import type { CallKind, CallResult, FromWorker, OpenRequest, ToWorker } from "./protocol.ts";
+import type { LuaWorker } from "./process_worker.ts";
 
 export interface SessionHooks {
   onLog(level: string, message: string): void;
@@ -51,7 +52,7 @@ function envNumber(
 }
 
 const workerUrl = new URL("./worker.ts", import.meta.url);
-let prestarted: Worker | undefined;
+let prestarted: LuaWorker | undefined;
 
 /** The Lua runtime's own file, which a sandboxed worker must still be able to read. */
 export const LUA_WASM_PATH = decodeURIComponent(
@@ -74,10 +75,12 @@ export interface LuaPoolOptions {
   tmpdir?: string;
   /** The only directory Lua's `fs` may touch, symlinks resolved (the agent's sandbox). */
   confine?: string;
+  /** Starts a worker of another kind than a Web Worker (an agent's confined process). */
+  spawn?: () => LuaWorker;
 }
 
 export class LuaPool {
-  #idle: Worker[] = [];
+  #idle: LuaWorker[] = [];
   #options: LuaPoolOptions;
   #closed = false;
 
@@ -94,7 +97,7 @@ export class LuaPool {
    * overlaps the rest); the next pool without special permissions adopts it.
    */
   static prestart(): void {
-    prestarted ??= new Worker(workerUrl, { type: "module" });
+    prestarted ??= new Worker(workerUrl, { type: "module" }) as unknown as LuaWorker;
   }
 
   get sandbox(): Sandbox | undefined {
@@ -105,12 +108,13 @@ export class LuaPool {
     return this.#options.env ?? {};
   }
 
-  #spawn(): Worker {
+  #spawn(): LuaWorker {
+    if (this.#options.spawn) return this.#options.spawn();
     const permissions = this.#options.permissions;
     return new Worker(workerUrl, {
       type: "module",
       ...(permissions ? { deno: { permissions } } : {}),
-    } as WorkerOptions);
+    } as WorkerOptions) as unknown as LuaWorker;
   }
 
   /** Opens a fresh Lua state with the workflow loaded. Throws `SlothError` if it does not load. */
@@ -142,7 +146,7 @@ export class LuaPool {
     }
   }
 
-  giveBack(worker: Worker): void {
+  giveBack(worker: LuaWorker): void {
     if (this.#closed || this.#idle.length >= (this.#options.maxIdle ?? 4)) worker.terminate();
     else this.#idle.push(worker);
   }
@@ -163,7 +167,7 @@ type Waiter = { resolve(value: FromWorker): void; reject(error: Error): void };
 
 export class LuaSession {
   #pool: LuaPool;
-  #worker: Worker | undefined;
+  #worker: LuaWorker | undefined;
   #hooks: SessionHooks;
   #workdir: string;
   #waiters = new Map<number | "open", Waiter>();
@@ -171,12 +175,12 @@ export class LuaSession {
   /** Aborted when the session ends: stops every `exec.run` child still running. */
   #children = new AbortController();
 
-  constructor(pool: LuaPool, worker: Worker, hooks: SessionHooks, workdir: string) {
+  constructor(pool: LuaPool, worker: LuaWorker, hooks: SessionHooks, workdir: string) {
     this.#pool = pool;
     this.#worker = worker;
     this.#hooks = hooks;
     this.#workdir = workdir;
-    worker.onmessage = (event: MessageEvent<FromWorker>) => this.#receive(event.data);
+    worker.onmessage = (event) => this.#receive(event.data);
     worker.onerror = (event) => {
       event.preventDefault();
       this.#fail(new Error(`the Lua worker crashed: ${event.message}`));

@@ -30,12 +30,28 @@ let engine: LuaEngine | undefined;
 let execId = 0;
 const pendingExec = new Map<number, { resolve(r: ExecReply): void; reject(e: Error): void }>();
 
+/** Where answers go: the worker's parent, or (worker_process.ts) its pipe. */
+let send: (message: FromWorker) => void = (message) => self.postMessage(message);
+
 function post(message: FromWorker): void {
-  self.postMessage(message);
+  send(message);
 }
 
-self.onmessage = (event: MessageEvent<ToWorker>) => {
-  const message = event.data;
+/**
+ * Serves this module's sessions over another channel than a Worker's: `reply`
+ * carries answers out; the returned function takes each request in.
+ */
+export function serveOver(reply: (message: FromWorker) => void): (message: ToWorker) => void {
+  send = reply;
+  return handle;
+}
+
+// As a Web Worker (the usual case), requests come as messages; in a process, see serveOver.
+if (typeof WorkerGlobalScope !== "undefined" && self instanceof WorkerGlobalScope) {
+  self.onmessage = (event: MessageEvent<ToWorker>) => handle(event.data);
+}
+
+function handle(message: ToWorker): void {
   switch (message.op) {
     case "open":
       open(message).then(post);
@@ -54,7 +70,7 @@ self.onmessage = (event: MessageEvent<ToWorker>) => {
       closeEngine();
       break;
   }
-};
+}
 
 function closeEngine(): void {
   engine?.global.close();

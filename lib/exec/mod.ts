@@ -2,6 +2,18 @@ export { KILL_GRACE_MS, runShell } from "./process.ts";
 export type { AbortReason, ProcessResult, RunOptions, Stream } from "./process.ts";
 export { bwrapSandbox, probeBwrap } from "./sandbox.ts";
 export type { Sandbox, SandboxOptions } from "./sandbox.ts";
+export {
+  chooseTaskUser,
+  DEFAULT_TASK_USER,
+  handOver,
+  runTasksAs,
+  switchUserArgv,
+  taskUser,
+  TaskUserError,
+} from "./task_user.ts";
+export type { TaskUser, TaskUserChoice } from "./task_user.ts";
 export { killRecordedTrees, recordTreesIn } from "./trees.ts";
 export { selfCommand, startSelf } from "./self.ts";
 export type { SelfProcess, StartSelfOptions } from "./self.ts";
+export { confinedArgs, startConfined } from "./confined.ts";
+export type { ConfinedOptions, ConfinedProcess } from "./confined.ts";

@@ -1,5 +1,6 @@
 import type { ExitStatus } from "../model/mod.ts";
 import type { Sandbox } from "./sandbox.ts";
+import { switchUserArgv } from "./task_user.ts";
 import { treeEnded, treeStarted } from "./trees.ts";
 
 export type Stream = "stdout" | "stderr";
@@ -28,7 +29,7 @@ export interface ProcessResult {
   stderr: string;
 }
 
-const SETSID = ["/usr/bin/setsid", "/bin/setsid"].find((path) => {
+export const SETSID = ["/usr/bin/setsid", "/bin/setsid"].find((path) => {
   try {
     return Deno.statSync(path).isFile;
   } catch {
@@ -56,11 +57,13 @@ export async function runShell(script: string, options: RunOptions): Promise<Pro
   let child: Deno.ChildProcess;
   const { cmd, args } = options.sandbox?.command(script, options.cwd, options.env ?? {}) ??
     { cmd: "/bin/sh", args: ["-c", script] };
+  // On an agent started as root, the task user's ids (task_user.ts), after setsid.
+  const argv = [...switchUserArgv(), cmd, ...args];
   try {
     // A new session (and so process group) for the tree. `setsid` then exec is
     // cheaper than Deno's `detached` spawn (~0.5 ms a task, measured).
-    child = new Deno.Command(SETSID ?? cmd, {
-      args: SETSID ? [cmd, ...args] : args,
+    child = new Deno.Command(SETSID ?? argv[0], {
+      args: SETSID ? argv : argv.slice(1),
       cwd: options.cwd,
       env: options.env,
       stdin: "null",
@@ -114,7 +117,7 @@ async function killTree(pid: number, exited: Promise<Deno.CommandStatus>): Promi
 }
 
 /** Whether the group still had members to signal. */
-function signalGroup(pid: number, sig: Deno.Signal): boolean {
+export function signalGroup(pid: number, sig: Deno.Signal): boolean {
   try {
     Deno.kill(-pid, sig);
     return true;
