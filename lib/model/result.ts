@@ -46,7 +46,9 @@ export function isFailure(status: TaskStatus): boolean {
 export function exitStatusText(exit: ExitStatus): string {
   switch (exit.reason) {
     case "exited":
-      return `exit code ${exit.code}`;
+      // A signal ends a process without an exit code: say which signal.
+      if (exit.code !== null) return `exit code ${exit.code}`;
+      return exit.signal ? `killed by ${exit.signal}` : "ended without an exit code";
     case "timeout":
       return "timed out";
     case "cancelled":

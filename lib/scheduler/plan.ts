@@ -128,10 +128,14 @@ export function planRun(workflow: Workflow, selection: Selection = {}): Plan {
   };
 }
 
+/**
+ * A selected task brings what it depends on, and the tasks it rescues
+ * (`next_if_fail`): without them it could never run.
+ */
 function addWithDependencies(task: Task, byId: Map<string, Task>, into: Set<string>): void {
   if (into.has(task.id)) return;
   into.add(task.id);
-  for (const name of task.dependsOn) {
+  for (const name of [...task.dependsOn, ...task.nextIfFail]) {
     addWithDependencies(byId.get(`${task.group}.${name}`)!, byId, into);
   }
 }

@@ -80,3 +80,15 @@ Deno.test("planRun() runs every group unless groups are selected", () => {
   assert.equal(error.code, "unknown_group");
   assert.match(error.message, /no group named "twoo"\. Did you mean "two"\?/);
 });
+
+Deno.test("planRun() with -t brings a task's next_if_fail targets, as it brings its dependencies", () => {
+  const w = workflow([
+    task("setup"),
+    task("fails", { dependsOn: ["setup"] }),
+    task("rescue", { nextIfFail: ["fails"] }),
+    task("other"),
+  ]);
+  const plan = planRun(w, { tasks: ["rescue"] });
+  assert.deepEqual(plan.tasks.map((p) => p.task.id), ["g.setup", "g.fails", "g.rescue"]);
+  assert.deepEqual(plan.tasks.find((p) => p.task.id === "g.rescue")!.watches, ["g.fails"]);
+});

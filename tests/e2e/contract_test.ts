@@ -1,0 +1,58 @@
+/**
+ * Claims of the README that a careful new user found untrue, each as they would
+ * check it: the CLI run as a process, its output, its reports.
+ */
+import assert from "node:assert/strict";
+import { cliProcess, tempWorkspace } from "../_helpers/mod.ts";
+
+Deno.test("a task killed by a signal says which signal in the summary, the JSON report and JUnit", async () => {
+  await using ws = await tempWorkspace({
+    "workflow.lua": `TaskDefinitions = { g = { tasks = {
+      { name = "killed", async = true, command = "kill -KILL $$" },
+      { name = "segv", async = true, command = "kill -SEGV $$" },
+    } } }`,
+  });
+  const run = await cliProcess(
+    [
+      "run",
+      "-f",
+      "workflow.lua",
+      "--plain",
+      "--report",
+      "json=run.json",
+      "--report",
+      "junit=j.xml",
+    ],
+    { cwd: ws.dir },
+  );
+  assert.equal(run.code, 1);
+  const all = run.stdout + run.stderr;
+  assert.match(all, /killed +failed .*killed by SIGKILL/);
+  assert.match(all, /segv +failed .*killed by SIGSEGV/);
+  assert.doesNotMatch(all, /exit code null/);
+  const json = await Deno.readTextFile(`${ws.dir}/run.json`);
+  assert.match(json, /"killed by SIGKILL"/);
+  assert.match(json, /"killed by SIGSEGV"/);
+  assert.doesNotMatch(json, /null"/);
+  const junit = await Deno.readTextFile(`${ws.dir}/j.xml`);
+  assert.match(junit, /message="killed by SIGKILL"/);
+  assert.match(junit, /message="killed by SIGSEGV"/);
+});
+
+Deno.test("-t runs a task's next_if_fail targets, as the README says it runs what a task depends on", async () => {
+  await using ws = await tempWorkspace({
+    "workflow.lua": `TaskDefinitions = { g = { tasks = {
+      { name = "fails", command = "exit 3" },
+      { name = "rescue", next_if_fail = "fails", command = "echo rescued > rescued.txt" },
+      { name = "unrelated", command = "touch unrelated.txt" },
+    } } }`,
+  });
+  const run = await cliProcess(["run", "-f", "workflow.lua", "-t", "rescue", "--plain"], {
+    cwd: ws.dir,
+  });
+  // `fails` ran and failed, so `rescue` ran; the run fails because `fails` did.
+  assert.equal(run.code, 1, run.stdout + run.stderr);
+  assert.equal(await Deno.readTextFile(`${ws.dir}/rescued.txt`), "rescued\n");
+  assert.match(run.stdout + run.stderr, /fails +failed .*exit code 3/);
+  await assert.rejects(Deno.stat(`${ws.dir}/unrelated.txt`));
+});
