@@ -56,3 +56,24 @@ Deno.test("-t runs a task's next_if_fail targets, as the README says it runs wha
   assert.match(run.stdout + run.stderr, /fails +failed .*exit code 3/);
   await assert.rejects(Deno.stat(`${ws.dir}/unrelated.txt`));
 });
+
+Deno.test("on an agent, os.getenv sees the task's SLOTH_* variables only, and the README says so everywhere", async () => {
+  const { startAgent } = await import("../_helpers/agent.ts");
+  await using agent = await startAgent({ env: { SLOTH_TEST_AGENT_VAR: "agent-only" } });
+  await using ws = await tempWorkspace({
+    "workflow.lua": `TaskDefinitions = { g = { delegate_to = { address = "${agent.address}" },
+      tasks = { { name = "env", command = function()
+        log.info("var=" .. tostring(os.getenv("SLOTH_TEST_AGENT_VAR")) ..
+          " path=" .. tostring(os.getenv("PATH")) .. " task=" .. tostring(os.getenv("SLOTH_TASK")))
+        return true
+      end } } } }`,
+  });
+  const run = await cliProcess(["run", "-f", "workflow.lua", "--plain"], { cwd: ws.dir });
+  assert.equal(run.code, 0, run.stdout + run.stderr);
+  assert.match(run.stdout, /var=nil path=nil task=env/);
+  const readme = await Deno.readTextFile(new URL("../../README.md", import.meta.url));
+  assert.doesNotMatch(
+    readme.replace(/\s+/g, " "),
+    /os\.getenv` there sees the agent's environment/,
+  );
+});
