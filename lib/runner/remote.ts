@@ -511,9 +511,12 @@ function fromWire(result: {
     : undefined;
   return {
     ok: result.ok,
-    // A task that could not start there (its disk is full, say) names the agent, as this master does.
+    // A task that could not start there (its disk is full, say), or that the agent gave
+    // up as it stopped, names the agent, as this master's own errors do.
     error: result.error && exit?.reason === "spawn_failed"
       ? `agent ${address}: ${result.error}`
+      : result.error && exit?.reason === "agent_lost"
+      ? `agent ${address} lost: ${result.error}`
       : result.error || undefined,
     message: result.message || undefined,
     outputs,

@@ -109,3 +109,51 @@ export function childrenOf(pid: number): number[] {
     return [];
   }
 }
+
+/**
+ * The pid of a process running `argv` under this agent's serving process (its
+ * jobs' commands), or undefined (Linux /proc).
+ */
+export function findUnderAgent(agent: TestAgent, argv: string[]): number | undefined {
+  const serving = agent.servingPid();
+  if (!serving) return undefined;
+  const wanted = argv.join("\u0000") + "\u0000";
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const cmd = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`);
+      if (cmd === wanted && descendsFrom(Number(entry.name), serving)) return Number(entry.name);
+    } catch {
+      // Gone.
+    }
+  }
+  return undefined;
+}
+
+/** Waits (at most `ms`) for `findUnderAgent`; throws if it never appears. */
+export async function waitUnderAgent(
+  agent: TestAgent,
+  argv: string[],
+  ms = 15_000,
+): Promise<number> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    const pid = findUnderAgent(agent, argv);
+    if (pid !== undefined) return pid;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`no "${argv.join(" ")}" started under the agent within ${ms}ms`);
+}
+
+function descendsFrom(pid: number, ancestor: number): boolean {
+  for (let p = pid, i = 0; p > 1 && i < 64; i++) {
+    if (p === ancestor) return true;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${p}/stat`);
+      p = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    } catch {
+      return false;
+    }
+  }
+  return false;
+}

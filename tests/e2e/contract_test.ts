@@ -3,7 +3,8 @@
  * check it: the CLI run as a process, its output, its reports.
  */
 import assert from "node:assert/strict";
-import { cliProcess, tempWorkspace } from "../_helpers/mod.ts";
+import { startAgent, waitUnderAgent } from "../_helpers/agent.ts";
+import { cliProcess, spawnCli, tempWorkspace } from "../_helpers/mod.ts";
 
 Deno.test("a task killed by a signal says which signal in the summary, the JSON report and JUnit", async () => {
   await using ws = await tempWorkspace({
@@ -58,7 +59,6 @@ Deno.test("-t runs a task's next_if_fail targets, as the README says it runs wha
 });
 
 Deno.test("on an agent, os.getenv sees the task's SLOTH_* variables only, and the README says so everywhere", async () => {
-  const { startAgent } = await import("../_helpers/agent.ts");
   await using agent = await startAgent({ env: { SLOTH_TEST_AGENT_VAR: "agent-only" } });
   await using ws = await tempWorkspace({
     "workflow.lua": `TaskDefinitions = { g = { delegate_to = { address = "${agent.address}" },
@@ -76,4 +76,33 @@ Deno.test("on an agent, os.getenv sees the task's SLOTH_* variables only, and th
     readme.replace(/\s+/g, " "),
     /os\.getenv` there sees the agent's environment/,
   );
+});
+
+Deno.test("the messages for a missing token and for an agent stopped mid-task are the README's", async () => {
+  const readme = (await Deno.readTextFile(new URL("../../README.md", import.meta.url)))
+    .replace(/\s+/g, " ");
+  await using agent = await startAgent({ env: { SLOTH_AGENT_TOKEN: "s3cret-token-value" } });
+  await using ws = await tempWorkspace({
+    "workflow.lua": `TaskDefinitions = { g = { delegate_to = { address = "${agent.address}" },
+      tasks = { { name = "t", command = "sleep 30" } } } }`,
+  });
+  const none = await cliProcess(["run", "-f", "workflow.lua", "--plain"], { cwd: ws.dir });
+  assert.equal(none.code, 1);
+  assert.match(
+    none.stdout + none.stderr,
+    /agent 127\.0\.0\.1:\d+ requires a token; set SLOTH_AGENT_TOKEN/,
+  );
+  assert.match(readme, /agent host:port requires a token; set SLOTH_AGENT_TOKEN/);
+
+  const master = spawnCli(["run", "-f", "workflow.lua", "--plain"], {
+    cwd: ws.dir,
+    env: { SLOTH_AGENT_TOKEN: "s3cret-token-value" },
+  });
+  await waitUnderAgent(agent, ["sleep", "30"]);
+  await agent.stop("SIGTERM");
+  const out = await master.output();
+  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 1, text);
+  assert.match(text, /agent 127\.0\.0\.1:\d+ lost: the agent stopped while the task ran/);
+  assert.match(readme, /agent host:port lost: \.\.\./);
 });

@@ -6,7 +6,7 @@
  * same serving process (no restart) answers a ping and runs a real task.
  */
 import assert from "node:assert/strict";
-import { startAgent, type TestAgent } from "../_helpers/agent.ts";
+import { startAgent, type TestAgent, waitUnderAgent } from "../_helpers/agent.ts";
 import { cliProcess, hasCommand, ROOT, tempWorkspace, waitFor } from "../_helpers/mod.ts";
 import { localTokenPath } from "../../lib/rpc/mod.ts";
 import { makeCerts, type TestCerts } from "../_helpers/certs.ts";
@@ -200,55 +200,18 @@ Deno.test({
     });
     const run = cliProcess(["run", "-f", "workflow.lua"], { cwd: ws.dir });
     // The first attempt's shell, on the agent: kill the serving process under it.
-    let pid: number | undefined;
-    const deadline = Date.now() + 15_000;
-    while (pid === undefined && Date.now() < deadline) {
-      pid = findSleep(agent);
-      if (pid === undefined) await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    assert.ok(pid, "the task never started");
+    const pid = await waitUnderAgent(agent, ["sleep", "3"]);
     Deno.kill(agent.servingPid()!, "SIGKILL");
     // The first attempt's tree did not outlive its serving process: gone by the
     // time the supervisor restarts it (its `sleep 3` had seconds left).
     await waitFor(() => /restarting/.test(agent.log()), 5000);
     assert.match(agent.log(), /killed the process trees of 1 running task; restarting/);
-    await waitFor(() => !processExists(pid!), 1000);
+    await waitFor(() => !processExists(pid), 1000);
     const result = await run;
     assert.equal(result.code, 0, result.stderr);
     assert.equal(await Deno.readTextFile(`${ws.dir}/out.txt`), "done\n");
   },
 });
-
-/** The pid of a `sleep 3` started under this agent's serving process. */
-function findSleep(agent: TestAgent): number | undefined {
-  const serving = agent.servingPid();
-  if (!serving) return undefined;
-  for (const entry of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    try {
-      const cmd = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`);
-      if (cmd === "sleep\u00003\u0000" && descendsFrom(Number(entry.name), serving)) {
-        return Number(entry.name);
-      }
-    } catch {
-      // Gone.
-    }
-  }
-  return undefined;
-}
-
-function descendsFrom(pid: number, ancestor: number): boolean {
-  for (let p = pid, i = 0; p > 1 && i < 64; i++) {
-    if (p === ancestor) return true;
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${p}/stat`);
-      p = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-    } catch {
-      return false;
-    }
-  }
-  return false;
-}
 
 function processExists(pid: number): boolean {
   try {
