@@ -14,3 +14,9 @@ Deno.test("SlothError maps its code to the documented exit code", () => {
   assert.equal(new SlothError("dependency_cycle", "x").exitCode, ExitCode.usage);
   assert.equal(new SlothError("lua_syntax", "x").exitCode, 2);
 });
+
+Deno.test("closest() counts a swap of neighbouring letters as one edit, so the closest name wins", () => {
+  assert.equal(closest("wbe", ["db", "web"]), "web");
+  assert.equal(closest("adress", ["address", "token_env", "tls", "compress"]), "address");
+  assert.equal(closest("comamnd", ["command", "name"]), "command");
+});

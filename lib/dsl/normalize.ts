@@ -354,8 +354,30 @@ function unknownFields(
 function report(error: z.ZodError, label: string, problems: string[]): void {
   for (const issue of error.issues) {
     const field = issue.path.filter((p) => typeof p === "string").join(".");
-    problems.push(`${label}: ${field ? `${field} ` : ""}${issue.message}`);
+    if (issue.code === "unrecognized_keys") {
+      // A misspelt key inside a table (an agent's, its tls) is met like one at the top.
+      const known = knownKeysAt(issue.path);
+      for (const key of issue.keys) {
+        problems.push(
+          `${label}: ${field ? `${field}: ` : ""}unknown field "${key}".${
+            known ? didYouMean(key, known) : ""
+          }`,
+        );
+      }
+    } else if (issue.code === "invalid_type" && /received undefined$/.test(issue.message)) {
+      problems.push(`${label}: ${field} is missing`);
+    } else {
+      problems.push(`${label}: ${field ? `${field} ` : ""}${issue.message}`);
+    }
   }
+}
+
+/** The fields a nested table may have, for suggestions: an agent's, or its `tls`. */
+function knownKeysAt(path: PropertyKey[]): readonly string[] | undefined {
+  if (path.at(-1) === "tls") return Object.keys(tlsDef.shape);
+  const agentTable = (path[0] === "agents" && path.length === 2) ||
+    (path[0] === "delegate_to" && path.length === 1);
+  return agentTable ? Object.keys(agentDef.shape) : undefined;
 }
 
 function command(value: string | { __lua_function: string }): Command & Condition {

@@ -106,3 +106,24 @@ Deno.test("the messages for a missing token and for an agent stopped mid-task ar
   assert.match(text, /agent 127\.0\.0\.1:\d+ lost: the agent stopped while the task ran/);
   assert.match(readme, /agent host:port lost: \.\.\./);
 });
+
+Deno.test("a misspelt key inside an agent's table, and a misspelt agent name, get the closest suggestion", async () => {
+  await using ws = await tempWorkspace({
+    "key.lua": `TaskDefinitions = { g = { agents = { web = { adress = "127.0.0.1:5" } },
+      tasks = { { name = "t", agent = "web", command = "true" } } } }`,
+    "name.lua": `TaskDefinitions = { g = {
+      agents = { web = { address = "127.0.0.1:5" }, db = { address = "127.0.0.1:6" } },
+      tasks = { { name = "t", agent = "wbe", command = "true" } } } }`,
+    "tls.lua": `TaskDefinitions = { g = { tasks = { { name = "t", command = "true",
+      delegate_to = { address = "127.0.0.1:5", tls = { ca = "ca.pem", crt = "c.pem", key = "k.pem" } } } } } }`,
+  });
+  const key = await cliProcess(["validate", "-f", "key.lua"], { cwd: ws.dir });
+  assert.equal(key.code, 2);
+  assert.match(key.stderr, /agents\.web: unknown field "adress"\. Did you mean "address"\?/);
+  assert.match(key.stderr, /agents\.web\.address is missing/);
+  assert.doesNotMatch(key.stderr, /Unrecognized key|received undefined/);
+  const name = await cliProcess(["validate", "-f", "name.lua"], { cwd: ws.dir });
+  assert.match(name.stderr, /unknown agent "wbe"\..* Did you mean "web"\?/);
+  const tls = await cliProcess(["validate", "-f", "tls.lua"], { cwd: ws.dir });
+  assert.match(tls.stderr, /tls: unknown field "crt"\. Did you mean "cert"\?/);
+});
