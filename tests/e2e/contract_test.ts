@@ -127,3 +127,31 @@ Deno.test("a misspelt key inside an agent's table, and a misspelt agent name, ge
   const tls = await cliProcess(["validate", "-f", "tls.lua"], { cwd: ws.dir });
   assert.match(tls.stderr, /tls: unknown field "crt"\. Did you mean "cert"\?/);
 });
+
+Deno.test("a command line over 64 KiB arrives in 64 KiB lines; -t group.task picks one of two same-named tasks (both as the README says)", async () => {
+  await using ws = await tempWorkspace({
+    "workflow.lua": `TaskDefinitions = {
+      a = { tasks = { { name = "build", command = "head -c 150000 /dev/zero | tr '\\\\0' x; echo" } } },
+      b = { tasks = { { name = "build", command = "touch b-built" } } },
+    }`,
+  });
+  const run = await cliProcess([
+    "run",
+    "-f",
+    "workflow.lua",
+    "-t",
+    "a.build",
+    "--plain",
+    "--verbose",
+  ], {
+    cwd: ws.dir,
+  });
+  assert.equal(run.code, 0, run.stderr);
+  const pieces = run.stdout.split("\n").map((l) => l.match(/x+$/)?.[0].length).filter(Boolean);
+  assert.deepEqual(pieces, [65536, 65536, 150000 - 2 * 65536]);
+  await assert.rejects(Deno.stat(`${ws.dir}/b-built`));
+  const readme = (await Deno.readTextFile(new URL("../../README.md", import.meta.url)))
+    .replace(/\s+/g, " ");
+  assert.match(readme, /a line longer than 64 KiB arrives as several lines of 64 KiB/);
+  assert.match(readme, /`group\.task` picks one of two same-named tasks/);
+});
