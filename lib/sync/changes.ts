@@ -269,7 +269,6 @@ function checkUnchanged(
   const ignored = isDir === undefined
     ? options.ignored(path, false) || options.ignored(path, true)
     : options.ignored(path, isDir);
-  if (ignored) return;
   const sent = options.sent.get(path);
   let now: Deno.FileInfo | undefined;
   try {
@@ -278,6 +277,16 @@ function checkUnchanged(
     if (!(error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory)) {
       throw error;
     }
+  }
+  if (ignored) {
+    // Never sent, so the task never saw it: what is here must not be replaced unseen.
+    // (A directory that is here already takes the task's new files as it is.)
+    if (now === undefined || (isDir === true && now.isDirectory)) return;
+    throw new SyncError(
+      `conflict on ${path}: this machine has it but did not send it (.slothignore excludes it), ` +
+        "so the task's version was not written (remove it here, or stop excluding it, " +
+        "to let a remote task replace it)",
+    );
   }
   const same = sent === undefined ? now === undefined : now !== undefined &&
     (sent.type === "dir" ? now.isDirectory : now.ino === sent.ino && now.size === sent.size &&

@@ -69,3 +69,28 @@ Deno.test("applyChanges() writes into an existing ignored directory without call
   assert.equal(await Deno.readTextFile(`${r.ws.dir}/build/new.o`), "new");
   assert.equal(await Deno.readTextFile(`${r.ws.dir}/build/old.o`), "old");
 });
+
+Deno.test("applyChanges() refuses to replace a local file it never sent (.slothignore), and writes nothing", async () => {
+  const r = await apply({
+    ".slothignore": "*.log\nbuild/\n",
+    "secret.log": "mine",
+    "build/out.o": "local",
+  }, [
+    { path: "secret.log", data: "the task's" },
+    { path: "fresh.log", data: "new" },
+  ]);
+  await using _ = r.ws;
+  assert.match(
+    r.error?.message ?? "",
+    /conflict on secret\.log: this machine has it but did not send it \(\.slothignore excludes it\)/,
+  );
+  assert.deepEqual(await snapshot(r.ws.dir), r.before);
+
+  const built = await apply({ ".slothignore": "build/\n", "build/out.o": "local" }, [
+    { path: "build", type: "Directory" },
+    { path: "build/out.o", data: "remote" },
+  ]);
+  await using __ = built.ws;
+  assert.match(built.error?.message ?? "", /conflict on build\/out\.o: this machine has it/);
+  assert.equal(await Deno.readTextFile(`${built.ws.dir}/build/out.o`), "local");
+});

@@ -155,3 +155,25 @@ Deno.test("a command line over 64 KiB arrives in 64 KiB lines; -t group.task pic
   assert.match(readme, /a line longer than 64 KiB arrives as several lines of 64 KiB/);
   assert.match(readme, /`group\.task` picks one of two same-named tasks/);
 });
+
+Deno.test("a remote task that writes a file the master has but did not send (.slothignore) fails; the local file is kept", async () => {
+  await using agent = await startAgent();
+  await using ws = await tempWorkspace({
+    ".slothignore": "*.log\n",
+    "secret.log": "local secret\n",
+    "workflow.lua": `TaskDefinitions = { g = { delegate_to = { address = "${agent.address}" },
+      tasks = { { name = "t", command = "echo remote > secret.log; echo made > new.log" } } } }`,
+  });
+  const run = await cliProcess(["run", "-f", "workflow.lua", "--plain"], { cwd: ws.dir });
+  assert.equal(run.code, 1, run.stdout + run.stderr);
+  assert.match(
+    run.stdout + run.stderr,
+    /conflict on secret\.log: this machine has it but did not send it/,
+  );
+  assert.equal(await Deno.readTextFile(`${ws.dir}/secret.log`), "local secret\n");
+  // Nothing of that change set was written.
+  await assert.rejects(Deno.stat(`${ws.dir}/new.log`));
+  const readme = (await Deno.readTextFile(new URL("../../README.md", import.meta.url)))
+    .replace(/\s+/g, " ");
+  assert.match(readme, /`conflict on PATH: this machine has it but did not send it`/);
+});
