@@ -55,8 +55,8 @@ try {
   // The file's default agent is 127.0.0.1:50051; the capture's agent is on a free port,
   // given through values.yaml and shown as 50051.
   const prompt = "$ sloth-runner run -f examples/live/workflow.lua\n";
-  console.log("While it runs:\n\n```text\n" + prompt + tidy(busiest) + "```\n");
-  console.log("When it is done:\n\n```text\n" + prompt + tidy(screen.text()) + "```");
+  console.log("While it runs:\n\n```console capture\n" + prompt + tidy(busiest) + "```\n");
+  console.log("When it is done:\n\n```console capture\n" + prompt + tidy(screen.text()) + "```");
 } finally {
   agent.kill("SIGTERM");
   await agent.status;
