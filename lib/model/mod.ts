@@ -7,7 +7,7 @@
 export type { ExitReason, ExitStatus, TaskResult, TaskStatus, Transfer } from "./result.ts";
 export { exitStatusText, isFailure } from "./result.ts";
 export { formatDuration, parseDuration } from "./duration.ts";
-export { parseSize } from "./size.ts";
+export { formatSize, parseSize } from "./size.ts";
 export { hasAddressShape, isLoopbackHost, parseAddress } from "./address.ts";
 
 /** Where a task runs. */

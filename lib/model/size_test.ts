@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { parseSize } from "./size.ts";
+import { formatSize, parseSize } from "./size.ts";
 
 Deno.test("parseSize() reads bytes and K/M/G/T suffixes as powers of 1024, and nothing else", () => {
   assert.equal(parseSize("1048576"), 1048576);
@@ -11,4 +11,14 @@ Deno.test("parseSize() reads bytes and K/M/G/T suffixes as powers of 1024, and n
   for (const bad of ["", "lots", "-1", "1.5G", "10X", "G"]) {
     assert.equal(parseSize(bad), undefined, bad);
   }
+});
+
+Deno.test("formatSize() writes sizes in powers of 1024, rounded down", () => {
+  assert.equal(formatSize(300), "300 bytes");
+  assert.equal(formatSize(12 * 1024), "12 KiB");
+  assert.equal(formatSize(150 * 1024 ** 2), "150 MiB");
+  assert.equal(formatSize(64 * 1024 ** 2 - 1), "63.9 MiB");
+  assert.equal(formatSize(1.5 * 1024 ** 3), "1.5 GiB");
+  assert.equal(formatSize(16 * 1024 ** 3), "16 GiB");
+  assert.equal(formatSize(2048 * 1024 ** 3), "2048 GiB");
 });
