@@ -1,5 +1,6 @@
 export type { EmitEvent, LogLevel, LogStream, RunEvent } from "./events.ts";
 export { fdWriter, jsonRenderer, TextRenderer } from "./render.ts";
+export { oneLine } from "./line.ts";
 export type { TextRendererOptions, Write } from "./render.ts";
 export type { Terminal } from "./progress.ts";
 export {
