@@ -10,6 +10,8 @@
  * standard error is read line by line for the agent's log.
  */
 import { SETSID, signalGroup } from "./process.ts";
+import { passableWay, userArgs } from "./sandbox.ts";
+import { switchUserArgv } from "./task_user.ts";
 import { treeEnded, treeStarted } from "./trees.ts";
 
 export interface ConfinedOptions {
@@ -47,14 +49,13 @@ export function confinedArgs(options: ConfinedOptions): string[] {
   const args = [
     "--die-with-parent",
     "--new-session",
-    "--unshare-user",
+    // As the task user when there is one (sandbox.ts), like the job's shell commands.
+    ...userArgs(),
     "--unshare-pid",
     "--unshare-ipc",
     "--unshare-uts",
     "--unshare-cgroup-try",
     ...(options.network ? [] : ["--unshare-net"]),
-    "--cap-drop",
-    "ALL",
   ];
   for (const dir of SYSTEM) {
     const link = readLink(dir);
@@ -70,11 +71,12 @@ export function confinedArgs(options: ConfinedOptions): string[] {
   args.push("--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp");
   for (const path of options.readOnly) {
     const real = realPath(path);
-    if (real) args.push("--ro-bind", real, path);
+    if (real) args.push(...passableWay(path), "--ro-bind", real, path);
   }
-  args.push("--bind", options.jobRoot, options.jobRoot, "--chdir", options.jobRoot, "--clearenv");
+  args.push(...passableWay(options.jobRoot), "--bind", options.jobRoot, options.jobRoot);
+  args.push("--chdir", options.jobRoot, "--clearenv");
   for (const [name, value] of Object.entries(options.env)) args.push("--setenv", name, value);
-  return [...args, ...options.argv];
+  return [...args, ...switchUserArgv(), ...options.argv];
 }
 
 export function startConfined(options: ConfinedOptions): ConfinedProcess {

@@ -1,11 +1,12 @@
 export { KILL_GRACE_MS, runShell } from "./process.ts";
 export type { AbortReason, ProcessResult, RunOptions, Stream } from "./process.ts";
-export { bwrapSandbox, probeBwrap } from "./sandbox.ts";
+export { bwrapSandbox, probeBwrap, userSandbox } from "./sandbox.ts";
 export type { Sandbox, SandboxOptions } from "./sandbox.ts";
 export {
   chooseTaskUser,
   DEFAULT_TASK_USER,
   handOver,
+  hardlinksProtected,
   runTasksAs,
   switchUserArgv,
   taskUser,

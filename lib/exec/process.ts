@@ -55,17 +55,23 @@ export async function runShell(script: string, options: RunOptions): Promise<Pro
   if (signal?.aborted) return { exit: abortedStatus(signal, null), stdout: "", stderr: "" };
 
   let child: Deno.ChildProcess;
-  const { cmd, args } = options.sandbox?.command(script, options.cwd, options.env ?? {}) ??
+  try {
+    await options.sandbox?.prepare?.();
+  } catch (error) {
+    return { exit: spawnFailed(error, options.cwd), stdout: "", stderr: "" };
+  }
+  const { cmd, args, env } = options.sandbox?.command(script, options.cwd, options.env ?? {}) ??
     { cmd: "/bin/sh", args: ["-c", script] };
-  // On an agent started as root, the task user's ids (task_user.ts), after setsid.
-  const argv = [...switchUserArgv(), cmd, ...args];
+  // On an agent started as root, the task user's ids (task_user.ts), after setsid;
+  // a sandbox switches inside itself.
+  const argv = [...(options.sandbox ? [] : switchUserArgv()), cmd, ...args];
   try {
     // A new session (and so process group) for the tree. `setsid` then exec is
     // cheaper than Deno's `detached` spawn (~0.5 ms a task, measured).
     child = new Deno.Command(SETSID ?? argv[0], {
       args: SETSID ? argv : argv.slice(1),
       cwd: options.cwd,
-      env: options.env,
+      env: env ? { ...options.env, ...env } : options.env,
       stdin: "null",
       stdout: "piped",
       stderr: "piped",

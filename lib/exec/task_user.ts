@@ -3,9 +3,10 @@
  * commands as another user (`nobody` unless told otherwise), so that the kernel's
  * own checks hold them: root's files stay root's, and limits such as
  * `ulimit -u` (RLIMIT_NPROC, which never binds root) apply. The switch is
- * util-linux `setpriv` between `setsid` and the command (or `bwrap`): real,
- * effective and saved ids, no supplementary groups, no capabilities left in any
- * set, and no_new_privs, so set-user-ID programs cannot lead back to root.
+ * util-linux `setpriv`, right before the shell (inside bubblewrap, see
+ * sandbox.ts; else between `setsid` and the shell): real, effective and saved
+ * ids, no supplementary groups, no capabilities left in any set, and
+ * no_new_privs, so set-user-ID programs cannot lead back to root.
  *
  * The choice is made once, at the agent's start (`runTasksAs`), for every task
  * the process runs after it, like the record of process trees (trees.ts).
@@ -55,8 +56,8 @@ export function runTasksAs(user: TaskUser | undefined): void {
   if (user && !SETPRIV) {
     throw new TaskUserError(
       `cannot run tasks as ${user.name}: setpriv (util-linux) is not installed`,
-      "install it (Debian: apt-get install util-linux; Alpine: apk add setpriv), " +
-        "or run the agent as the user its tasks should run as",
+      "install it (Debian: apt-get install util-linux; Alpine: apk add setpriv), run the " +
+        "agent as the user its tasks should run as, or pass --task-user root knowingly",
     );
   }
   current = user;
@@ -238,21 +239,23 @@ export async function handOver(
 }
 
 /**
- * Whether `user` may pass through directory `dir` (search permission), from its
- * mode bits. An ACL may allow more; it is then hidden all the same, which is safe.
+ * Whether the kernel refuses hard links to files one may not write
+ * (fs.protected_hardlinks = 1); read by `cat`, as Deno asks for --allow-all to
+ * read /proc.
  */
-export function searchable(dir: string, user: TaskUser): boolean {
-  if (user.uid === 0) return true;
-  let info: Deno.FileInfo;
+export async function hardlinksProtected(): Promise<boolean> {
+  if (Deno.build.os !== "linux") return false;
   try {
-    info = Deno.statSync(dir);
+    const out = await new Deno.Command("cat", {
+      args: ["/proc/sys/fs/protected_hardlinks"],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    return new TextDecoder().decode(out.stdout).trim() === "1";
   } catch {
     return false;
   }
-  const mode = info.mode ?? 0o755;
-  if (info.uid === user.uid) return (mode & 0o100) !== 0;
-  if (info.gid === user.gid) return (mode & 0o010) !== 0;
-  return (mode & 0o001) !== 0;
 }
 
 function isFile(path: string): boolean {
