@@ -1,6 +1,21 @@
 /** Starting and stopping an agent: the service, its Lua workers and its gRPC server. */
 import { SlothError } from "../errors.ts";
-import { killRecordedTrees, probeBwrap, recordTreesIn } from "../exec/mod.ts";
+import {
+  bwrapSandbox,
+  chooseTaskUser,
+  handOver,
+  hardlinksProtected,
+  killRecordedTrees,
+  probeBwrap,
+  recordTreesIn,
+  runShell,
+  runTasksAs,
+  taskUser,
+  type TaskUserChoice,
+  TaskUserError,
+  userSandbox,
+} from "../exec/mod.ts";
+import { exitStatusText } from "../model/mod.ts";
 import { DEFAULT_LIMITS, type Limits } from "../sync/mod.ts";
 import {
   checkServerTls,
@@ -34,6 +49,11 @@ export interface StartAgentOptions {
   /** Shell commands under bubblewrap: when it works (auto), always, or never. */
   sandbox: "auto" | "bwrap" | "none";
   taskNetwork: boolean;
+  /**
+   * `--task-user`: who tasks' commands run as. Default: `nobody` for an agent
+   * running as root, else the agent's own user (which cannot switch).
+   */
+  taskUser?: string;
   /** Limits on what a master may send; each missing one is the default. */
   limits?: Partial<Limits>;
   /** Bytes of file content kept for later jobs (default 4 GiB). */
@@ -92,14 +112,18 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
       hint: "create it, or pass --work-root with a directory the agent may write to",
     });
   }
-  const bwrap = await chooseSandbox(options);
+  const tasksAs = await chooseTasksUser(options);
+  const bwrap = await chooseSandbox(options, tasksAs);
   const workRoot = await Deno.realPath(options.workRoot);
+  // The agent's HOME too: wherever it is (a service user's /var/lib/..., not only
+  // under /home or /root), it may hold credentials of the agent's user.
   const secrets = [
     options.tokenFile,
     options.tls?.cert,
     options.tls?.key,
     options.tls?.clientCa,
     localTokenDir(),
+    Deno.env.get("HOME") || undefined,
   ].filter((p): p is string => p !== undefined).map((p) =>
     p.startsWith("/") ? p : `${Deno.cwd()}/${p}`
   );
@@ -144,7 +168,34 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
   const trees = `${workRoot}/sloth-agent-${server.port}/trees`;
   killRecordedTrees(trees);
   service.open(server.port, options.ephemeral ?? options.port === 0);
+  const jobs = `${workRoot}/sloth-agent-${server.port}/jobs`;
+  if (tasksAs.user && !bwrap) {
+    // Unsandboxed, the task user reaches its job's directory by its real path (in
+    // the sandbox, by the way bwrap makes): it may pass through, not list; the
+    // store, kept workspaces and trees stay 0700.
+    Deno.chmodSync(`${workRoot}/sloth-agent-${server.port}`, 0o711);
+    Deno.chmodSync(jobs, 0o711);
+  }
   recordTreesIn(trees);
+  const problem = await tryTask(jobs, {
+    workRoot,
+    hide: secrets,
+    network: options.taskNetwork,
+    bwrap,
+  });
+  if (problem) {
+    await server.close(0);
+    throw new SlothError(
+      "usage",
+      `tasks cannot run in this agent's job directories as ${tasksAs.name}: ${problem}`,
+      {
+        hint: tasksAs.user
+          ? `${tasksAs.name} must be able to pass through ${options.workRoot} and every ` +
+            "directory above it (chmod o+x), or choose another --work-root or --task-user"
+          : "check that the work root is writable and bubblewrap works (--sandbox none to try without)",
+      },
+    );
+  }
   if (makeLocalToken) {
     try {
       localTokenFile = await writeLocalToken(options.bind, server.port, token!);
@@ -162,7 +213,7 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
       `${options.token ? ", token required" : ""}` +
       `${localTokenFile ? `, token for this user's masters in ${localTokenFile}` : ""}` +
       `${options.tls ? (mutualTls ? ", mutual TLS" : ", TLS") : ""}` +
-      `, shell sandbox ${bwrap ? "bwrap" : "none"}, task network ${
+      `, shell sandbox ${bwrap ? "bwrap" : "none"}, tasks as ${tasksAs.name}, task network ${
         options.taskNetwork ? "on" : "off"
       })`,
   );
@@ -180,13 +231,38 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
   };
 }
 
+/**
+ * Who tasks run as (see `chooseTaskUser`), now set for every command this process
+ * starts; a warning when that is root by request.
+ */
+async function chooseTasksUser(options: StartAgentOptions): Promise<TaskUserChoice> {
+  let choice: TaskUserChoice;
+  try {
+    choice = await chooseTaskUser(options.taskUser);
+    runTasksAs(choice.user);
+  } catch (error) {
+    if (!(error instanceof TaskUserError)) throw error;
+    throw new SlothError("usage", error.message, { hint: error.hint });
+  }
+  if (choice.warning) options.log(choice.warning);
+  return choice;
+}
+
 /** bwrap when asked for (or, with auto, when it works here); a loud warning when auto finds none. */
-async function chooseSandbox(options: StartAgentOptions): Promise<boolean> {
+async function chooseSandbox(
+  options: StartAgentOptions,
+  tasksAs: TaskUserChoice,
+): Promise<boolean> {
   if (options.sandbox === "none") {
-    options.log("WARNING: --sandbox none: shell commands of tasks run unconfined, as this user");
+    options.log(
+      `WARNING: --sandbox none: shell commands of tasks run unconfined, as ${
+        tasksAs.user ? tasksAs.name : "this user"
+      }`,
+    );
+    await warnHardlinks(options, tasksAs);
     return false;
   }
-  const problem = await probeBwrap();
+  const problem = await probeBwrap(tasksAs.user);
   if (problem === undefined) return true;
   if (options.sandbox === "bwrap") {
     throw new SlothError("usage", `--sandbox bwrap, but bubblewrap cannot run here: ${problem}`, {
@@ -197,7 +273,65 @@ async function chooseSandbox(options: StartAgentOptions): Promise<boolean> {
     `WARNING: shell commands of tasks run WITHOUT a sandbox: ${problem}. ` +
       "Install bubblewrap (apt-get install bubblewrap) to confine them to their workspace.",
   );
+  await warnHardlinks(options, tasksAs);
   return false;
+}
+
+/**
+ * Unconfined tasks of another user could hard-link a file of the agent's user
+ * (root's) into their job's directory, which the agent then hands over to them,
+ * unless the kernel refuses such links (fs.protected_hardlinks = 1, the default
+ * of most distributions).
+ */
+async function warnHardlinks(options: StartAgentOptions, tasksAs: TaskUserChoice): Promise<void> {
+  if (!tasksAs.user || await hardlinksProtected()) return;
+  options.log(
+    "WARNING: fs.protected_hardlinks is not 1: unsandboxed tasks could hard-link root's files " +
+      "into their job directory, which the agent hands over to the task user; set it " +
+      "(sysctl fs.protected_hardlinks=1) or install bubblewrap",
+  );
+}
+
+/**
+ * Runs one command the way a job's commands run (a job directory made and handed
+ * over the same way, the same sandbox, the same user), so that an agent whose
+ * tasks could not work refuses to start, saying why, instead of failing every
+ * task. The reason when it fails.
+ */
+async function tryTask(
+  jobs: string,
+  options: { workRoot: string; hide: string[]; network: boolean; bwrap: boolean },
+): Promise<string | undefined> {
+  const jobRoot = `${jobs}/sloth-probe-${crypto.randomUUID().slice(0, 13)}`;
+  try {
+    Deno.mkdirSync(jobRoot, { mode: 0o700 });
+    Deno.mkdirSync(`${jobRoot}/tmp`);
+    Deno.mkdirSync(`${jobRoot}/ws`);
+    await handOver([`${jobRoot}/tmp`, `${jobRoot}/ws`, jobRoot]);
+    const user = taskUser();
+    const sandbox = options.bwrap
+      ? bwrapSandbox({
+        jobRoot,
+        workRoot: options.workRoot,
+        hide: options.hide,
+        network: options.network,
+      })
+      : user
+      ? userSandbox(jobRoot, user)
+      : undefined;
+    const { exit, stderr } = await runShell('echo x > "$TMPDIR/probe" && echo x > probe', {
+      cwd: `${jobRoot}/ws`,
+      env: { TMPDIR: `${jobRoot}/tmp` },
+      sandbox,
+      capture: true,
+    });
+    if (exit.reason === "exited" && exit.code === 0) return undefined;
+    return stderr.trim().split("\n").pop() || exitStatusText(exit);
+  } catch (error) {
+    return (error as Error).message;
+  } finally {
+    await Deno.remove(jobRoot, { recursive: true }).catch(() => {});
+  }
 }
 
 function definedOnly<T extends object>(value: T): Partial<T> {

@@ -5,7 +5,7 @@
  * the directory whatever happened.
  */
 import { loadWorkflow, LUA_WASM_PATH, LuaPool, startProcessWorker } from "../dsl/mod.ts";
-import { bwrapSandbox, type Sandbox } from "../exec/mod.ts";
+import { bwrapSandbox, handOver, type Sandbox, taskUser, userSandbox } from "../exec/mod.ts";
 import type { RunEvent } from "../log/mod.ts";
 import type { ExitStatus, Task } from "../model/mod.ts";
 import { exitStatusText, formatDuration } from "../model/mod.ts";
@@ -192,6 +192,8 @@ export class AgentService implements AgentHandlers {
         compressed: start.compression === "gzip",
         where: this.#o.workRoot,
       });
+      // What the agent wrote is the task user's from here on (see exec/task_user.ts).
+      await handOver([ws], { recursive: true });
       const sandbox = this.#sandbox(jobRoot);
       const source = {
         file: start.main_file,
@@ -358,6 +360,7 @@ export class AgentService implements AgentHandlers {
     this.#dirs.add(jobRoot);
     try {
       await Deno.mkdir(`${jobRoot}/tmp`);
+      await handOver([`${jobRoot}/tmp`, jobRoot]);
     } catch (error) {
       // A full disk, say: the caller may make room and ask for another.
       await Deno.remove(jobRoot, { recursive: true }).catch(() => {});
@@ -410,7 +413,10 @@ export class AgentService implements AgentHandlers {
   }
 
   #sandbox(jobRoot: string): Sandbox | undefined {
-    if (!this.#o.bwrap) return undefined;
+    if (!this.#o.bwrap) {
+      const user = taskUser();
+      return user ? userSandbox(jobRoot, user) : undefined;
+    }
     return bwrapSandbox({
       jobRoot,
       workRoot: this.#o.workRoot,
