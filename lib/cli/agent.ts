@@ -18,6 +18,7 @@ export interface AgentStartOptions {
   tlsKey?: string;
   tlsClientCa?: string;
   sandbox: "auto" | "bwrap" | "none";
+  taskUser?: string;
   taskNetwork: "on" | "off";
   maxWorkspaceBytes?: number;
   maxWorkspaceEntries?: number;
@@ -38,10 +39,21 @@ export async function agentStartCommand(
 ): Promise<number> {
   if (Deno.env.get(SERVE_ENV) === "1") return await serveCommand(io, version, o);
   const token = await readToken(o.tokenFile, "agent");
+  const log = (line: string) => io.err(`${stamp()} ${line}\n`);
+  if (Deno.env.get("SLOTH_AGENT_TOKEN")) {
+    // Deno can neither re-execute this process without it nor overwrite what the
+    // kernel shows; the serving process and tasks never get it (it goes by pipe).
+    log(
+      `WARNING: SLOTH_AGENT_TOKEN${o.tokenFile ? " (unused: --token-file wins)" : ""} stays ` +
+        `readable in /proc/${Deno.pid}/environ, this process's environment as it started, to ` +
+        "root and this user's other processes (not to tasks in the sandbox or run as another " +
+        "user); give the agent its token with --token-file instead",
+    );
+  }
   // The serving process gets the token through a pipe; tasks must never find it.
   Deno.env.delete("SLOTH_AGENT_TOKEN");
   const env = Deno.env.toObject();
-  return await superviseAgent({ token, env, log: (line) => io.err(`${stamp()} ${line}\n`) });
+  return await superviseAgent({ token, env, log });
 }
 
 /** The serving process: listens, runs jobs, and ends with its supervisor. */
@@ -62,6 +74,7 @@ async function serveCommand(io: Io, version: string, o: AgentStartOptions): Prom
     insecure: o.insecure ?? false,
     tls: agentTls(o),
     sandbox: o.sandbox,
+    taskUser: o.taskUser,
     taskNetwork: o.taskNetwork === "on",
     idleTimeoutMs: o.idleTimeout,
     cacheBytes: o.cacheSize,

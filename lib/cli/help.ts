@@ -78,11 +78,13 @@ Examples:
 
 Listening anywhere but loopback needs a token (--token-file or SLOTH_AGENT_TOKEN),
 or --tls-client-ca, or --insecure. Tasks run in a temporary copy of the master's
-directory under --work-root; shell commands run under bubblewrap when it works.
+directory under --work-root; shell commands run under bubblewrap when it works,
+and as nobody when the agent runs as root (--task-user).
 SIGINT or SIGTERM: running jobs are cancelled, then the agent exits.
 
 Environment:
-  SLOTH_AGENT_TOKEN        the token masters must send (if no --token-file); tasks never see it
+  SLOTH_AGENT_TOKEN        the token masters must send (if no --token-file); tasks never see it,
+                           but it stays in the agent's /proc/PID/environ: prefer --token-file
   SLOTH_LUA_TIMEOUT, SLOTH_LUA_MEMORY
                            limits of the Lua of the jobs it runs (see sloth-runner --help)
   TMPDIR                   default --work-root`;

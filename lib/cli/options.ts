@@ -65,6 +65,13 @@ export function withAgentOptions<C extends Command>(command: C) {
         .choices(["auto", "bwrap", "none"] as const).default("auto" as const),
     )
     .addOption(
+      new Option(
+        "--task-user <user>",
+        "user tasks' shell commands run as (USER, UID, USER:GROUP or UID:GID); root: no switch " +
+          "(warns)",
+      ).default(undefined, "nobody when the agent runs as root, else the agent's own user"),
+    )
+    .addOption(
       new Option("--task-network <on|off>", "whether tasks (shell and Lua) may use the network")
         .choices(["on", "off"] as const).default("on" as const),
     )
