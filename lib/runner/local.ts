@@ -158,6 +158,7 @@ export class LocalRunner implements TaskExecutor {
       onLog: (level, message) => {
         // print() is stdout, marked as said on purpose (the live view shows it, like log.info).
         if (level === "print") this.#log(task, "stdout", message, "info");
+        else if (level === "stderr") this.#log(task, "stderr", message); // io.stderr:write
         else this.#log(task, "log", message, level as LogLevel);
       },
     });
