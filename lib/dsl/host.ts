@@ -4,7 +4,20 @@
  * throws: the prelude raises the error in Lua, at the caller's line, so a user
  * never sees a JavaScript stack.
  */
-import { parseDuration } from "../model/mod.ts";
+import { formatSize, parseDuration } from "../model/mod.ts";
+import {
+  closeFile,
+  copyFile,
+  FileRefused,
+  limitText,
+  openForWriting,
+  overLimit,
+  readText,
+  TargetError,
+  writeAll,
+  writeText,
+} from "./files.ts";
+import { DATA_LIMIT_ENV, DEFAULT_DATA_LIMIT, YAML_SHARE } from "./limits.ts";
 
 export type HostResult = { ok: true; value?: unknown } | { ok: false; error: string };
 
@@ -36,6 +49,11 @@ export interface HostContext {
    */
   confine?: string;
   values: unknown;
+  /**
+   * Bytes one value may carry between Lua and JavaScript (DEFAULT_DATA_LIMIT when
+   * absent): Lua's memory limit does not cover what the host side allocates.
+   */
+  dataLimit?: number;
   log(level: string, message: string): void;
   exec(request: ExecRequest): Promise<ExecReply>;
   resolveImport(fromChunk: string, path: string): { id: string; name: string; source: string };
@@ -46,18 +64,34 @@ type Fn = (...args: never[]) => HostResult | Promise<HostResult>;
 const NET_TIMEOUT_MS = 30_000;
 
 /**
+ * `exec.run` and `net.*` calls of one Lua state in flight at once (Lua coroutines
+ * can start many); more wait their turn. Each holds up to its captured output
+ * or body in memory, so this bounds them together.
+ */
+export const MAX_IN_FLIGHT = 8;
+/** Characters of one log message; longer ones are passed on in pieces (as a command's lines are). */
+const LOG_PIECE = 64 * 1024;
+
+/**
  * A value wasmoon can push: it fails on `null` inside tables, so nulls (JSON's
- * and YAML's) become nil, as they would be in Lua.
+ * and YAML's) become nil, as they would be in Lua. Changes `value` in place:
+ * every value given is fresh (parsed, or copied from a message), and a copy
+ * would double the memory a big parse result takes.
  */
 export function toLua(value: unknown): unknown {
   if (value === null) return undefined;
-  if (Array.isArray(value)) return value.map(toLua);
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) value[i] = toLua(value[i]);
+    return value;
+  }
   if (typeof value === "object" && value.constructor === Object) {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) {
-      if (v !== null && v !== undefined) out[k] = toLua(v);
+    const record = value as Record<string, unknown>;
+    for (const k in record) {
+      const v = record[k];
+      if (v === null || v === undefined) delete record[k];
+      else if (typeof v === "object") record[k] = toLua(v);
     }
-    return out;
+    return record;
   }
   return value;
 }
@@ -75,16 +109,31 @@ export function createHost(ctx: HostContext): Record<string, Fn | unknown> {
     const full = p.startsWith("/") ? p : `${ctx.workdir}/${p}`;
     return ctx.confine === undefined ? full : confined(full, ctx.confine, follow);
   };
+  // The prelude checks what Lua passes before it crosses; these checks are for what
+  // the host makes (file content, bodies, encodings) before Lua gets it.
+  const limit = ctx.dataLimit ?? DEFAULT_DATA_LIMIT;
+  const yamlLimit = Math.floor(limit / YAML_SHARE);
+  const files = { noFollow: ctx.confine !== undefined };
+  const slots = new Slots(MAX_IN_FLIGHT);
   const content = (c: unknown): string => {
-    if (typeof c === "string") return c;
+    if (typeof c === "string") return text(c, "the content", limit);
     if (typeof c === "number") return String(c);
     throw new Error(`expected text to write, got ${show(c)}`);
   };
 
   return {
     values: toLua(ctx.values ?? {}),
+    data_limit: limit,
+    yaml_limit: yamlLimit,
+    // The words for the prelude's errors.
+    over_limit: (size: number, yaml: boolean) =>
+      yaml ? overLimit(size, yamlLimit, yamlLimitText(yamlLimit)) : overLimit(size, limit),
+    limit_text: (yaml: boolean) => yaml ? yamlLimitText(yamlLimit) : limitText(limit),
     log: (level: string, message: string) => {
-      ctx.log(level, message);
+      // The prelude sends pieces of at most 64 KiB; this holds the line for any other caller.
+      for (let i = 0; i < message.length || i === 0; i += LOG_PIECE) {
+        ctx.log(level, message.slice(i, i + LOG_PIECE));
+      }
       return { ok: true };
     },
     getenv: guard((name: unknown) => {
@@ -110,16 +159,16 @@ export function createHost(ctx: HostContext): Record<string, Fn | unknown> {
       }
       const timeoutMs = o.timeout === undefined ? undefined : duration(o.timeout);
       const workdir = o.workdir === undefined ? ctx.workdir : path(o.workdir, "workdir");
-      return await ctx.exec({ cmd, workdir, env, timeoutMs });
+      return await slots.run(() => ctx.exec({ cmd, workdir, env, timeoutMs }));
     }),
 
-    fs_read: fsGuard((p: unknown) => Deno.readTextFileSync(path(p))),
+    fs_read: fsGuard((p: unknown) => readText(path(p), limit, files)),
     fs_write: fsGuard((p: unknown, c: unknown) => {
-      Deno.writeTextFileSync(path(p), content(c));
+      writeText(path(p), content(c), files);
       return true;
     }),
     fs_append: fsGuard((p: unknown, c: unknown) => {
-      Deno.writeTextFileSync(path(p), content(c), { append: true });
+      writeText(path(p), content(c), { ...files, append: true });
       return true;
     }),
     fs_exists: fsGuard((p: unknown) => {
@@ -148,12 +197,20 @@ export function createHost(ctx: HostContext): Record<string, Fn | unknown> {
       return true;
     }),
     fs_ls: fsGuard((p: unknown) => {
-      const names = [...Deno.readDirSync(path(p ?? "."))].map((entry) => entry.name);
+      const names: string[] = [];
+      let bytes = 0;
+      for (const entry of Deno.readDirSync(path(p ?? "."))) {
+        bytes += entry.name.length + 16;
+        if (bytes > limit) {
+          throw new FileRefused(`has more names than fit in ${limitText(limit)}`, " ");
+        }
+        names.push(entry.name);
+      }
       return names.sort();
     }),
     fs_size: fsGuard((p: unknown) => Deno.statSync(path(p)).size),
     fs_copy: fsGuard((from: unknown, to: unknown) => {
-      Deno.copyFileSync(path(from), path(to));
+      copyFile(path(from), path(to), files);
       return true;
     }),
     fs_rename: fsGuard((from: unknown, to: unknown) => {
@@ -162,49 +219,154 @@ export function createHost(ctx: HostContext): Record<string, Fn | unknown> {
     }),
     fs_tmpname: fsGuard(() => Deno.makeTempFileSync({ prefix: "sloth-", dir: ctx.tmpdir })),
 
-    data_parse_json: guard((text: unknown) => {
-      if (typeof text !== "string") throw new Error(`expected JSON text, got ${show(text)}`);
+    data_parse_json: guard((input: unknown) => {
+      if (typeof input !== "string") throw new Error(`expected JSON text, got ${show(input)}`);
+      text(input, "the input", limit);
       try {
-        return JSON.parse(text);
+        return JSON.parse(input);
       } catch (error) {
         throw new Error(`invalid JSON: ${(error as Error).message}`);
       }
     }),
-    data_to_json: guard((value: unknown) => JSON.stringify(value ?? null)),
+    data_to_json: guard((value: unknown) =>
+      text(JSON.stringify(value ?? null), "the JSON text", limit)
+    ),
     // The YAML library loads on first use: most workflows never need it.
-    data_parse_yaml: guardAsync(async (text: unknown) => {
-      if (typeof text !== "string") throw new Error(`expected YAML text, got ${show(text)}`);
+    data_parse_yaml: guardAsync(async (input: unknown) => {
+      if (typeof input !== "string") throw new Error(`expected YAML text, got ${show(input)}`);
+      if (input.length > yamlLimit) {
+        throw new Error(
+          `the input is ${overLimit(input.length, yamlLimit, yamlLimitText(yamlLimit))}`,
+        );
+      }
       const { parse } = await import("yaml");
       try {
-        return parse(text);
+        return parse(input);
       } catch (error) {
         throw new Error(`invalid YAML: ${(error as Error).message.split("\n")[0]}`);
       }
     }),
-    data_to_yaml: guardAsync(async (value: unknown) =>
-      (await import("yaml")).stringify(value ?? null)
-    ),
-
-    net_http_get: guardAsync((url: unknown, opts: unknown) => request("GET", url, undefined, opts)),
-    net_http_post: guardAsync((url: unknown, body: unknown, opts: unknown) =>
-      request("POST", url, body, opts)
-    ),
-    net_download: guardAsync(async (url: unknown, p: unknown, opts: unknown) => {
-      const target = path(p);
-      const o = options(opts, ["headers", "timeout"]);
-      const response = await fetchWithTimeout(checkUrl(url), { headers: headers(o.headers) }, o);
-      if (!response.ok) {
-        await response.body?.cancel();
-        throw new Error(`${url} answered ${response.status} ${response.statusText}`);
+    data_to_yaml: guardAsync(async (value: unknown) => {
+      const yaml = (await import("yaml")).stringify(value ?? null);
+      if (yaml.length > yamlLimit) {
+        throw new Error(
+          `the YAML text is ${overLimit(yaml.length, yamlLimit, yamlLimitText(yamlLimit))}`,
+        );
       }
-      const bytes = new Uint8Array(await response.arrayBuffer());
-      Deno.writeFileSync(target, bytes);
-      return { status: response.status, bytes: bytes.length, path: target };
+      return yaml;
     }),
+
+    net_http_get: guardAsync((url: unknown, opts: unknown) =>
+      slots.run(() => request("GET", url, undefined, opts, limit))
+    ),
+    net_http_post: guardAsync((url: unknown, body: unknown, opts: unknown) =>
+      slots.run(() => request("POST", url, body, opts, limit))
+    ),
+    // Streamed to the file: a download is limited by the disk, not by memory.
+    net_download: guardAsync((url: unknown, p: unknown, opts: unknown) =>
+      slots.run(async () => {
+        const target = path(p);
+        const o = options(opts, ["headers", "timeout"]);
+        const response = await fetchWithTimeout(checkUrl(url), { headers: headers(o.headers) }, o);
+        if (!response.ok) {
+          await response.body?.cancel();
+          throw new Error(`${url} answered ${response.status} ${response.statusText}`);
+        }
+        let fd: number;
+        try {
+          fd = openForWriting(target, files);
+        } catch (error) {
+          await response.body?.cancel();
+          throw fsError(error, p);
+        }
+        let bytes = 0;
+        try {
+          for await (const chunk of response.body ?? []) {
+            writeAll(fd, chunk);
+            bytes += chunk.length;
+          }
+        } catch (error) {
+          // Not half a file where a whole one was asked for.
+          closeFile(fd);
+          Deno.removeSync(target);
+          throw error;
+        }
+        closeFile(fd);
+        return { status: response.status, bytes, path: target };
+      })
+    ),
   };
 }
 
-async function request(method: string, url: unknown, body: unknown, opts: unknown) {
+/** `text` if it is at most `limit` characters (UTF-16: at most its UTF-8 bytes); else an error. */
+function text(value: string, what: string, limit: number): string {
+  if (value.length > limit) throw new Error(`${what} is ${overLimit(value.length, limit)}`);
+  return value;
+}
+
+function yamlLimitText(yamlLimit: number): string {
+  return `the ${formatSize(yamlLimit)} limit for YAML (1/${YAML_SHARE} of ${DATA_LIMIT_ENV})`;
+}
+
+/** At most `size` calls at once; the others wait, in order. */
+class Slots {
+  #free: number;
+  #waiting: (() => void)[] = [];
+  constructor(size: number) {
+    this.#free = size;
+  }
+
+  async run<T>(work: () => Promise<T>): Promise<T> {
+    if (this.#free > 0) this.#free--;
+    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    try {
+      return await work();
+    } finally {
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#free++;
+    }
+  }
+}
+
+/** A response body as text, refused as soon as it is bigger than `limit` bytes. */
+async function bodyText(response: Response, url: string, limit: number): Promise<string> {
+  const tooBig = () =>
+    new Error(
+      `the response from ${url} is more than ${limitText(limit)}; ` +
+        "net.download saves big responses to a file",
+    );
+  const declared = Number(response.headers.get("content-length") ?? NaN);
+  if (declared > limit) {
+    await response.body?.cancel();
+    throw tooBig();
+  }
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of response.body ?? []) {
+    size += chunk.length;
+    if (size > limit) {
+      // Leaving the loop early cancels the body.
+      throw tooBig();
+    }
+    parts.push(chunk);
+  }
+  const all = new Uint8Array(size);
+  let at = 0;
+  for (const part of parts) {
+    all.set(part, at);
+    at += part.length;
+  }
+  return new TextDecoder().decode(all);
+}
+
+async function request(
+  method: string,
+  url: unknown,
+  body: unknown,
+  opts: unknown,
+  limit: number,
+) {
   const o = options(opts, ["headers", "timeout"]);
   const h = headers(o.headers);
   let payload: string | undefined;
@@ -216,11 +378,10 @@ async function request(method: string, url: unknown, body: unknown, opts: unknow
     }
   }
   const response = await fetchWithTimeout(checkUrl(url), { method, headers: h, body: payload }, o);
-  const text = await response.text();
   return {
     status: response.status,
     ok: response.ok,
-    body: text,
+    body: await bodyText(response, String(url), limit),
     headers: Object.fromEntries(response.headers.entries()),
   };
 }
@@ -292,10 +453,31 @@ const fsReasons: [new (...args: never[]) => Error, string][] = [
   [Deno.errors.NotCapable, "outside what this task may touch (the agent's sandbox)"],
 ];
 
+/** node:fs errors (files.ts) by their code. */
+const codeReasons: Record<string, string> = {
+  ENOENT: "no such file or directory",
+  EACCES: "permission denied",
+  EPERM: "permission denied",
+  EEXIST: "already exists",
+  EISDIR: "is a directory",
+  ENOTDIR: "not a directory",
+  // O_NOFOLLOW on a path just resolved: a symlink was swapped in meanwhile.
+  ELOOP: "is a symbolic link that changed while it was opened",
+  // O_NONBLOCK, writing: a FIFO nobody reads (or a device that is not there).
+  ENXIO: "not a regular file",
+};
+
 /** A file system error as `path: reason`, with the path as the user wrote it. */
 function fsError(error: unknown, path: unknown): Error {
+  if (error instanceof FileRefused) {
+    return new Error(`${String(path)}${error.joiner}${error.reason}`);
+  }
   for (const [type, reason] of fsReasons) {
     if (error instanceof type) return new Error(`${String(path)}: ${reason}`);
+  }
+  const code = (error as { code?: unknown })?.code;
+  if (typeof code === "string" && code in codeReasons) {
+    return new Error(`${String(path)}: ${codeReasons[code]}`);
   }
   return error instanceof Error ? error : new Error(String(error));
 }
@@ -310,6 +492,7 @@ function fsGuard<A extends unknown[]>(fn: (...args: A) => unknown) {
     try {
       return fn(...args);
     } catch (error) {
+      if (error instanceof TargetError) throw fsError(error.cause, args[1]);
       throw fsError(error, args[0]);
     }
   });

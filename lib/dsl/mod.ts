@@ -7,7 +7,14 @@ import type { Task, Workflow } from "../model/mod.ts";
 import type { LuaPool, LuaSession, SessionHooks } from "./pool.ts";
 import { displayName, resolvePath } from "./source.ts";
 
-export { LOAD_TIMEOUT_MS, LUA_MEMORY_LIMIT, LUA_WASM_PATH, LuaPool, LuaSession } from "./pool.ts";
+export {
+  LOAD_TIMEOUT_MS,
+  LUA_DATA_LIMIT,
+  LUA_MEMORY_LIMIT,
+  LUA_WASM_PATH,
+  LuaPool,
+  LuaSession,
+} from "./pool.ts";
 export type { LuaPoolOptions, SessionHooks } from "./pool.ts";
 export type { CallKind, CallResult } from "./protocol.ts";
 export { LUA_WORKER_ENV, startProcessWorker } from "./process_worker.ts";

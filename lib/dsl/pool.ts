@@ -9,6 +9,7 @@ import { fromErrorData, SlothError } from "../errors.ts";
 import { parseDuration, parseSize } from "../model/mod.ts";
 import { runShell, type Sandbox } from "../exec/mod.ts";
 import type { ExecReply, ExecRequest } from "./host.ts";
+import { DATA_LIMIT_ENV, DEFAULT_DATA_LIMIT } from "./limits.ts";
 import type { CallKind, CallResult, FromWorker, OpenRequest, ToWorker } from "./protocol.ts";
 import type { LuaWorker } from "./process_worker.ts";
 
@@ -34,6 +35,14 @@ export const LUA_MEMORY_LIMIT = envNumber("SLOTH_LUA_MEMORY", (v) => {
   return n !== undefined && n >= 1024 * 1024 ? n : undefined;
 }, "a size of at least 1M, such as 512M or 1G; the default is 256M") ??
   256 * 1024 * 1024;
+/**
+ * Bytes one value may carry between Lua and the host (a JSON text, a file read,
+ * a response body): host-side memory is not Lua's. SLOTH_LUA_DATA_LIMIT changes it.
+ */
+export const LUA_DATA_LIMIT = envNumber(DATA_LIMIT_ENV, (v) => {
+  const n = parseSize(v);
+  return n !== undefined && n >= 1024 * 1024 ? n : undefined;
+}, "a size of at least 1M, such as 16M or 256M; the default is 64M") ?? DEFAULT_DATA_LIMIT;
 
 function envNumber(
   name: string,
@@ -119,7 +128,7 @@ export class LuaPool {
 
   /** Opens a fresh Lua state with the workflow loaded. Throws `SlothError` if it does not load. */
   async open(
-    request: Omit<OpenRequest, "op" | "memoryLimit">,
+    request: Omit<OpenRequest, "op" | "memoryLimit" | "dataLimit">,
     hooks: SessionHooks,
     options: { loadTimeoutMs?: number } = {},
   ): Promise<{ session: LuaSession; opened: Opened }> {
@@ -131,6 +140,7 @@ export class LuaPool {
         ...request,
         op: "open",
         memoryLimit: LUA_MEMORY_LIMIT,
+        dataLimit: LUA_DATA_LIMIT,
         tmpdir: this.#options.tmpdir,
         confine: this.#options.confine,
       },

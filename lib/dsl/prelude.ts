@@ -9,6 +9,7 @@ export const PRELUDE = String.raw`
 local H = __sloth_host
 __sloth_host = nil
 local getinfo = debug.getinfo
+local base_load = load
 
 -- The file:line of the nearest workflow code on the stack (the prelude is "=sloth").
 local function caller()
@@ -27,8 +28,88 @@ local function unwrap(name, r)
   error(caller() .. name .. ": " .. tostring(r.error), 0)
 end
 
+-- Size limits ----------------------------------------------------------------
+-- What crosses to the host is copied into JavaScript memory, which Lua's own
+-- memory limit does not cover: each value is measured here, before it crosses.
+
+local LIMIT, YAML_LIMIT = H.data_limit, H.yaml_limit
+-- What a table costs beside its content: what it takes as a JavaScript object.
+local TABLE_COST = 32
+local OVER, CYCLE = {}, {}
+
+-- Bytes of its strings and keys, 8 for other values, TABLE_COST for a table;
+-- stops as soon as the total passes limit (then returns nil, OVER), or at a
+-- table inside itself (nil, CYCLE). Raw iteration: a __pairs cannot hide content.
+local function measure(value, limit)
+  local total, open = 0, {}
+  local function walk(v)
+    local kind = type(v)
+    if kind == "string" then
+      total = total + #v + 2
+    elseif kind == "table" then
+      if open[v] then error(CYCLE, 0) end
+      open[v] = true
+      total = total + TABLE_COST
+      for k, x in next, v do
+        total = total + (type(k) == "string" and #k + 3 or 8)
+        if total > limit then error(OVER, 0) end
+        walk(x)
+      end
+      open[v] = nil
+    else
+      total = total + 8
+    end
+    if total > limit then error(OVER, 0) end
+  end
+  local ok, e = pcall(walk, value)
+  if ok then return total end
+  if e == OVER or e == CYCLE then return nil, e end
+  error(e, 0)
+end
+
+-- nil if value may cross to the host; else why not ("the input is 150 MiB, more than ...").
+local function too_big(value, what, yaml)
+  local limit = yaml and YAML_LIMIT or LIMIT
+  local kind = type(value)
+  if kind == "string" and #value > limit then
+    return what .. " is " .. H.over_limit(#value, yaml == true)
+  elseif kind == "table" then
+    local _, why = measure(value, limit)
+    if why == CYCLE then return what .. " is a table that contains itself" end
+    if why == OVER then
+      return what .. " is more than " .. H.limit_text(yaml == true) ..
+        "; a table counts its strings and keys, 8 bytes for each other value and 32 for each table"
+    end
+  end
+  return nil
+end
+
+-- Names of the arguments, for the errors above; "argument N" for the others.
+local ARGS = {
+  ["data.parse_json"] = { "the input" },
+  ["data.parse_yaml"] = { "the input" },
+  ["data.to_json"] = { "the value" },
+  ["data.to_yaml"] = { "the value" },
+  ["exec.run"] = { "the command", "the options" },
+  ["fs.write"] = { "the path", "the content" },
+  ["fs.append"] = { "the path", "the content" },
+  ["net.http_get"] = { "the URL", "the options" },
+  ["net.http_post"] = { "the URL", "the body", "the options" },
+  ["net.download"] = { "the URL", "the path", "the options" },
+}
+local YAML = { ["data.parse_yaml"] = true, ["data.to_yaml"] = true }
+
+local function check(name, ...)
+  local names, yaml = ARGS[name] or {}, YAML[name]
+  for i = 1, select("#", ...) do
+    local why = too_big((select(i, ...)), names[i] or "argument " .. i, yaml)
+    if why then error(caller() .. name .. ": " .. why, 0) end
+  end
+end
+
 local function sync(name, fn)
   return function(...)
+    check(name, ...)
     local value = unwrap(name, fn(...))
     return value
   end
@@ -36,6 +117,7 @@ end
 
 local function async(name, fn)
   return function(...)
+    check(name, ...)
     local value = unwrap(name, fn(...):await())
     return value
   end
@@ -47,11 +129,75 @@ local function text(...)
   return table.concat(parts, " ", 1, parts.n)
 end
 
+-- Log lines ------------------------------------------------------------------
+-- Everything Lua prints goes to the task's log (the master's terminal), never to
+-- the process's own output: on an agent that is the agent's log.
+
+-- A message crosses in pieces of at most this many bytes, cut between UTF-8 characters.
+local PIECE = 65536
+local function emit(level, s)
+  local n, i = #s, 1
+  if n <= PIECE then H.log(level, s) return end
+  while i <= n do
+    local j = math.min(i + PIECE - 1, n)
+    while j < n and j > i and (s:byte(j + 1) & 0xC0) == 0x80 do j = j - 1 end
+    H.log(level, s:sub(i, j))
+    i = j + 1
+  end
+end
+
 log = {}
 for _, level in ipairs({ "debug", "info", "warn", "error" }) do
-  log[level] = function(...) H.log(level, text(...)) end
+  log[level] = function(...) emit(level, text(...)) end
 end
-function print(...) H.log("print", text(...)) end
+function print(...) emit("print", text(...)) end
+
+-- warn("@on") and friends are Lua's controls; every other warning is a log line.
+function warn(first, ...)
+  local message = table.concat({ first, ... })
+  if message:sub(1, 1) ~= "@" then emit("warn", "Lua warning: " .. message) end
+end
+
+-- io.write and a stream's :write as in Lua (no separator, nothing added), whole lines
+-- to the log: the rest of a line waits for its end, or for the task function to return.
+local streams = {}
+local function stream(level, name)
+  local file = { pending = "" }
+  streams[#streams + 1] = file
+  function file:write(...)
+    local parts = table.pack(...)
+    for i = 1, parts.n do
+      local v = parts[i]
+      if type(v) ~= "string" and type(v) ~= "number" then
+        error(caller() .. name .. ":write: argument " .. i .. " is a " .. type(v) .. ", not text", 0)
+      end
+      parts[i] = tostring(v)
+    end
+    local all = file.pending .. table.concat(parts, "", 1, parts.n)
+    local last = 1
+    for line, after in all:gmatch("([^\n]*)\n()") do
+      emit(level, line)
+      last = after
+    end
+    file.pending = all:sub(last)
+    if #file.pending > PIECE then file:flush() end
+    return file
+  end
+  function file:flush()
+    if file.pending ~= "" then emit(level, file.pending) end
+    file.pending = ""
+    return file
+  end
+  function file:setvbuf() return true end
+  function file:close() return nil, "cannot close " .. name end
+  function file:lines() error(caller() .. name .. " cannot be read", 0) end
+  file.read = file.lines
+  file.seek = file.lines
+  return setmetatable(file, { __name = "FILE*", __tostring = function() return "file (" .. name .. ")" end })
+end
+local function flush_streams()
+  for _, file in ipairs(streams) do file:flush() end
+end
 
 exec = { run = async("exec.run", H.exec_run) }
 
@@ -77,6 +223,14 @@ end
 values = H.values or {}
 unpack = table.unpack
 
+-- Text chunks only: a binary chunk can break the Lua VM's own checks, and so the
+-- limits above that Lua code relies on.
+function load(chunk, name, mode, ...)
+  -- An env given (even nil) is the chunk's _ENV; none given, the globals.
+  if select("#", ...) > 0 then return base_load(chunk, name, "t", ...) end
+  return base_load(chunk, name, "t")
+end
+
 local getenv = sync("os.getenv", H.getenv)
 os.getenv = function(name) return getenv(name) end
 os.remove = fs.rm
@@ -87,11 +241,46 @@ local function unavailable(name, instead)
   return function() error(caller() .. name .. " is not available in sloth-runner; use " .. instead, 0) end
 end
 os.execute = unavailable("os.execute", "exec.run(cmd)")
-io.popen = unavailable("io.popen", "exec.run(cmd)")
 os.exit = unavailable("os.exit", "return false, \"message\" from the task")
-io.open = unavailable("io.open", "fs.read(path) / fs.write(path, text)")
-io.lines = unavailable("io.lines", "fs.read(path)")
-io.write = function(...) H.log("print", text(...)); return io end
+
+-- A new io library: the standard one writes to the process's own output (an agent's
+-- log), reads its standard input and keeps files in JavaScript memory (io.tmpfile).
+-- Its file handles stay unreachable: the old table and the registry's references go.
+local stdout, stderr = stream("print", "io.stdout"), stream("stderr", "io.stderr")
+local stdin = setmetatable({}, { __name = "FILE*", __tostring = function() return "file (io.stdin)" end })
+function stdin:read() error(caller() .. "io.stdin: tasks have no standard input", 0) end
+stdin.lines, stdin.close = stdin.read, function() return true end
+local lua_registry = debug.getregistry()
+lua_registry._IO_input, lua_registry._IO_output = nil, nil
+io = {
+  stdout = stdout,
+  stderr = stderr,
+  stdin = stdin,
+  write = function(...) return stdout:write(...) end,
+  read = function() return stdin:read() end,
+  output = function(file)
+    if file == nil or file == stdout then return stdout end
+    error(caller() .. "io.output: only io.stdout is available; use fs.write(path, text) for files", 0)
+  end,
+  input = function(file)
+    if file == nil or file == stdin then return stdin end
+    error(caller() .. "io.input: only io.stdin is available; use fs.read(path) for files", 0)
+  end,
+  close = function(file) if file ~= nil then return file:close() end return stdout:close() end,
+  type = function(obj)
+    if obj == stdout or obj == stderr or obj == stdin then return "file" end
+    return nil
+  end,
+  popen = unavailable("io.popen", "exec.run(cmd)"),
+  open = unavailable("io.open", "fs.read(path) / fs.write(path, text)"),
+  lines = unavailable("io.lines", "fs.read(path)"),
+  tmpfile = unavailable("io.tmpfile", "fs.tmpname()"),
+}
+package.loaded.io = io
+-- debug.debug reads the process's standard input; what else of debug reaches into
+-- the prelude's locals (the host functions, around the limits) goes too.
+debug = { traceback = debug.traceback, getinfo = debug.getinfo }
+package.loaded.debug = debug
 dofile = unavailable("dofile", "import(\"path.lua\")")
 loadfile = unavailable("loadfile", "import(\"path.lua\")")
 require = unavailable("require", "import(\"path.lua\")")
@@ -99,8 +288,10 @@ require = unavailable("require", "import(\"path.lua\")")
 local imported, importing = {}, {}
 function import(path)
   if type(path) ~= "string" then error(caller() .. "import: expected a file path, got " .. type(path), 0) end
-  local caller = getinfo(2, "S")
-  local file = unwrap("import", H.resolve_import(caller and caller.source or "=?", path))
+  local why = too_big(path, "the path")
+  if why then error(caller() .. "import: " .. why, 0) end
+  local from = getinfo(2, "S")
+  local file = unwrap("import", H.resolve_import(from and from.source or "=?", path))
   if importing[file.id] then error(caller() .. "import: " .. file.name .. " imports itself (import cycle)", 0) end
   if imported[file.id] ~= nil then return imported[file.id].value end
   local chunk, err = load(file.source, "@" .. file.name, "t")
@@ -225,8 +416,14 @@ function __sloth_collect()
   return { groups = groups, problems = problems }
 end
 
+-- An error message crosses whole up to PIECE bytes; the rest is left out, counted.
+local function shorten(message)
+  if #message <= PIECE then return message end
+  return message:sub(1, PIECE) .. "… (" .. (#message - PIECE) .. " more bytes)"
+end
+
 local function error_text(err)
-  if type(err) == "string" then return err end
+  if type(err) == "string" then return shorten(err) end
   return "error() was given a " .. type(err) .. " value, not a message (use error(\"what went wrong\"))"
 end
 
@@ -257,8 +454,9 @@ end
 
 function __sloth_main(source, name, only_group, only_task)
   local chunk, err = load(source, "@" .. name, "t")
-  if not chunk then return { syntax = err } end
+  if not chunk then return { syntax = shorten(err) } end
   local ok, e = pcall(chunk)
+  flush_streams()
   if not ok then return { runtime = error_text(e) } end
   if only_group then
     local registered_ok, result = pcall(register_only, only_group, only_task)
@@ -267,6 +465,8 @@ function __sloth_main(source, name, only_group, only_task)
   end
   local collected_ok, collected = pcall(__sloth_collect)
   if not collected_ok then return { invalid = error_text(collected) } end
+  local why = too_big(collected, "TaskDefinitions")
+  if why then return { invalid = why } end
   return { description = collected }
 end
 
@@ -281,7 +481,7 @@ local function strip(err)
   if type(err) ~= "string" then
     return "error() was given a " .. type(err) .. " value, not a message (use error(\"what went wrong\"))"
   end
-  return (err:gsub("^Error: ", ""))
+  return shorten((err:gsub("^Error: ", "")))
 end
 
 -- kind: "command" -> ok, message, outputs; "hook" -> ok, message; "condition" -> boolean
@@ -289,6 +489,7 @@ function __sloth_call(kind, group, task, field, ...)
   local fn = registry[key(group, task, field)]
   if fn == nil then return { error = "no function " .. field .. " on task " .. task } end
   local results = table.pack(pcall(fn, ...))
+  flush_streams()
   if not results[1] then
     local e = strip(results[2])
     if e:find("not enough memory", 1, true) then return { error = "not enough memory" } end
@@ -306,6 +507,8 @@ function __sloth_call(kind, group, task, field, ...)
     return { error = label .. " must return true or false as its first value, got " .. describe(first) }
   end
   if message ~= nil then message = tostring(message) end
+  local why = too_big(message, "it")
+  if why then return { error = label .. " returned a message that cannot be kept: " .. why } end
   if kind == "command" and outputs ~= nil then
     if type(outputs) ~= "table" then
       return { error = label .. " returned outputs that are a " .. type(outputs) .. "; outputs must be a table" }
@@ -313,6 +516,8 @@ function __sloth_call(kind, group, task, field, ...)
     local problems = {}
     outputs = plain(outputs, "outputs", {}, false, problems)
     if #problems > 0 then return { error = label .. " returned outputs that cannot be kept: " .. problems[1] } end
+    why = too_big(outputs, "their size")
+    if why then return { error = label .. " returned outputs that cannot be kept: " .. why } end
   end
   return { ok = first, message = message, outputs = outputs }
 end

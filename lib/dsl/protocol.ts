@@ -22,6 +22,8 @@ export interface OpenRequest {
   quiet: boolean;
   /** Bytes of Lua memory the state may use. */
   memoryLimit: number;
+  /** Bytes one value may carry between Lua and the host (HostContext.dataLimit). */
+  dataLimit: number;
   /** The workflow's files by absolute path, when they come from a master instead of the disk. */
   bundle?: Record<string, string>;
   /** Where `fs.tmpname` makes files; the OS temp dir when absent. */

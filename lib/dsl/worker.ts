@@ -9,6 +9,7 @@ import { type LuaEngine, LuaFactory } from "wasmoon";
 import { type ErrorData, toErrorData } from "../errors.ts";
 import { createHost, type ExecReply, type HostContext, toLua } from "./host.ts";
 import { PRELUDE } from "./prelude.ts";
+import { redirectConsole } from "./console.ts";
 import type { CallRequest, CallResult, FromWorker, OpenRequest, ToWorker } from "./protocol.ts";
 import {
   cleanLuaError,
@@ -24,6 +25,9 @@ import {
 const wasmPath = decodeURIComponent(
   new URL("./glue.wasm", import.meta.resolve("wasmoon")).pathname,
 );
+// Before the Lua runtime starts: it binds console.log and console.error for Lua's own output.
+// (Posted a moment later: `send` below is not set yet while this module loads.)
+redirectConsole((level, message) => queueMicrotask(() => post({ op: "log", level, message })));
 const factory = new LuaFactory(wasmPath);
 
 let engine: LuaEngine | undefined;
@@ -143,6 +147,7 @@ async function open(request: OpenRequest): Promise<FromWorker> {
     confine: request.confine,
     env: request.env,
     values: request.values,
+    dataLimit: request.dataLimit,
     log: (level, message) => {
       if (!quiet) post({ op: "log", level, message });
     },
