@@ -6,7 +6,7 @@
  */
 import { loadWorkflow, LUA_WASM_PATH, LuaPool, startProcessWorker } from "../dsl/mod.ts";
 import { bwrapSandbox, handOver, type Sandbox, taskUser, userSandbox } from "../exec/mod.ts";
-import type { RunEvent } from "../log/mod.ts";
+import { oneLine, type RunEvent } from "../log/mod.ts";
 import type { ExitStatus, Task } from "../model/mod.ts";
 import { exitStatusText, formatDuration } from "../model/mod.ts";
 import {
@@ -83,7 +83,8 @@ export class AgentService implements AgentHandlers {
   #standbyMaking?: Promise<void>;
 
   constructor(options: AgentOptions) {
-    this.#o = options;
+    // Lines hold text a master or a task chose (names, error messages): one line each, escaped.
+    this.#o = { ...options, log: (line) => options.log(oneLine(line)) };
   }
 
   /**
