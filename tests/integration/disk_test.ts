@@ -187,6 +187,8 @@ Deno.test({
 
 Deno.test("with --cache-size 4M the agent's store and kept workspaces stay within 4 MB", async () => {
   await using root = await tempWorkspace();
+  // Unsandboxed, tasks of an agent running as root (nobody) pass through the work root.
+  await Deno.chmod(root.dir, 0o711);
   await using agent = await startAgent({
     args: ["--work-root", root.dir, "--cache-size", "4M", "--sandbox", "none"],
   });
