@@ -110,20 +110,35 @@ export function startConfined(options: ConfinedOptions): ConfinedProcess {
   };
 }
 
+/**
+ * Lines of a stream. A line longer than `MAX_MESSAGE_LINE` ends the stream (a
+ * worker's answers are JSON lines well below it; something else is wrong).
+ */
 async function* lines(stream: ReadableStream<Uint8Array>): AsyncIterable<string> {
   const decoder = new TextDecoder();
-  let pending = "";
+  const parts: string[] = [];
+  let length = 0;
   for await (const chunk of stream) {
-    pending += decoder.decode(chunk, { stream: true });
+    let text = decoder.decode(chunk, { stream: true });
     let newline: number;
-    while ((newline = pending.indexOf("\n")) >= 0) {
-      yield pending.slice(0, newline);
-      pending = pending.slice(newline + 1);
+    // Only the new text is searched: a long line costs its length once, not squared.
+    while ((newline = text.indexOf("\n")) >= 0) {
+      parts.push(text.slice(0, newline));
+      yield parts.join("");
+      parts.length = 0;
+      length = 0;
+      text = text.slice(newline + 1);
     }
+    parts.push(text);
+    length += text.length;
+    if (length > MAX_MESSAGE_LINE) return;
   }
-  pending += decoder.decode();
-  if (pending) yield pending;
+  const rest = parts.join("") + decoder.decode();
+  if (rest) yield rest;
 }
+
+/** Longest line read from a confined process (a task's outputs are capped well below it). */
+const MAX_MESSAGE_LINE = 512 * 1024 * 1024;
 
 function readLink(path: string): string | undefined {
   try {

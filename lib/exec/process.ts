@@ -195,6 +195,11 @@ async function pumpLines(
     let start = 0;
     let newline: number;
     while ((newline = pending.indexOf("\n", start)) >= 0) {
+      // A long line whose end came in this read is cut like one still arriving.
+      for (; newline - start > MAX_LINE; start += MAX_LINE) {
+        const waiting = emit(pending.slice(start, start + MAX_LINE));
+        if (waiting) await waiting;
+      }
       const waiting = emit(pending.slice(start, newline));
       if (waiting) await waiting;
       start = newline + 1;

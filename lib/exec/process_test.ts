@@ -127,3 +127,17 @@ Deno.test("runShell() does not wait out the SIGKILL grace when SIGTERM ended the
   const waited = performance.now() - aborted;
   assert.ok(waited < KILL_GRACE_MS * 0.8, `waited ${Math.round(waited)}ms after SIGTERM`);
 });
+
+Deno.test("runShell() cuts a line over 64 KiB into 64 KiB lines, however its bytes arrive", async () => {
+  for (
+    const script of [
+      // All at once (its end in the same read), and in two writes with a pause between.
+      "head -c 150000 /dev/zero | tr '\\0' x; echo",
+      "head -c 70000 /dev/zero | tr '\\0' x; sleep 0.2; head -c 80000 /dev/zero | tr '\\0' x; echo",
+    ]
+  ) {
+    const lengths: number[] = [];
+    await runShell(script, { cwd: "/", onLine: (_, line) => void lengths.push(line.length) });
+    assert.deepEqual(lengths, [65536, 65536, 150000 - 2 * 65536], script);
+  }
+});
