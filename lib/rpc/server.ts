@@ -5,7 +5,7 @@
 import * as grpc from "@grpc/grpc-js";
 import type * as http2 from "node:http2";
 import { createServer, type Server as NetServer, type Socket } from "node:net";
-import { createServer as createTlsServer } from "node:tls";
+import { createServer as createTlsServer, TLSSocket } from "node:tls";
 import { createHash, timingSafeEqual } from "node:crypto";
 import { ConnectionGate, descriptorLimit } from "./gate.ts";
 import {
@@ -22,6 +22,12 @@ import { type ServerTlsFiles, serverTlsOptions } from "./tls.ts";
 export interface IncomingJob {
   /** `host:port` of the master, as the agent sees it. */
   peer: string;
+  /**
+   * Who called, as an opaque digest: of the token the call carried and, with
+   * mutual TLS, of the client certificate (empty when the call carried neither).
+   * Two callers with another token or certificate never share one.
+   */
+  client: string;
   start: TaskStart;
   /** The next message from the master (checked against its schema), within the idle timeout. */
   next(): Promise<RunTaskRequest>;
@@ -123,7 +129,12 @@ export async function serveAgent(
       const refusal = denied(call.metadata);
       if (refusal) return call.emit("error", refusal);
       running++;
-      runTask(call, handlers, options.idleTimeoutMs ?? IDLE_TIMEOUT_MS).catch((error) => {
+      const given = call.metadata.get("authorization")[0];
+      const client = clientIdentity(
+        typeof given === "string" ? given : undefined,
+        certificates.get(call.getPeer()),
+      );
+      runTask(call, handlers, client, options.idleTimeoutMs ?? IDLE_TIMEOUT_MS).catch((error) => {
         if (error instanceof ProtocolError) {
           const code = error.status === "not_found"
             ? grpc.status.NOT_FOUND
@@ -179,9 +190,19 @@ export async function serveAgent(
     log: options.log ?? (() => {}),
   });
   gate.guard(newestHttp2Server(server));
+  // Client certificates by connection (`address:port`, as grpc-js names a call's peer):
+  // grpc-js sees the filtered plaintext, not the TLS socket.
+  const certificates = new Map<string, string>();
   const serve = (socket: Socket) => {
     const filtered = gate.filter(socket);
-    if (filtered) injector.injectConnection(filtered);
+    if (!filtered) return;
+    const certificate = socket instanceof TLSSocket ? socket.getPeerCertificate() : undefined;
+    if (certificate?.raw) {
+      const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+      certificates.set(peer, createHash("sha256").update(certificate.raw).digest("hex"));
+      socket.once("close", () => certificates.delete(peer));
+    }
+    injector.injectConnection(filtered);
   };
   let listener: NetServer;
   if (options.tls) {
@@ -224,6 +245,7 @@ export async function serveAgent(
 async function runTask(
   call: grpc.ServerDuplexStream<Record<string, unknown>, unknown>,
   handlers: AgentHandlers,
+  client: string,
   idleTimeoutMs: number,
 ): Promise<void> {
   const controller = new AbortController();
@@ -258,12 +280,27 @@ async function runTask(
   if (!("start" in first)) throw new ProtocolError("invalid", "the first message must be start");
   await handlers.runTask({
     peer: peerAddress(call.getPeer()),
+    client,
     start: first.start,
     next,
     send: (response) => send(call, response, controller.signal),
     signal: controller.signal,
   });
   if (!controller.signal.aborted) call.end();
+}
+
+/**
+ * A digest of what identifies a caller: the authorization header it sent (the
+ * token) and the SHA-256 of its client certificate, either of them absent.
+ */
+function clientIdentity(
+  authorization: string | undefined,
+  certificate: string | undefined,
+): string {
+  if (authorization === undefined && certificate === undefined) return "";
+  return createHash("sha256")
+    .update(`sloth-client\0${authorization ?? ""}\0${certificate ?? ""}`)
+    .digest("hex");
 }
 
 function peerAddress(peer: string): string {
