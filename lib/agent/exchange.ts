@@ -13,6 +13,7 @@ import {
   footprint,
   gunzip,
   gzip,
+  hashFile,
   isNoSpace,
   type Limits,
   type ManifestEntry,
@@ -23,8 +24,10 @@ import {
   SyncError,
   tarBound,
   unpack,
+  verifyKept,
   type WorkspaceDiff,
   type WorkspaceState,
+  yieldNow,
 } from "../sync/mod.ts";
 
 const NEED_BATCH = 10_000;
@@ -92,11 +95,11 @@ export async function materialize(options: {
   compressed: boolean;
   /** Named in a `NoSpaceError` (the agent's work root). */
   where: string;
-}): Promise<{ fetchedBytes: number; fetched: ManifestEntry[] }> {
+}): Promise<{ fetchedBytes: number; fetched: ManifestEntry[]; written: string[] }> {
   const { job, ws, manifest, state, budget } = options;
   const blobs = budget.blobs;
-  const { fill, missing } = await budget.retryOnFullAsync(() =>
-    reconcile(ws, manifest, state, blobs)
+  const { fill, missing, touched } = await budget.retryOnFullAsync(() =>
+    reconcile(ws, manifest, state, blobs, { maxFileBytes: options.limits.maxFileBytes })
   );
   const needed = fill.reduce((sum, e) => sum + footprint(e.size), 0);
   const noSpace = () =>
@@ -167,46 +170,96 @@ export async function materialize(options: {
   }
   if (wanted.size > 0) throw new SyncError(`the master did not send ${[...wanted.keys()][0]}`);
   try {
-    fillIn(ws, fill, new Set(arrived.keys()), state, blobs, {
-      retryOnFull: (step, bytes) => budget.retryOnFull(step, bytes + HEADROOM),
+    await fillIn(ws, fill, new Set(arrived.keys()), state, blobs, {
+      retryOnFull: (step, bytes) => budget.retryOnFullAsync(step, bytes + HEADROOM),
     });
     finishDirectories(ws, manifest);
   } catch (error) {
     if (isNoSpace(error)) throw noSpace();
     throw error;
   }
-  return { fetchedBytes: received, fetched: missing };
+  return {
+    fetchedBytes: received,
+    fetched: missing,
+    written: [...touched, ...fill.map((e) => e.path)],
+  };
 }
 
 /**
- * Puts content that was fetched into the store, for other directories' runs
- * (this directory's next run finds it in its kept workspace). Done after the
- * job, from wherever the content is then, each copy checked against its digest.
- * On a full disk, room is made (least recently used first) and the copy tried
- * once more; if that fails too, the rest is not stored. The copies count as
- * used just before `keptAt`, when the workspace they came from was kept: they
- * repeat what it holds, so, of the two, they go first.
+ * After a job, off the master's clock, while its workspace stays on the shelf
+ * (a job that takes it meanwhile stops this; its own reconcile then checks what
+ * is left):
+ * - content that was fetched goes into the store, for other directories' runs
+ *   (this directory's next run finds it in its kept workspace), copied from the
+ *   kept file and checked against its digest on the way. On a full disk, room is
+ *   made (least recently used first) and the copy tried once more; if that fails
+ *   too, the rest is not stored. The copies count as used just before `keptAt`,
+ *   when the workspace they came from was kept: they repeat what it holds, so, of
+ *   the two, they go first.
+ * - files `markUnverified` marked are hashed again (the copy into the store
+ *   does it for fetched ones); those that still match are trusted again, the
+ *   others forgotten (their next run replaces them).
  */
-export async function storeFetched(
+export async function settleKept(
   budget: DiskBudget,
-  fetched: { path: string; digest: string; size: number }[],
-  keptAt: number,
+  key: string,
+  options: {
+    state: WorkspaceState;
+    fetched: ManifestEntry[];
+    keptAt: number;
+    maxFileBytes: number;
+  },
 ): Promise<void> {
-  for (const [i, { path, digest, size }] of fetched.entries()) {
-    try {
-      budget.retryOnFull(
-        () => budget.blobs.storeCopy(path, digest, keptAt - 1),
-        footprint(size) + HEADROOM,
-      );
-    } catch (error) {
-      if (isNoSpace(error)) break;
-      throw error;
+  const { state } = options;
+  const held = budget.shelf.hold(key);
+  if (!held) return;
+  const fetched = new Map(options.fetched.map((e) => [e.path, e]));
+  let storing = true;
+  let changed = false;
+  let done = 0;
+  for (const [path, known] of state) {
+    const content = fetched.get(path);
+    const store = storing && content !== undefined && content.digest === known.digest &&
+      !budget.blobs.has(known.digest, known.size);
+    if (!known.unverified && !store) continue;
+    if (!budget.shelf.isHeld(key, held.handle)) return;
+    const full = `${held.dir}/${path}`;
+    let stored: Awaited<ReturnType<typeof budget.blobs.storeCopy>> | undefined;
+    const checked = await verifyKept(full, known, {
+      maxFileBytes: options.maxFileBytes,
+      // Stored (or not), the copy into the store hashes the kept file on the way.
+      hashed: store
+        ? async (file) => {
+          try {
+            stored = await budget.retryOnFullAsync(
+              () => budget.blobs.storeCopy(file, known, options.keptAt - 1),
+              footprint(known.size) + HEADROOM,
+            );
+          } catch (error) {
+            if (!isNoSpace(error)) throw error;
+            storing = false;
+            return await hashFile(file, { maxBytes: options.maxFileBytes });
+          }
+          return stored === "mismatch"
+            ? undefined
+            : stored === "stored"
+            ? known.digest
+            : await hashFile(file, { maxBytes: options.maxFileBytes });
+        }
+        : undefined,
+    });
+    if (!budget.shelf.isHeld(key, held.handle)) return;
+    if (known.unverified || !checked) {
+      if (checked) state.set(path, checked);
+      else state.delete(path);
+      changed = true;
     }
     // Within the limit as it fills, not only at the end.
-    budget.trim();
-    // Copies are synchronous: let running jobs' streams move between them.
-    if (i % 32 === 31) await new Promise((resolve) => setTimeout(resolve, 0));
+    if (stored === "stored") budget.trim();
+    // Let running jobs' streams move between files.
+    if (++done % 32 === 0) await yieldNow();
   }
+  if (changed) budget.shelf.saveState(key, held.handle, state);
   budget.trim();
 }
 

@@ -6,7 +6,7 @@
  */
 import { loadWorkflow, LUA_WASM_PATH, LuaPool, startProcessWorker } from "../dsl/mod.ts";
 import { bwrapSandbox, handOver, type Sandbox, taskUser, userSandbox } from "../exec/mod.ts";
-import { oneLine, type RunEvent } from "../log/mod.ts";
+import type { RunEvent } from "../log/mod.ts";
 import type { ExitStatus, Task } from "../model/mod.ts";
 import { exitStatusText, formatDuration } from "../model/mod.ts";
 import {
@@ -27,12 +27,17 @@ import {
   footprint,
   isNoSpace,
   type Limits,
+  markUnverified,
   NoSpaceError,
+  readSmallFile,
+  restat,
+  setModeAndTime,
   SyncError,
   type WorkspaceState,
 } from "../sync/mod.ts";
-import { materialize, receiveManifest, sendChanges, storeFetched } from "./exchange.ts";
+import { materialize, receiveManifest, sendChanges, settleKept } from "./exchange.ts";
 import { SlothError } from "../errors.ts";
+import { createHmac } from "node:crypto";
 
 /** Log lines waiting to be sent, beyond which Lua's lines are dropped (and counted). */
 const MAX_QUEUED_LOG_LINES = 1000;
@@ -77,14 +82,14 @@ export class AgentService implements AgentHandlers {
   #jobs = new Set<AbortController>();
   #dirs = new Set<string>();
   #stopping = false;
-  #home?: { jobs: string; keep: DiskBudget };
+  #home?: { jobs: string; keep: DiskBudget; secret: Uint8Array };
   #ephemeralHome?: string;
   #standby?: { jobRoot: string; pool: LuaPool };
   #standbyMaking?: Promise<void>;
 
   constructor(options: AgentOptions) {
     // Lines hold text a master or a task chose (names, error messages): one line each, escaped.
-    this.#o = { ...options, log: (line) => options.log(oneLine(line)) };
+    this.#o = options;
   }
 
   /**
@@ -111,7 +116,22 @@ export class AgentService implements AgentHandlers {
         limitBytes: this.#o.cacheBytes,
         keptWorkspaces: this.#o.keptWorkspaces,
       }),
+      secret: agentSecret(home),
     };
+  }
+
+  /**
+   * The name of the kept workspace for a master's key: bound to the client that
+   * called (its token or certificate, see IncomingJob.client) and to this agent's
+   * secret, so that another client, even one that knows or guesses the key a
+   * master sends, can never name that master's workspace. Undefined (nothing
+   * kept) when the master sent no key.
+   */
+  #workspaceKey(job: IncomingJob, secret: Uint8Array): string | undefined {
+    const sent = job.start.workspace_key;
+    if (!/^[0-9a-f]{16,64}$/.test(sent)) return undefined;
+    return createHmac("sha256", secret).update(`${job.client}\0${sent}`).digest("hex")
+      .slice(0, 32);
   }
 
   ping(): PingResponse {
@@ -171,8 +191,9 @@ export class AgentService implements AgentHandlers {
         0,
       );
       // The workspace kept from this master directory's last run, if it is free.
-      const taken = home.keep.shelf.take(start.workspace_key, ws);
-      key = taken.taken ? start.workspace_key : undefined;
+      const wanted = this.#workspaceKey(job, home.secret) ?? "";
+      const taken = home.keep.shelf.take(wanted, ws);
+      key = taken.taken ? wanted : undefined;
       state = taken.state;
       await home.keep.retryOnFullAsync(
         () =>
@@ -183,7 +204,7 @@ export class AgentService implements AgentHandlers {
       );
       digests = [...manifest.values()].flatMap((e) => e.digest ? [e.digest] : []);
       home.keep.blobs.pin(digests);
-      const { fetched } = await materialize({
+      const { fetched, written } = await materialize({
         job,
         ws,
         manifest,
@@ -195,6 +216,10 @@ export class AgentService implements AgentHandlers {
       });
       // What the agent wrote is the task user's from here on (see exec/task_user.ts).
       await handOver([ws], { recursive: true });
+      // What the agent wrote, as the task finds it (a hand-over changes ctimes); from
+      // here on, only the task writes in ws/ (and Lua's top level may, as it loads).
+      restat(ws, state, written);
+      const taskStartMs = Date.now();
       const sandbox = this.#sandbox(jobRoot);
       const source = {
         file: start.main_file,
@@ -269,7 +294,16 @@ export class AgentService implements AgentHandlers {
       }
       const sendBack = start.sync_back === "always" ||
         (start.sync_back === "on_success" && result.ok);
-      const changes = sendBack ? await diff(ws, manifest, state) : undefined;
+      let changes;
+      try {
+        changes = sendBack ? await diff(ws, manifest, state, this.#o.limits) : undefined;
+      } catch (error) {
+        if (!(error instanceof SyncError)) throw error;
+        // Too much to send back (a 16 GB sparse file, say): nothing goes, and the result says why.
+        const why = `its changes were not sent back: ${error.message}`;
+        result = { ...result, ok: false, error: result.ok ? why : `${result.error}; ${why}` };
+        outcome = `failed (${why})`;
+      }
       const follow = changes !== undefined &&
         changes.changed.length + changes.deleted.length > 0;
       resultSent = true;
@@ -278,18 +312,21 @@ export class AgentService implements AgentHandlers {
       // Kept as the task left it; the next run makes it match the master again.
       if (key) {
         const kept = key;
-        const slot = home.keep.shelf.keep(kept, ws, state);
+        // What the task may have changed unseen is hashed again before it is reused.
+        markUnverified(state, taskStartMs);
+        home.keep.shelf.keep(kept, ws, state);
         const keptAt = Date.now();
         key = undefined;
         // Off the master's clock: the call ends first; then the workspace is measured
-        // (what the task wrote counts too) and the store fills.
+        // (what the task wrote counts too), the store fills and unverified files are checked.
         this.#later(() => {
           home.keep.shelf.measure(kept);
-          return storeFetched(
-            home.keep,
-            fetched.map((e) => ({ path: `${slot}/${e.path}`, digest: e.digest!, size: e.size })),
+          return settleKept(home.keep, kept, {
+            state,
+            fetched,
             keptAt,
-          );
+            maxFileBytes: this.#o.limits.maxFileBytes,
+          });
         });
       }
     } catch (error) {
@@ -479,7 +516,12 @@ export class AgentService implements AgentHandlers {
       // Try again below.
     }
     const grant = async (path: string) => {
-      await Deno.chmod(path, 0o700).catch(() => {});
+      try {
+        // Never through a symlink (a task's processes are gone by now, but still).
+        setModeAndTime(path, { mode: 0o700, directory: true });
+      } catch {
+        // Not ours, or gone: the removal below says so.
+      }
       for await (const entry of Deno.readDir(path)) {
         if (entry.isDirectory) await grant(`${path}/${entry.name}`);
       }
@@ -611,4 +653,33 @@ function toWire(
     duration_ms: Math.round(durationMs),
     changes_follow: changesFollow,
   };
+}
+
+/** Bytes of the agent's secret. */
+const SECRET_BYTES = 32;
+
+/**
+ * The agent's secret (random, made once, 0600 in its home, so it outlasts a
+ * restart on the same port along with the kept workspaces it names). A secret
+ * that is not what this makes (another length, not a plain file) is made anew:
+ * kept workspaces named with the old one are then never found again, and go.
+ */
+function agentSecret(home: string): Uint8Array {
+  const file = `${home}/workspace-secret`;
+  try {
+    const text = new TextDecoder().decode(readSmallFile(file, 4 * SECRET_BYTES)).trim();
+    if (new RegExp(`^[0-9a-f]{${2 * SECRET_BYTES}}$`).test(text)) return hexBytes(text);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound) && !(error instanceof SyncError)) throw error;
+  }
+  const secret = crypto.getRandomValues(new Uint8Array(SECRET_BYTES));
+  const temp = `${file}.${crypto.randomUUID()}`;
+  const hex = [...secret].map((b) => b.toString(16).padStart(2, "0")).join("");
+  Deno.writeTextFileSync(temp, `${hex}\n`, { createNew: true, mode: 0o600 });
+  Deno.renameSync(temp, file);
+  return secret;
+}
+
+function hexBytes(hex: string): Uint8Array {
+  return Uint8Array.from(hex.match(/../g)!, (pair) => Number.parseInt(pair, 16));
 }

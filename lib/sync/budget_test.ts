@@ -27,10 +27,10 @@ async function scratch() {
 }
 
 /** Stores `text` in the budget's content store; its digest. */
-function store(budget: DiskBudget, source: string, text: string): string {
+async function store(budget: DiskBudget, source: string, text: string): Promise<string> {
   Deno.writeTextFileSync(source, text);
   const digest = digestOf(text);
-  assert.equal(budget.blobs.storeCopy(source, digest), true);
+  assert.equal(await budget.blobs.storeCopy(source, { digest, size: text.length }), "stored");
   return digest;
 }
 
@@ -83,7 +83,7 @@ Deno.test("DiskBudget counts stored content and kept workspaces together, each b
   await using dir = await scratch();
   const budget = DiskBudget.open(dir.home, { limitBytes: 1 << 30, keptWorkspaces: 4 });
   assert.equal(budget.totalBytes, 0);
-  store(budget, dir.out("src"), "x".repeat(10_000));
+  await store(budget, dir.out("src"), "x".repeat(10_000));
   assert.equal(budget.blobs.totalBytes, footprint(10_000));
   assert.equal(footprint(10_000), 3 * 4096 + 256, "whole 4 KiB blocks plus an entry's overhead");
 
@@ -106,11 +106,11 @@ Deno.test("DiskBudget.trim() evicts least recently used first, across the store 
   await using dir = await scratch();
   let budget = DiskBudget.open(dir.home, { limitBytes: 1 << 30, keptWorkspaces: 8 });
   const content = "c".repeat(50_000);
-  const oldest = store(budget, dir.out("s1"), content + "1");
+  const oldest = await store(budget, dir.out("s1"), content + "1");
   keepWorkspace(budget, KEY_A, dir.out("wa"), { "f": content });
-  const middle = store(budget, dir.out("s2"), content + "2");
+  const middle = await store(budget, dir.out("s2"), content + "2");
   keepWorkspace(budget, KEY_B, dir.out("wb"), { "f": content });
-  const newest = store(budget, dir.out("s3"), content + "3");
+  const newest = await store(budget, dir.out("s3"), content + "3");
   // The order as a restart reads it: blob, workspace, blob, workspace, blob.
   usedAt(dir.home, oldest, 1000);
   keptAt(dir.home, KEY_A, 2000);
@@ -137,9 +137,16 @@ Deno.test("when content was last used survives a restart: stored content older t
   Deno.writeTextFileSync(dir.out("src"), "o".repeat(50_000));
   const older = digestOf("o".repeat(50_000));
   // As the agent stores what a job fetched: counted as used just before its workspace was kept.
-  assert.equal(budget.blobs.storeCopy(dir.out("src"), older, Date.now() - 60_000), true);
+  assert.equal(
+    await budget.blobs.storeCopy(
+      dir.out("src"),
+      { digest: older, size: 50_000 },
+      Date.now() - 60_000,
+    ),
+    "stored",
+  );
   keepWorkspace(budget, KEY_A, dir.out("wa"), { "f": "w".repeat(50_000) });
-  const newer = store(budget, dir.out("s2"), "n".repeat(50_000));
+  const newer = await store(budget, dir.out("s2"), "n".repeat(50_000));
   const total = budget.totalBytes;
 
   budget = DiskBudget.open(dir.home, { limitBytes: total - 1, keptWorkspaces: 8 });
@@ -151,8 +158,8 @@ Deno.test("when content was last used survives a restart: stored content older t
 Deno.test("DiskBudget never evicts content a running job pinned, nor a workspace a job took", async () => {
   await using dir = await scratch();
   const budget = DiskBudget.open(dir.home, { limitBytes: 1 << 30, keptWorkspaces: 8 });
-  const pinned = store(budget, dir.out("s1"), "pinned".repeat(1000));
-  const loose = store(budget, dir.out("s2"), "loose".repeat(1000));
+  const pinned = await store(budget, dir.out("s1"), "pinned".repeat(1000));
+  const loose = await store(budget, dir.out("s2"), "loose".repeat(1000));
   keepWorkspace(budget, KEY_A, dir.out("wa"), { "f": "taken".repeat(1000) });
   keepWorkspace(budget, KEY_B, dir.out("wb"), { "f": "kept".repeat(1000) });
   budget.blobs.pin([pinned]);
@@ -185,7 +192,7 @@ Deno.test("kept workspaces' sizes are read back after a restart, not measured ag
   await using dir = await scratch();
   const first = DiskBudget.open(dir.home, { limitBytes: 1 << 30, keptWorkspaces: 8 });
   const slot = keepWorkspace(first, KEY_A, dir.out("wa"), { "f": "x".repeat(70_000) });
-  store(first, dir.out("s"), "y".repeat(9000));
+  await store(first, dir.out("s"), "y".repeat(9000));
   const counted = first.totalBytes;
   // Written after it was measured: a second measurement would count it.
   Deno.writeTextFileSync(`${slot}/late`, "z".repeat(40_000));
@@ -260,7 +267,7 @@ Deno.test("a read-only kept workspace (as a task may leave it) is still evicted"
 Deno.test("retryOnFull() on a full disk evicts what may go, runs the step once more, then throws", async () => {
   await using dir = await scratch();
   const budget = DiskBudget.open(dir.home, { limitBytes: 1 << 30, keptWorkspaces: 8 });
-  store(budget, dir.out("s"), "s".repeat(3000));
+  await store(budget, dir.out("s"), "s".repeat(3000));
   keepWorkspace(budget, KEY_A, dir.out("wa"), { "f": "w" });
   let runs = 0;
   // /dev/full answers every write with ENOSPC, as a full disk does.
@@ -279,7 +286,7 @@ Deno.test("retryOnFull() on a full disk evicts what may go, runs the step once m
   assert.equal(budget.totalBytes, 0);
 
   // Any other failure is not retried, and nothing is evicted for it.
-  store(budget, dir.out("s2"), "t".repeat(3000));
+  await store(budget, dir.out("s2"), "t".repeat(3000));
   runs = 0;
   assert.throws(
     () =>

@@ -8,6 +8,7 @@ import { createHash } from "node:crypto";
 import { checkRelativePath, parentOf, symlinkStaysInside, SyncError } from "./paths.ts";
 import type { Limits } from "./unpack.ts";
 import { type Entry, type EntryType, walkWorkspace } from "./walk.ts";
+import { refuseReserved } from "./journal.ts";
 
 export interface ManifestEntry {
   path: string;
@@ -163,6 +164,8 @@ export function checkManifest(
   let total = 0;
   for (const raw of entries) {
     const path = checkRelativePath(raw.path);
+    // Never on an agent: it would be a name its walker does not see (and removes).
+    refuseReserved(path);
     if (byPath.has(path)) throw new SyncError(`refused "${path}": it appears twice`);
     const parent = parentOf(path);
     if (parent !== "") {

@@ -16,7 +16,17 @@ export type { Recovery } from "./journal.ts";
 export { buildManifest, checkManifest, DigestCache, hashFileSync } from "./manifest.ts";
 export type { Manifest, ManifestEntry } from "./manifest.ts";
 export { CHUNK, packEntries, rechunk } from "./pack.ts";
-export { diff, fillIn, finishDirectories, reconcile, WorkspaceShelf } from "./workspace.ts";
+export {
+  diff,
+  fillIn,
+  finishDirectories,
+  markUnverified,
+  reconcile,
+  restat,
+  verifyKept,
+  WorkspaceShelf,
+} from "./workspace.ts";
+export { hashFile, readSmallFile, setModeAndTime, yieldNow } from "./nofollow.ts";
 export type { FileState, WorkspaceDiff, WorkspaceState } from "./workspace.ts";
 export { checkRelativePath, symlinkStaysInside, SyncError } from "./paths.ts";
 export { DEFAULT_LIMITS, limitsFromEnv, unpack } from "./unpack.ts";

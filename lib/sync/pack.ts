@@ -6,6 +6,8 @@
  */
 import { Buffer } from "node:buffer";
 import { Header, Pax } from "tar";
+import { readSync } from "node:fs";
+import { closeFd, openForRead } from "./nofollow.ts";
 import { SyncError } from "./paths.ts";
 import type { Entry } from "./walk.ts";
 
@@ -55,17 +57,22 @@ export async function* packEntries(
     yield* put(new Uint8Array(header));
     if (entry.type !== "file") continue;
 
-    using file = Deno.openSync(`${root}/${entry.path}`, { read: true });
-    let remaining = entry.size;
-    while (remaining > 0) {
-      if (room() === 0) yield* flush();
-      const want = Math.min(room(), remaining);
-      const n = file.readSync(chunk.subarray(used, used + want));
-      if (n === null || n === 0) {
-        throw new SyncError(`${entry.path} changed while it was being sent (it got shorter)`);
+    // Never through a symlink swapped in since the walk, never waiting on a FIFO.
+    const fd = openForRead(`${root}/${entry.path}`, entry.path);
+    try {
+      let remaining = entry.size;
+      while (remaining > 0) {
+        if (room() === 0) yield* flush();
+        const want = Math.min(room(), remaining);
+        const n = readSync(fd, chunk, used, want, null);
+        if (n === 0) {
+          throw new SyncError(`${entry.path} changed while it was being sent (it got shorter)`);
+        }
+        used += n;
+        remaining -= n;
       }
-      used += n;
-      remaining -= n;
+    } finally {
+      closeFd(fd);
     }
     const padding = (BLOCK - (entry.size % BLOCK)) % BLOCK;
     if (padding) yield* put(new Uint8Array(padding));

@@ -4,7 +4,7 @@
  */
 import ignore, { type Ignore } from "ignore";
 import { JOURNAL_DIR } from "./journal.ts";
-import { symlinkStaysInside, symlinkTargetOnDisk } from "./paths.ts";
+import { symlinkStaysInside, symlinkTargetOnDisk, SyncError } from "./paths.ts";
 
 export type EntryType = "file" | "dir" | "symlink";
 
@@ -20,6 +20,13 @@ export interface Entry {
   /** Identity on this machine, for telling whether a file changed meanwhile. */
   ino: number;
   mtimeMs: number;
+  /**
+   * When its inode last changed (content, mode, times, links): nothing but the
+   * clock sets it. Whole seconds (Deno 2.9 drops the fraction).
+   */
+  ctimeMs: number;
+  /** Hard links to it (a file linked elsewhere is never changed in place). */
+  nlink: number;
 }
 
 export interface Walk {
@@ -27,6 +34,12 @@ export interface Walk {
   entries: Entry[];
   /** Things left out, with why (symlinks that point outside, sockets, ...). */
   skipped: string[];
+  /**
+   * The paths of what `entries` cannot represent: symlinks that point outside (or
+   * through a symlink), FIFOs, sockets, devices, and `.sloth-apply` anywhere. An
+   * agent removes them from a kept workspace before it is used again.
+   */
+  strays: string[];
   /** Whether `.slothignore` excludes this path. */
   ignored(path: string, isDir?: boolean): boolean;
 }
@@ -36,9 +49,13 @@ export const IGNORE_FILE = ".slothignore";
 /**
  * Every entry under `root`. Synchronous file calls on purpose: for thousands of
  * files they are an order of magnitude cheaper than Deno's async ones.
+ * `maxEntries`: refuse (a `SyncError`) a tree with more entries, once seen.
  */
 // deno-lint-ignore require-await
-export async function walkWorkspace(root: string, options: { useIgnoreFile?: boolean } = {}) {
+export async function walkWorkspace(
+  root: string,
+  options: { useIgnoreFile?: boolean; maxEntries?: number } = {},
+) {
   let rules: Ignore | undefined;
   if (options.useIgnoreFile !== false) {
     try {
@@ -52,14 +69,21 @@ export async function walkWorkspace(root: string, options: { useIgnoreFile?: boo
 
   const entries: Entry[] = [];
   const skipped: string[] = [];
+  const strays: string[] = [];
   const visit = (dir: string, prefix: string) => {
     const names: string[] = [];
     for (const entry of Deno.readDirSync(dir)) names.push(entry.name);
     names.sort();
     for (const name of names) {
-      // The master's journal of a change set being applied (journal.ts): never sent, never diffed.
-      if (name === JOURNAL_DIR) continue;
       const path = prefix ? `${prefix}/${name}` : name;
+      // The master's journal of a change set being applied (journal.ts): never sent, never diffed.
+      if (name === JOURNAL_DIR) {
+        strays.push(path);
+        continue;
+      }
+      if (options.maxEntries !== undefined && entries.length >= options.maxEntries) {
+        throw new SyncError(`more than ${options.maxEntries} entries`);
+      }
       const full = `${dir}/${name}`;
       const info = Deno.lstatSync(full);
       const base = {
@@ -68,6 +92,8 @@ export async function walkWorkspace(root: string, options: { useIgnoreFile?: boo
         size: info.size,
         ino: info.ino ?? 0,
         mtimeMs: info.mtime?.getTime() ?? 0,
+        ctimeMs: info.ctime?.getTime() ?? 0,
+        nlink: info.nlink ?? 1,
       };
       if (info.isDirectory) {
         if (ignored(path, true)) continue;
@@ -82,15 +108,17 @@ export async function walkWorkspace(root: string, options: { useIgnoreFile?: boo
         if (symlinkStaysInside(path, target, (p) => symlinkTargetOnDisk(root, p))) {
           entries.push({ ...base, type: "symlink", target });
         } else {
+          strays.push(path);
           skipped.push(
             `${path}: symlink to ${target} points outside the workspace (or through a symlink)`,
           );
         }
       } else {
+        strays.push(path);
         skipped.push(`${path}: not a regular file, directory or symlink`);
       }
     }
   };
   visit(root, "");
-  return { entries, skipped, ignored } satisfies Walk;
+  return { entries, skipped, strays, ignored } satisfies Walk;
 }

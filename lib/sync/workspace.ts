@@ -3,12 +3,26 @@
  * content store, fetching only what is missing), compared with it after the
  * task ran, and kept between jobs of the same master directory so that a
  * second run touches only what changed.
+ *
+ * A kept workspace is where a task ran, so nothing in it is taken on trust:
+ * - what the walker cannot represent (symlinks pointing out, FIFOs, sockets,
+ *   devices) is removed before the workspace is used again, never followed or
+ *   opened; every write, copy, chmod and utime here is done without following a
+ *   symlink (nofollow.ts), into parents checked with lstat;
+ * - a kept file is reused without reading it only while its inode, ctime, size
+ *   and mtime are what the agent recorded when it last wrote or hashed it. A task
+ *   can restore size and mtime, never the ctime; but Deno reads ctimes in whole
+ *   seconds, so a file whose recorded ctime falls in the second its task started
+ *   (the agent had just written it) is marked unverified after the job, and
+ *   hashed again before it is trusted (`markUnverified`).
  */
 import type { BlobStore } from "./blobs.ts";
 import { type Evictable, footprint } from "./disk.ts";
-import { hashFileSync, type ManifestEntry } from "./manifest.ts";
+import type { ManifestEntry } from "./manifest.ts";
+import { copyFile, hashFile, readSmallFile, setModeAndTime } from "./nofollow.ts";
+import { SyncError } from "./paths.ts";
 import { ensureParents } from "./unpack.ts";
-import { walkWorkspace } from "./walk.ts";
+import { type Entry, walkWorkspace } from "./walk.ts";
 
 /** What a file was when sloth-runner last wrote or checked it. */
 export interface FileState {
@@ -16,35 +30,73 @@ export interface FileState {
   mtimeMs: number;
   mode: number;
   digest: string;
+  /** Its inode and ctime then; without them the file is hashed before it is trusted. */
+  ino?: number;
+  ctimeMs?: number;
+  /** When the agent last wrote it or hashed it (ms since the epoch). */
+  checkedMs?: number;
+  /** A task may have changed it unseen: hash it before trusting `digest`. */
+  unverified?: boolean;
 }
 
 export type WorkspaceState = Map<string, FileState>;
 
 /**
+ * A ctime is compared in whole seconds, and the kernel stamps it from a clock
+ * that may lag by a tick: a file whose ctime is in the second that began
+ * `RACY_MARGIN_MS` before a task started may have been changed by that task
+ * without its ctime showing it.
+ */
+const RACY_MARGIN_MS = 50;
+
+/** Whether `known` still vouches for the file `have` (from a walk): nothing about it changed. */
+export function trusted(known: FileState | undefined, have: Entry): known is FileState {
+  return known !== undefined && !known.unverified && have.type === "file" && have.nlink === 1 &&
+    known.ino === have.ino && known.ctimeMs === have.ctimeMs && known.size === have.size &&
+    known.mtimeMs === have.mtimeMs;
+}
+
+/** The state of a regular file the agent just wrote or hashed, from its lstat. */
+function stateOf(info: Deno.FileInfo, digest: string, mode: number): FileState {
+  return {
+    size: info.size,
+    mtimeMs: info.mtime?.getTime() ?? 0,
+    mode,
+    digest,
+    ino: info.ino ?? 0,
+    ctimeMs: info.ctime?.getTime() ?? 0,
+    checkedMs: Date.now(),
+  };
+}
+
+export interface ReconcileOptions {
+  /** Files larger than this are never hashed (the agent's --max-file-bytes). */
+  maxFileBytes?: number;
+}
+
+/**
  * Makes `ws` match the manifest, except for files whose content must still
  * come: those are returned (the content store lacks their digest) with the
- * files to fill in once it has come.
+ * files to fill in once it has come. `touched`: kept files whose mode or mtime
+ * the agent changed.
  */
 export async function reconcile(
   ws: string,
   manifest: Map<string, ManifestEntry>,
   state: WorkspaceState,
   blobs: BlobStore,
-): Promise<{ fill: ManifestEntry[]; missing: ManifestEntry[] }> {
-  const existing = new Map(
-    (await walkWorkspace(ws, { useIgnoreFile: false })).entries.map((e) => [e.path, e]),
-  );
+  options: ReconcileOptions = {},
+): Promise<{ fill: ManifestEntry[]; missing: ManifestEntry[]; touched: string[] }> {
+  const walk = await walkWorkspace(ws, { useIgnoreFile: false });
+  // What a walk cannot represent goes first: unlinked, never followed or opened.
+  for (const path of walk.strays) removeEntry(`${ws}/${path}`);
+  const existing = new Map(walk.entries.map((e) => [e.path, e]));
   const doomed = [...existing.values()].filter((e) => {
     const m = manifest.get(e.path);
     return !m || m.type !== e.type || (e.type === "symlink" && m.target !== e.target);
   }).map((e) => e.path).sort((a, b) => b.length - a.length);
   for (const path of doomed) {
-    try {
-      Deno.removeSync(`${ws}/${path}`, { recursive: true });
-    } catch (error) {
-      // A parent may have gone already, with what it held.
-      if (!(error instanceof Deno.errors.NotFound)) throw error;
-    }
+    removeEntry(`${ws}/${path}`);
     for (const other of existing.keys()) {
       if (other === path || other.startsWith(`${path}/`)) existing.delete(other);
     }
@@ -52,6 +104,7 @@ export async function reconcile(
 
   const fill: ManifestEntry[] = [];
   const dirs: ManifestEntry[] = [];
+  const touched: string[] = [];
   for (const entry of manifest.values()) {
     const full = `${ws}/${entry.path}`;
     const have = existing.get(entry.path);
@@ -68,21 +121,41 @@ export async function reconcile(
       }
     } else {
       const known = state.get(entry.path);
-      const intact = have && known && known.digest === entry.digest && have.size === known.size &&
-        have.mtimeMs === known.mtimeMs;
+      let intact = false;
+      // A file with other links is never changed in place: it is replaced.
+      if (have && have.size === entry.size && have.nlink === 1) {
+        if (trusted(known, have)) {
+          intact = known.digest === entry.digest;
+        } else {
+          // Changed since the agent last looked, or not known: its content decides.
+          const digest = await hashFile(full, { maxBytes: options.maxFileBytes, name: entry.path })
+            .catch(() => undefined);
+          if (digest === entry.digest) {
+            intact = true;
+            state.set(entry.path, stateOf(Deno.lstatSync(full), entry.digest!, have.mode));
+          }
+        }
+      }
       if (intact) {
-        if (have.mode !== entry.mode) Deno.chmodSync(full, entry.mode);
-        if (have.mtimeMs !== entry.mtimeMs) setMtime(full, entry.mtimeMs);
-        state.set(entry.path, { ...known, mode: entry.mode, mtimeMs: mtimeOf(full) });
+        const mode = have!.mode !== entry.mode ? entry.mode : undefined;
+        const mtimeMs = have!.mtimeMs !== entry.mtimeMs ? entry.mtimeMs : undefined;
+        if (mode !== undefined || mtimeMs !== undefined) {
+          setModeAndTime(full, { mode, mtimeMs });
+          state.set(entry.path, stateOf(Deno.lstatSync(full), entry.digest!, entry.mode));
+          touched.push(entry.path);
+        }
       } else {
         // Content comes below; whatever is there now is stale.
-        if (have) Deno.removeSync(full);
+        if (have) removeEntry(full);
+        state.delete(entry.path);
         fill.push(entry);
       }
     }
   }
   // Writable until filled; `finishDirectories` gives them their modes.
-  for (const dir of dirs) Deno.chmodSync(`${ws}/${dir.path}`, dir.mode | 0o700);
+  for (const dir of dirs) {
+    setModeAndTime(`${ws}/${dir.path}`, { mode: dir.mode | 0o700, directory: true });
+  }
   for (const path of state.keys()) if (!manifest.has(path)) state.delete(path);
 
   const seen = new Set<string>();
@@ -91,24 +164,25 @@ export async function reconcile(
     seen.add(e.digest!);
     return true;
   });
-  return { fill, missing };
+  return { fill, missing, touched };
 }
 
 /**
  * Fills in the files `reconcile` left: those whose content just arrived (already
  * written in place, listed in `arrived`) get their mtime; the rest are copied,
- * from an arrived file with the same content or from the store. Each copy runs
- * through `retryOnFull` (budget.ts), which may make room on a full disk and run it again.
+ * from an arrived file with the same content or from the store, into names that
+ * must not exist. Each copy runs through `retryOnFull` (budget.ts), which may
+ * make room on a full disk and run it again.
  */
-export function fillIn(
+export async function fillIn(
   ws: string,
   fill: ManifestEntry[],
   arrived: Set<string>,
   state: WorkspaceState,
   blobs: BlobStore,
-  options: { retryOnFull?: <T>(step: () => T, bytes: number) => T } = {},
-): void {
-  const retryOnFull = options.retryOnFull ?? (<T>(step: () => T) => step());
+  options: { retryOnFull?: <T>(step: () => Promise<T>, bytes: number) => Promise<T> } = {},
+): Promise<void> {
+  const retryOnFull = options.retryOnFull ?? (<T>(step: () => Promise<T>) => step());
   const local = new Map<string, string>();
   for (const entry of fill) if (arrived.has(entry.path)) local.set(entry.digest!, entry.path);
   for (const entry of fill) {
@@ -116,24 +190,97 @@ export function fillIn(
     if (!arrived.has(entry.path)) {
       ensureParents(ws, entry.path);
       const source = local.get(entry.digest!);
-      retryOnFull(() => {
-        // What a copy cut short by a full disk left (read-only, if its source was).
+      const target = { mode: entry.mode, mtimeMs: entry.mtimeMs };
+      await retryOnFull(async () => {
+        // What a copy cut short by a full disk left.
         removeIfThere(full);
         if (source) {
-          Deno.copyFileSync(`${ws}/${source}`, full);
-          Deno.chmodSync(full, entry.mode);
+          await copyFile(`${ws}/${source}`, full, { ...target, size: entry.size, name: source });
         } else {
-          blobs.copyTo(entry.digest!, full, entry.mode);
+          await blobs.copyTo(entry.digest!, full, target);
         }
       }, footprint(entry.size));
+    } else {
+      setModeAndTime(full, { mtimeMs: entry.mtimeMs });
     }
-    setMtime(full, entry.mtimeMs);
-    state.set(entry.path, {
-      size: entry.size,
-      mtimeMs: mtimeOf(full),
-      mode: entry.mode,
-      digest: entry.digest!,
-    });
+    state.set(entry.path, stateOf(Deno.lstatSync(full), entry.digest!, entry.mode));
+  }
+}
+
+/**
+ * Records the identity the files at `paths` have now, after the agent itself
+ * changed them once more (handing them over to the task user changes ctimes).
+ */
+export function restat(ws: string, state: WorkspaceState, paths: Iterable<string>): void {
+  for (const path of paths) {
+    const known = state.get(path);
+    if (!known) continue;
+    try {
+      const info = Deno.lstatSync(`${ws}/${path}`);
+      if (!info.isFile) {
+        state.delete(path);
+        continue;
+      }
+      state.set(path, { ...known, ino: info.ino ?? 0, ctimeMs: info.ctime?.getTime() ?? 0 });
+    } catch {
+      state.delete(path);
+    }
+  }
+}
+
+/**
+ * After a task ran (it started at `taskStartMs`): a file the agent wrote or
+ * hashed before, whose ctime is in the second the task started (or later),
+ * cannot vouch for itself (the task may have changed it in that same second),
+ * so it is marked to be hashed again before it is trusted. Returns how many.
+ */
+export function markUnverified(state: WorkspaceState, taskStartMs: number): number {
+  const racyFrom = Math.floor((taskStartMs - RACY_MARGIN_MS) / 1000) * 1000;
+  let marked = 0;
+  for (const known of state.values()) {
+    if (known.unverified || (known.checkedMs ?? 0) >= taskStartMs) continue;
+    if (known.ctimeMs === undefined || known.ctimeMs >= racyFrom) {
+      known.unverified = true;
+      marked++;
+    }
+  }
+  return marked;
+}
+
+/**
+ * Hashes a kept file again, if it is still what `known` recorded (lstat before
+ * and after). Its state when the digest matched, else undefined.
+ */
+export async function verifyKept(
+  full: string,
+  known: FileState,
+  options: { maxFileBytes?: number; hashed?: (full: string) => Promise<string | undefined> } = {},
+): Promise<FileState | undefined> {
+  const same = (info: Deno.FileInfo) =>
+    info.isFile && info.nlink === 1 && info.ino === known.ino &&
+    info.ctime?.getTime() === known.ctimeMs && info.size === known.size &&
+    info.mtime?.getTime() === known.mtimeMs;
+  try {
+    if (!same(Deno.lstatSync(full))) return undefined;
+    const digest = options.hashed
+      ? await options.hashed(full)
+      : await hashFile(full, { maxBytes: options.maxFileBytes });
+    const after = Deno.lstatSync(full);
+    if (digest !== known.digest || !same(after)) return undefined;
+    return { ...stateOf(after, known.digest, known.mode), unverified: undefined };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Unlinks a file, symlink or special file, or removes a directory tree: never through a symlink. */
+function removeEntry(path: string): void {
+  try {
+    Deno.removeSync(path, { recursive: true });
+  } catch (error) {
+    // A parent may have gone already, with what it held.
+    if (error instanceof Deno.errors.NotFound) return;
+    removeTree(path);
   }
 }
 
@@ -153,16 +300,46 @@ export interface WorkspaceDiff {
 }
 
 /**
- * What the task changed. A file is unchanged when size, mtime and mode are as
- * sloth-runner left them; otherwise its content is hashed and compared. (A task
- * that rewrites a file and then sets its size and mtime back is not noticed.)
+ * What the task changed. A file is unchanged when it is as sloth-runner left
+ * it (see `trusted`) and its mode is; otherwise its content is hashed and
+ * compared. Sizes are checked against `limits` before anything is read: a file
+ * over the file limit, more bytes than the total, or more entries than allowed
+ * is a `SyncError` (nothing is sent back). (A task that rewrites a file and sets
+ * its size and mtime back within the second the agent wrote it is not noticed
+ * here; `markUnverified` makes sure the next run does not reuse it.)
  */
 export async function diff(
   ws: string,
   manifest: Map<string, ManifestEntry>,
   state: WorkspaceState,
+  limits: { maxEntries: number; maxFileBytes: number; maxTotalBytes: number },
 ): Promise<WorkspaceDiff> {
-  const { entries } = await walkWorkspace(ws, { useIgnoreFile: false });
+  const { entries } = await walkWorkspace(ws, {
+    useIgnoreFile: false,
+    maxEntries: limits.maxEntries,
+  }).catch((error) => {
+    if (!(error instanceof SyncError)) throw error;
+    throw new SyncError(`the task left ${error.message} in its workspace`);
+  });
+  // What must be read, checked against the limits before any of it is.
+  const toHash = new Set<string>();
+  let total = 0;
+  for (const e of entries) {
+    if (e.type !== "file" || trusted(state.get(e.path), e)) continue;
+    if (e.size > limits.maxFileBytes) {
+      throw new SyncError(
+        `the task left "${e.path}" of ${e.size} bytes, over this agent's ` +
+          `${limits.maxFileBytes}-byte file limit`,
+      );
+    }
+    total += e.size;
+    if (total > limits.maxTotalBytes) {
+      throw new SyncError(
+        `the task left more than this agent's ${limits.maxTotalBytes} bytes of new or changed files`,
+      );
+    }
+    toHash.add(e.path);
+  }
   const changed: ManifestEntry[] = [];
   const present = new Set<string>();
   for (const e of entries) {
@@ -178,12 +355,20 @@ export async function diff(
     };
     if (e.type === "file") {
       const known = state.get(e.path);
-      if (known && known.size === e.size && known.mtimeMs === e.mtimeMs) {
-        entry.digest = known.digest;
+      if (!toHash.has(e.path)) {
+        entry.digest = known!.digest;
+        state.set(e.path, { ...known!, mode: e.mode });
       } else {
-        entry.digest = hashFileSync(`${ws}/${e.path}`);
+        const full = `${ws}/${e.path}`;
+        entry.digest = await hashFile(full, { maxBytes: limits.maxFileBytes, name: e.path });
+        const after = Deno.lstatSync(full);
+        const now = stateOf(after, entry.digest, e.mode);
+        // Changed while it was hashed: the digest is not the file's (and no task runs now).
+        if (now.ino !== e.ino || now.ctimeMs !== e.ctimeMs || now.size !== e.size) {
+          now.unverified = true;
+        }
+        state.set(e.path, now);
       }
-      state.set(e.path, { size: e.size, mtimeMs: e.mtimeMs, mode: e.mode, digest: entry.digest });
       if (m && m.type === "file" && m.digest === entry.digest && m.mode === e.mode) continue;
     } else if (e.type === "dir") {
       if (m && m.type === "dir" && m.mode === e.mode) continue;
@@ -200,6 +385,9 @@ export async function diff(
 
 /** What a `<key>.size` file holds at most: a decimal number and a newline. */
 const SIZE_FILE_BYTES = 17;
+
+/** A state file larger than this is not read (the workspace starts from nothing). */
+const MAX_STATE_BYTES = 1024 ** 3;
 
 /**
  * Workspaces kept between jobs, one per master directory (the master names it
@@ -258,11 +446,37 @@ export class WorkspaceShelf {
       return { state: new Map(), taken: true };
     }
     try {
-      const saved = JSON.parse(Deno.readTextFileSync(`${this.#dir}/${key}.json`));
+      const saved = JSON.parse(
+        new TextDecoder().decode(readSmallFile(`${this.#dir}/${key}.json`, MAX_STATE_BYTES)),
+      );
       return { state: new Map(Object.entries(saved) as [string, FileState][]), taken: true };
     } catch {
       return { state: new Map(), taken: true };
     }
+  }
+
+  /**
+   * The kept workspace of `key` while it stays on the shelf: its directory, and
+   * a handle that `isHeld` and `saveState` check (it is stale once the workspace
+   * was taken, even if it has been kept again since).
+   */
+  hold(key: string): { dir: string; handle: object } | undefined {
+    const kept = this.#kept.get(key);
+    return kept ? { dir: `${this.#dir}/${key}`, handle: kept } : undefined;
+  }
+
+  isHeld(key: string, handle: object): boolean {
+    return this.#kept.get(key) === handle;
+  }
+
+  /** Writes the state of a kept workspace anew (it was verified), if it is still held. */
+  saveState(key: string, handle: object, state: WorkspaceState): void {
+    const kept = this.#kept.get(key);
+    if (kept !== handle) return;
+    const file = `${this.#dir}/${key}.json`;
+    Deno.writeTextFileSync(file, JSON.stringify(Object.fromEntries(state)));
+    // Its mtime says when the workspace was kept, for the budget after a restart.
+    Deno.utimeSync(file, new Date(kept.used), new Date(kept.used));
   }
 
   /**
@@ -424,7 +638,7 @@ export function removeTree(path: string): void {
   }
   const grant = (dir: string) => {
     try {
-      Deno.chmodSync(dir, 0o700);
+      grantDir(dir);
       for (const entry of Deno.readDirSync(dir)) {
         if (entry.isDirectory) grant(`${dir}/${entry.name}`);
       }
@@ -440,6 +654,11 @@ export function removeTree(path: string): void {
   }
 }
 
+/** Gives the directory at `dir` (never a symlink's target) to its owner whole. */
+function grantDir(dir: string): void {
+  setModeAndTime(dir, { mode: 0o700, directory: true });
+}
+
 function readOr(path: string, fallback: string): string {
   try {
     return Deno.readTextFileSync(path);
@@ -451,14 +670,7 @@ function readOr(path: string, fallback: string): string {
 /** Directory modes last, deepest first: a read-only directory had to be filled first. */
 export function finishDirectories(ws: string, manifest: Map<string, ManifestEntry>): void {
   const dirs = [...manifest.values()].filter((e) => e.type === "dir").reverse();
-  for (const dir of dirs) Deno.chmodSync(`${ws}/${dir.path}`, dir.mode);
-}
-
-function setMtime(path: string, mtimeMs: number): void {
-  const when = new Date(mtimeMs);
-  Deno.utimeSync(path, when, when);
-}
-
-function mtimeOf(path: string): number {
-  return Deno.lstatSync(path).mtime?.getTime() ?? 0;
+  for (const dir of dirs) {
+    setModeAndTime(`${ws}/${dir.path}`, { mode: dir.mode, directory: true });
+  }
 }
