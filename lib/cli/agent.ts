@@ -4,6 +4,7 @@ import { ExitCode, SlothError } from "../errors.ts";
 import { AgentClient, checkMasterTls, readLocalToken, type ServerTlsFiles } from "../rpc/mod.ts";
 import { parseAddress } from "../model/mod.ts";
 import { killRecordedTrees } from "../exec/mod.ts";
+import { oneLine } from "../log/mod.ts";
 import { masterTls } from "./options.ts";
 import type { Io } from "./io.ts";
 
@@ -39,7 +40,7 @@ export async function agentStartCommand(
 ): Promise<number> {
   if (Deno.env.get(SERVE_ENV) === "1") return await serveCommand(io, version, o);
   const token = await readToken(o.tokenFile, "agent");
-  const log = (line: string) => io.err(`${stamp()} ${line}\n`);
+  const log = (line: string) => io.err(`${stamp()} ${oneLine(line)}\n`);
   if (Deno.env.get("SLOTH_AGENT_TOKEN")) {
     // Deno can neither re-execute this process without it nor overwrite what the
     // kernel shows; the serving process and tasks never get it (it goes by pipe).
@@ -84,7 +85,8 @@ async function serveCommand(io: Io, version: string, o: AgentStartOptions): Prom
       maxEntries: o.maxWorkspaceEntries,
       maxFileBytes: o.maxFileBytes,
     },
-    log: (line) => io.err(`${stamp()} ${line}\n`),
+    // One line per entry whatever it holds (a stack, a peer's words): nothing forges lines.
+    log: (line) => io.err(`${stamp()} ${oneLine(line)}\n`),
   });
   io.out(readyLine({
     port: agent.port,
