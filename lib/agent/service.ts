@@ -88,7 +88,8 @@ export class AgentService implements AgentHandlers {
   #standbyMaking?: Promise<void>;
 
   constructor(options: AgentOptions) {
-    // Lines hold text a master or a task chose (names, error messages): one line each, escaped.
+    // Lines hold text a master or a task chose (names, error messages): the agent's log
+    // sink (cli/agent.ts) writes each as one escaped line.
     this.#o = options;
   }
 
