@@ -108,7 +108,10 @@ export function withAgentOptions<C extends Command>(command: C) {
         .argParser(duration).default(30_000, "30s"),
     )
     .addOption(
-      new Option("--max-file-bytes <n>", "largest single file in a workspace (default: 16G)")
+      new Option(
+        "--max-file-bytes <n>",
+        "largest single file in a workspace, sent or sent back (default: 16G)",
+      )
         .argParser(byteCount),
     );
 }
