@@ -5,7 +5,7 @@
  * the directory whatever happened.
  */
 import { loadWorkflow, LUA_WASM_PATH, LuaPool, startProcessWorker } from "../dsl/mod.ts";
-import { bwrapSandbox, handOver, type Sandbox, taskUser, userSandbox } from "../exec/mod.ts";
+import { bwrapSandbox, handOverJob, type Sandbox, taskUser, userSandbox } from "../exec/mod.ts";
 import type { RunEvent } from "../log/mod.ts";
 import type { ExitStatus, Task } from "../model/mod.ts";
 import { exitStatusText, formatDuration } from "../model/mod.ts";
@@ -215,8 +215,9 @@ export class AgentService implements AgentHandlers {
         compressed: start.compression === "gzip",
         where: this.#o.workRoot,
       });
-      // What the agent wrote is the task user's from here on (see exec/task_user.ts).
-      await handOver([ws], { recursive: true });
+      // The job's directory, and what the agent wrote in it, are the task user's from
+      // here on (see exec/task_user.ts).
+      handOverJob(jobRoot);
       // What the agent wrote, as the task finds it (a hand-over changes ctimes); from
       // here on, only the task writes in ws/ (and Lua's top level may, as it loads).
       restat(ws, state, written);
@@ -398,8 +399,8 @@ export class AgentService implements AgentHandlers {
     await Deno.mkdir(jobRoot, { mode: 0o700 });
     this.#dirs.add(jobRoot);
     try {
+      // The agent's (0700) until its workspace is filled: see handOverJob.
       await Deno.mkdir(`${jobRoot}/tmp`);
-      await handOver([`${jobRoot}/tmp`, jobRoot]);
     } catch (error) {
       // A full disk, say: the caller may make room and ask for another.
       await Deno.remove(jobRoot, { recursive: true }).catch(() => {});

@@ -6,6 +6,7 @@ export {
   chooseTaskUser,
   DEFAULT_TASK_USER,
   handOver,
+  handOverJob,
   hardlinksProtected,
   runTasksAs,
   switchUserArgv,

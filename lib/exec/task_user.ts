@@ -12,6 +12,7 @@
  * the process runs after it, like the record of process trees (trees.ts).
  */
 
+import { lchownSync } from "node:fs";
 export interface TaskUser {
   /** The name it was given by (or the uid, for a user without an entry). */
   name: string;
@@ -236,6 +237,29 @@ export async function handOver(
     const why = new TextDecoder().decode(out.stderr).trim();
     throw new Error(`cannot give ${paths.join(", ")} to the task user ${user.name}: ${why}`);
   }
+}
+
+/**
+ * Gives a whole job directory the agent has just filled to the task user, in this
+ * process (a `chown` process per job cost ~5 ms). Safe only while nobody but the
+ * agent can reach `root`: the job directory is still the agent's (0700) until its
+ * own turn, which comes last; every directory is changed after what is in it, and
+ * every entry by `lchown`, which never follows a link. So no path walked here runs
+ * through a directory the task user could change meanwhile. Entries already the
+ * task user's (a kept workspace) are left as they are, ctimes and all.
+ */
+export function handOverJob(root: string): void {
+  const user = current;
+  if (!user) return;
+  const agent = Deno.uid();
+  const give = (path: string) => {
+    const info = Deno.lstatSync(path);
+    if (info.isDirectory) {
+      for (const entry of Deno.readDirSync(path)) give(`${path}/${entry.name}`);
+    }
+    if (info.uid === agent) lchownSync(path, user.uid, user.gid);
+  };
+  give(root);
 }
 
 /**
