@@ -42,8 +42,14 @@ const ms = (n: number) => `${n < 10 ? n.toFixed(2) : n.toFixed(0)} ms`;
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
 const kb = (bytes: number) => `${(bytes / 1e3).toFixed(1)} kB`;
 
+/**
+ * A scratch directory. Passable by others (0711): an agent run as root, used as its
+ * --work-root, runs tasks as nobody, who must pass through it.
+ */
 async function scratch(): Promise<string> {
-  return await Deno.realPath(await Deno.makeTempDir({ prefix: "sloth-bench-" }));
+  const dir = await Deno.realPath(await Deno.makeTempDir({ prefix: "sloth-bench-" }));
+  await Deno.chmod(dir, 0o711);
+  return dir;
 }
 
 /** Runs the CLI; returns its wall time, stdout, and (with /usr/bin/time) its peak RSS. */
