@@ -13,6 +13,7 @@ import {
   type AgentHandlers,
   type IncomingJob,
   type LogLine,
+  OLDEST_PROTOCOL,
   type PingResponse,
   PROTOCOL_VERSION,
   ProtocolError,
@@ -180,10 +181,10 @@ export class AgentService implements AgentHandlers {
         await home.keep.retryOnFullAsync(() => this.#newJobRoot(home), NEW_DIR_BYTES);
       const ws = `${jobRoot}/ws`;
       const tmp = `${jobRoot}/tmp`;
-      if (start.protocol !== PROTOCOL_VERSION) {
+      if (start.protocol < OLDEST_PROTOCOL || start.protocol > PROTOCOL_VERSION) {
         throw new ProtocolError(
           "invalid",
-          `the master speaks protocol ${start.protocol}, this agent ${PROTOCOL_VERSION}`,
+          `the master speaks protocol ${start.protocol}, this agent ${OLDEST_PROTOCOL} to ${PROTOCOL_VERSION}`,
         );
       }
       const manifest = await receiveManifest(job, this.#o.limits);

@@ -2,15 +2,19 @@
 import * as grpc from "@grpc/grpc-js";
 import {
   MAX_MESSAGE_BYTES,
+  OLDEST_PROTOCOL,
   pickOneof,
   type PingResponse,
   pingResponseSchema,
+  PROTOCOL_VERSION,
   type RunTaskRequest,
   type RunTaskResponse,
   runTaskResponseSchema,
+  type RunTasksRequest,
 } from "./messages.ts";
 import { protos } from "./proto.ts";
 import { messages, send } from "./stream.ts";
+import { TaskStream } from "./run_tasks_client.ts";
 import { clientCredentials, diagnoseTls, looksLikeTls, servesTls, type TlsFiles } from "./tls.ts";
 
 export type RpcErrorKind = "unreachable" | "auth" | "lost" | "protocol" | "cancelled";
@@ -46,6 +50,8 @@ const channelOptions: grpc.ChannelOptions = {
 };
 
 export interface RemoteCall {
+  /** The protocol the call speaks: what the task's start message must say. */
+  protocol: number;
   send(request: RunTaskRequest): Promise<void>;
   /** No more requests. */
   end(): void;
@@ -79,13 +85,31 @@ export class AgentClient {
   #tls?: TlsFiles;
   #current?: Channel;
   #channels = new Set<Channel>();
+  /** The highest protocol both sides speak, known from the last ping. */
+  #protocol = OLDEST_PROTOCOL;
+  #newest: number;
+  #stream?: TaskStream;
+  #streamsOpened = 0;
 
-  /** `tls` set: talk TLS (with a client certificate when it has one); else plaintext. */
-  constructor(address: string, options: { token?: string; tls?: TlsFiles } = {}) {
+  /**
+   * `tls` set: talk TLS (with a client certificate when it has one); else plaintext.
+   * `protocol`: the newest this client may speak (PROTOCOL_VERSION; lower for tests
+   * of older masters).
+   */
+  constructor(
+    address: string,
+    options: { token?: string; tls?: TlsFiles; protocol?: number } = {},
+  ) {
     this.address = address;
     this.#token = options.token;
     this.#tls = options.tls;
+    this.#newest = options.protocol ?? PROTOCOL_VERSION;
     this.#current = this.#open();
+  }
+
+  /** RunTasks calls made so far (protocol 3: one at a time, each carrying many tasks). */
+  get streamsOpened(): number {
+    return this.#streamsOpened;
   }
 
   #open(): Channel {
@@ -171,13 +195,37 @@ export class AgentClient {
           if (!parsed.success) {
             return reject(new RpcError("protocol", `agent ${this.address} sent a bad ping reply`));
           }
+          this.#protocol = Math.min(parsed.data.protocol, this.#newest);
           resolve(parsed.data);
         },
       );
     });
   }
 
+  /**
+   * A call for one task attempt: a job on the RunTasks call this client keeps
+   * open (protocol 3), or, with an agent that speaks only protocol 2 (as the last
+   * ping said), a RunTask call of its own.
+   */
   runTask(): RemoteCall {
+    if (this.#protocol < 3) return this.#runTaskCall();
+    if (!this.#stream?.usable) {
+      const { client, done } = this.#take();
+      const call = (client.RunTasks as unknown as (m: grpc.Metadata) => grpc.ClientDuplexStream<
+        RunTasksRequest,
+        Record<string, unknown>
+      >).call(client, this.#metadata());
+      this.#streamsOpened++;
+      this.#stream = new TaskStream(call, {
+        describe: (error) => this.describe(error),
+        cancelled: () => new RpcError("cancelled", "cancelled"),
+        done,
+      });
+    }
+    return this.#stream.job();
+  }
+
+  #runTaskCall(): RemoteCall {
     const { client, done } = this.#take();
     const call = (client.RunTask as unknown as (m: grpc.Metadata) => grpc.ClientDuplexStream<
       unknown,
@@ -213,6 +261,7 @@ export class AgentClient {
       }
     }
     return {
+      protocol: OLDEST_PROTOCOL,
       send: (request) => send(call, request).catch((error) => Promise.reject(describe(error))),
       end: () => call.end(),
       responses: responses(),
@@ -332,6 +381,8 @@ export class AgentClient {
    * process, which sends none. For short-lived clients (a ping, tests).
    */
   close(): void {
+    this.#stream?.close();
+    this.#stream = undefined;
     for (const channel of this.#channels) channel.client.close();
     this.#channels.clear();
     this.#current = undefined;

@@ -4,8 +4,23 @@
  */
 import { z } from "zod";
 
-/** 2: manifests and content-addressed sync. */
-export const PROTOCOL_VERSION = 2;
+/** 3: many task attempts on one RunTasks call per connection. */
+export const PROTOCOL_VERSION = 3;
+/**
+ * 2: manifests and content-addressed sync, one RunTask call per attempt. Still
+ * spoken both ways: by agents to masters that only know it, by masters to agents
+ * that only know it.
+ */
+export const OLDEST_PROTOCOL = 2;
+
+/**
+ * Messages of one job either side may send ahead of what the other has taken
+ * (RunTasks). Bounds what a job waiting on its consumer holds in memory: at most
+ * 32 chunks (8 MiB) or manifest batches.
+ */
+export const JOB_WINDOW = 32;
+/** Jobs one RunTasks call may have open at once on an agent. */
+export const MAX_OPEN_JOBS = 1024;
 
 /** Bytes per workspace or change-set chunk message. */
 export const CHUNK_BYTES = 256 * 1024;
@@ -108,6 +123,39 @@ export const runTaskResponseSchema = z.union([
 ]);
 export type RunTaskResponse = z.infer<typeof runTaskResponseSchema>;
 
+const jobId = z.number().int().min(0).max(2 ** 32 - 1);
+const credit = z.number().int().min(1).max(JOB_WINDOW);
+
+/** A RunTasks message from the master; `request` is checked by runTaskRequestSchema. */
+export const runTasksRequestSchema = z.union([
+  z.object({ job: z.literal(0), open: z.object({ protocol: z.number().int().min(0) }) }),
+  z.object({ job: jobId.min(1), request: z.record(z.string(), z.unknown()) }),
+  z.object({ job: jobId.min(1), cancel: z.object({}) }),
+  z.object({ job: jobId.min(1), credit }),
+]);
+export type RunTasksRequest =
+  | { job: 0; open: { protocol: number } }
+  | { job: number; request: RunTaskRequest }
+  | { job: number; cancel: Record<string, never> }
+  | { job: number; credit: number };
+
+export const jobEndSchema = z.object({
+  code: z.enum(["", "INVALID_ARGUMENT", "NOT_FOUND", "UNAVAILABLE", "INTERNAL"]),
+  message: z.string().max(64 * 1024),
+});
+export type JobEnd = z.infer<typeof jobEndSchema>;
+
+/** A RunTasks message from the agent; `response` is checked by runTaskResponseSchema. */
+export const runTasksResponseSchema = z.union([
+  z.object({ job: jobId.min(1), response: z.record(z.string(), z.unknown()) }),
+  z.object({ job: jobId.min(1), job_end: jobEndSchema }),
+  z.object({ job: jobId.min(1), credit }),
+]);
+export type RunTasksResponse =
+  | { job: number; response: RunTaskResponse }
+  | { job: number; job_end: JobEnd }
+  | { job: number; credit: number };
+
 export const pingResponseSchema = z.object({
   version: z.string().max(256),
   protocol: z.number().int(),
@@ -126,4 +174,9 @@ export function pickOneof(message: Record<string, unknown>): Record<string, unkn
   const key = message.msg;
   if (typeof key !== "string") return {};
   return { [key]: message[key] };
+}
+
+/** As pickOneof, for a RunTasks message: its job number and its set member. */
+export function pickJobOneof(message: Record<string, unknown>): Record<string, unknown> {
+  return { job: message.job, ...pickOneof(message) };
 }

@@ -1,6 +1,6 @@
 export { AgentClient, CONNECT_TIMEOUT_MS, healthCheck, RpcError } from "./client.ts";
 export type { RemoteCall, RpcErrorKind } from "./client.ts";
-export { CHUNK_BYTES, PROTOCOL_VERSION } from "./messages.ts";
+export { CHUNK_BYTES, OLDEST_PROTOCOL, PROTOCOL_VERSION } from "./messages.ts";
 export type {
   LogLine,
   PingResponse,
@@ -10,8 +10,10 @@ export type {
   TaskStart,
   WireEntry,
 } from "./messages.ts";
-export { ProtocolError, serveAgent } from "./server.ts";
-export type { AgentHandlers, AgentServer, IncomingJob, ServeOptions } from "./server.ts";
+export { serveAgent } from "./server.ts";
+export type { AgentServer, ServeOptions } from "./server.ts";
+export { ProtocolError } from "./handlers.ts";
+export type { AgentHandlers, IncomingJob } from "./handlers.ts";
 export { checkMasterTls, checkServerTls, TlsConfigError } from "./tls.ts";
 export type { ServerTlsFiles, TlsFiles } from "./tls.ts";
 export {

@@ -8,45 +8,13 @@ import { createServer, type Server as NetServer, type Socket } from "node:net";
 import { createServer as createTlsServer, TLSSocket } from "node:tls";
 import { createHash, timingSafeEqual } from "node:crypto";
 import { ConnectionGate, descriptorLimit } from "./gate.ts";
-import {
-  MAX_MESSAGE_BYTES,
-  pickOneof,
-  type PingResponse,
-  type RunTaskResponse,
-} from "./messages.ts";
-import { type RunTaskRequest, runTaskRequestSchema, type TaskStart } from "./messages.ts";
+import { MAX_MESSAGE_BYTES, pickOneof } from "./messages.ts";
+import { runTaskRequestSchema } from "./messages.ts";
 import { protos } from "./proto.ts";
+import { type AgentHandlers, ProtocolError } from "./handlers.ts";
 import { messages, send } from "./stream.ts";
+import { serveRunTasks } from "./run_tasks_server.ts";
 import { type ServerTlsFiles, serverTlsOptions } from "./tls.ts";
-
-export interface IncomingJob {
-  /** `host:port` of the master, as the agent sees it. */
-  peer: string;
-  /**
-   * Who called, as an opaque digest: of the token the call carried and, with
-   * mutual TLS, of the client certificate (empty when the call carried neither).
-   * Two callers with another token or certificate never share one.
-   */
-  client: string;
-  start: TaskStart;
-  /** The next message from the master (checked against its schema), within the idle timeout. */
-  next(): Promise<RunTaskRequest>;
-  send(response: RunTaskResponse): Promise<void>;
-  /** Aborted when the master cancels the call or goes away. */
-  signal: AbortSignal;
-}
-
-/** An error whose message may be shown to the master: no stack, no host paths. */
-export class ProtocolError extends Error {
-  constructor(readonly status: "invalid" | "not_found" | "unavailable", message: string) {
-    super(message);
-  }
-}
-
-export interface AgentHandlers {
-  runTask(job: IncomingJob): Promise<void>;
-  ping(): PingResponse;
-}
 
 export interface ServeOptions {
   host: string;
@@ -97,6 +65,7 @@ export const STREAMS_PER_CONNECTION = 48;
 
 const PATHS = new Set([
   "/sloth.v1.AgentService/RunTask",
+  "/sloth.v1.AgentService/RunTasks",
   "/sloth.v1.AgentService/Ping",
   "/grpc.health.v1.Health/Check",
   "/grpc.health.v1.Health/Watch",
@@ -119,37 +88,57 @@ export async function serveAgent(
   };
 
   let running = 0;
+  const counted: AgentHandlers = {
+    ping: () => handlers.ping(),
+    runTask: (job) => {
+      running++;
+      return handlers.runTask(job).finally(() => running--);
+    },
+  };
+  const identify = (call: grpc.ServerDuplexStream<Record<string, unknown>, unknown>) => {
+    const given = call.metadata.get("authorization")[0];
+    return clientIdentity(
+      typeof given === "string" ? given : undefined,
+      certificates.get(call.getPeer()),
+    );
+  };
   server.addService(agent.service, {
     Ping: (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
       const refusal = denied(call.metadata);
       if (refusal) return callback(refusal);
       callback(null, handlers.ping());
     },
+    RunTasks: (call: grpc.ServerDuplexStream<Record<string, unknown>, unknown>) => {
+      const refusal = denied(call.metadata);
+      if (refusal) return call.emit("error", refusal);
+      void serveRunTasks(call, counted, {
+        peer: peerAddress(call.getPeer()),
+        client: identify(call),
+        idleTimeoutMs: options.idleTimeoutMs ?? IDLE_TIMEOUT_MS,
+        onInternalError: options.onInternalError,
+      });
+    },
     RunTask: (call: grpc.ServerDuplexStream<Record<string, unknown>, unknown>) => {
       const refusal = denied(call.metadata);
       if (refusal) return call.emit("error", refusal);
-      running++;
-      const given = call.metadata.get("authorization")[0];
-      const client = clientIdentity(
-        typeof given === "string" ? given : undefined,
-        certificates.get(call.getPeer()),
+      runTask(call, counted, identify(call), options.idleTimeoutMs ?? IDLE_TIMEOUT_MS).catch(
+        (error) => {
+          if (error instanceof ProtocolError) {
+            const code = error.status === "not_found"
+              ? grpc.status.NOT_FOUND
+              : error.status === "unavailable"
+              ? grpc.status.UNAVAILABLE
+              : grpc.status.INVALID_ARGUMENT;
+            call.emit("error", status(code, error.message));
+          } else {
+            options.onInternalError?.(error);
+            call.emit(
+              "error",
+              status(grpc.status.INTERNAL, "internal error on the agent (see its log)"),
+            );
+          }
+        },
       );
-      runTask(call, handlers, client, options.idleTimeoutMs ?? IDLE_TIMEOUT_MS).catch((error) => {
-        if (error instanceof ProtocolError) {
-          const code = error.status === "not_found"
-            ? grpc.status.NOT_FOUND
-            : error.status === "unavailable"
-            ? grpc.status.UNAVAILABLE
-            : grpc.status.INVALID_ARGUMENT;
-          call.emit("error", status(code, error.message));
-        } else {
-          options.onInternalError?.(error);
-          call.emit(
-            "error",
-            status(grpc.status.INTERNAL, "internal error on the agent (see its log)"),
-          );
-        }
-      }).finally(() => running--);
     },
   });
 

@@ -11,6 +11,7 @@ import type { ExitStatus, Task } from "../model/mod.ts";
 import {
   AgentClient,
   CHUNK_BYTES,
+  OLDEST_PROTOCOL,
   PROTOCOL_VERSION,
   readLocalToken,
   RpcError,
@@ -130,7 +131,9 @@ export class RemoteRunner implements TaskExecutor {
       let sentBytes = 0;
       let finished = false;
       try {
-        await call.send({ start: await this.#start(task, ctx, compress) });
+        await call.send({
+          start: await this.#start(task, ctx, { compress, protocol: call.protocol }),
+        });
         for (let i = 0; i < manifest.entries.length; i += MANIFEST_BATCH) {
           const batch = manifest.entries.slice(i, i + MANIFEST_BATCH);
           await call.send({ manifest: { entries: batch.map(toWire) } });
@@ -379,10 +382,15 @@ export class RemoteRunner implements TaskExecutor {
     }
   }
 
-  async #start(task: Task, ctx: AttemptContext, compress: boolean): Promise<TaskStart> {
+  async #start(
+    task: Task,
+    ctx: AttemptContext,
+    options: { compress: boolean; protocol: number },
+  ): Promise<TaskStart> {
+    const { compress } = options;
     const shellOnly = task.command?.kind === "shell" && !task.preExec && !task.postExec;
     return {
-      protocol: PROTOCOL_VERSION,
+      protocol: options.protocol,
       group: task.group,
       task: task.name,
       // A shell-only task does not load the workflow on the agent: no need to send it.
@@ -452,11 +460,13 @@ export class RemoteRunner implements TaskExecutor {
   }
 }
 
+/** An agent speaking a protocol older than any this master speaks is refused at once. */
 function checkProtocol(target: Remote, reply: { protocol: number; version: string }): void {
-  if (reply.protocol < PROTOCOL_VERSION) {
+  if (reply.protocol < OLDEST_PROTOCOL) {
     throw new RpcError(
       "protocol",
-      `agent ${target.address} is too old (sloth-runner ${reply.version})`,
+      `agent ${target.address} is too old: it speaks protocol ${reply.protocol} ` +
+        `(sloth-runner ${reply.version}), this master ${OLDEST_PROTOCOL} to ${PROTOCOL_VERSION}`,
     );
   }
 }
