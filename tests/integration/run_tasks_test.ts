@@ -425,3 +425,41 @@ Deno.test("a master breaking the RunTasks protocol loses its call, and the agent
   }
   assert.ok(processAlive(agent.servingPid()!));
 });
+
+Deno.test("a master opening more than 1,024 jobs at once on one call has the rest refused", async () => {
+  await using agent = await startAgent({ args: ["--sandbox", "none", "--max-concurrent", "1"] });
+  const { agent: Agent } = protos();
+  const metadata = new grpc.Metadata();
+  metadata.set("authorization", `Bearer ${readToken(agent)}`);
+  const raw = new Agent(agent.address, grpc.credentials.createInsecure()) as unknown as
+    & grpc.Client
+    & { RunTasks(metadata: grpc.Metadata): grpc.ClientDuplexStream<unknown, unknown> };
+  try {
+    const call = raw.RunTasks(metadata);
+    call.on("error", () => {});
+    const refused: number[] = [];
+    const all = new Promise<void>((resolve) => {
+      call.on("data", (message: { job: number; msg: string; job_end?: { code: string } }) => {
+        if (message.msg === "job_end" && message.job_end?.code === "UNAVAILABLE") {
+          refused.push(message.job);
+          if (refused.length === 6) resolve();
+        }
+      });
+    });
+    call.write({ job: 0, open: { protocol: 3 } });
+    for (let job = 1; job <= 1030; job++) {
+      call.write({ job, request: { start: start({ shell_command: "sleep 30" }) } });
+    }
+    await all;
+    assert.deepEqual(refused, [1025, 1026, 1027, 1028, 1029, 1030]);
+    call.cancel();
+  } finally {
+    raw.close();
+  }
+  const client = await connect(agent);
+  try {
+    assert.deepEqual((await shellJob(client, "echo still")).lines, ["still"]);
+  } finally {
+    client.close();
+  }
+});
