@@ -748,10 +748,11 @@ ${table}
 Reproduce: \`deno task bench\` (about 7 minutes;
 \`-- --only=local,dispatch,chain,throughput,sync,warm,memory,startup,ansible\` runs those
 parts and prints the table without writing this file). Chains are 100 tasks, each
-\`depends_on\` the one before, timed from start to exit of \`sloth-runner run -f
-workflow.lua\`; "extra a task" is (remote − local) / 100. CPU per task is the master's
-user + system time (getrusage via /usr/bin/time) over the 1,000 tasks. The Ansible row
-appears when ansible-core is installed (\`apt-get install ansible-core\`); it runs the
+\`depends_on\` the one before, timed from start to exit of
+\`sloth-runner run -f workflow.lua\`; "extra a task" is (remote − local)
+divided by 100. CPU per task is the master's user + system time (getrusage via
+/usr/bin/time) over the 1,000 tasks. The Ansible row appears when ansible-core is
+installed (\`apt-get install ansible-core\`); it runs the
 same no-op commands with \`connection: local\`, which is Ansible's cheapest path (no SSH).
 
 ${await Deno.readTextFile(`${ROOT}/scripts/bench_notes.md`).catch(() => "")}`;
