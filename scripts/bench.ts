@@ -3,8 +3,12 @@
  * machine. Medians (and p99 where latency matters) over repeated runs, ratios to
  * the baseline, and whether each target is met. Writes BENCHMARKS.md.
  *
- *   deno task bench            everything (about 5 minutes on 2 cores)
- *   deno task bench -- --only=dispatch,warm   some of it (names below)
+ *   deno task bench            everything (about 7 minutes on 2 cores)
+ *   deno task bench -- --only=dispatch,warm   some of it, table only (names below)
+ *
+ * Parts: local, dispatch, chain, throughput, sync, warm, memory, startup, ansible.
+ * Issue 13's targets are ratios to a baseline taken in the same run (this machine's
+ * speed swings 2×), so each target row carries its own baseline.
  *
  * Every run is back-to-back (no pauses), so the VM's memory give-back
  * (MACHINE-NOTES.md) affects baseline and subject alike.
@@ -38,6 +42,7 @@ function percentile(values: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
 }
 
+const secs = (n: number) => `${(n / 1000).toFixed(2)} s`;
 const ms = (n: number) => `${n < 10 ? n.toFixed(2) : n.toFixed(0)} ms`;
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
 const kb = (bytes: number) => `${(bytes / 1e3).toFixed(1)} kB`;
@@ -52,15 +57,28 @@ async function scratch(): Promise<string> {
   return dir;
 }
 
-/** Runs the CLI; returns its wall time, stdout, and (with /usr/bin/time) its peak RSS. */
+interface SlothRun {
+  wallMs: number;
+  stdout: string;
+  stderr: string;
+  code: number;
+  maxRssKb?: number;
+  /** CPU of the CLI process and the children it waited for (getrusage, 10 ms resolution). */
+  cpu?: { userMs: number; sysMs: number };
+}
+
+/**
+ * Runs the CLI; returns its wall time, stdout, and (with /usr/bin/time) its peak RSS
+ * and CPU time.
+ */
 async function sloth(
   args: string[],
   cwd: string,
   env: Record<string, string> = {},
-): Promise<{ wallMs: number; stdout: string; stderr: string; code: number; maxRssKb?: number }> {
+): Promise<SlothRun> {
   const started = performance.now();
   const out = await new Deno.Command("/usr/bin/time", {
-    args: ["-f", "MAXRSS %M", Deno.execPath(), "run", "-A", MAIN, ...args],
+    args: ["-f", "MAXRSS %M CPU %U %S", Deno.execPath(), "run", "-A", MAIN, ...args],
     cwd,
     env: { NO_COLOR: "1", RUST_BACKTRACE: "0", ...env },
     stdin: "null",
@@ -68,12 +86,14 @@ async function sloth(
   const wallMs = performance.now() - started;
   const stderr = new TextDecoder().decode(out.stderr);
   const rss = /MAXRSS (\d+)/.exec(stderr);
+  const cpu = /CPU ([\d.]+) ([\d.]+)/.exec(stderr);
   return {
     wallMs,
     stdout: new TextDecoder().decode(out.stdout),
     stderr,
     code: out.code,
     maxRssKb: rss ? Number(rss[1]) : undefined,
+    cpu: cpu ? { userMs: Number(cpu[1]) * 1000, sysMs: Number(cpu[2]) * 1000 } : undefined,
   };
 }
 
@@ -116,9 +136,33 @@ function rssOf(pid: number): number {
   return Number(/VmHWM:\s+(\d+)/.exec(status)![1]) * 1024;
 }
 
-/** The deno process of an agent we started (its pid is the child's). */
-function agentPid(agent: TestAgent): number {
-  return agent.process.pid;
+/**
+ * Peak RSS of an agent: the larger of its supervisor (the process we started) and the
+ * serving process under it, which is the one that receives and writes workspaces.
+ */
+function agentRss(agent: TestAgent): number {
+  const serving = agent.servingPid();
+  return Math.max(rssOf(agent.process.pid), serving ? rssOf(serving) : 0);
+}
+
+const CLK_TCK = Number(
+  new TextDecoder().decode(new Deno.Command("getconf", { args: ["CLK_TCK"] }).outputSync().stdout)
+    .trim(),
+) || 100;
+
+/**
+ * CPU an agent's serving process has used so far, in ms: its own, and that of the
+ * children it has reaped (the commands of finished jobs). /proc/<pid>/stat, fields
+ * 14-17, in clock ticks.
+ */
+function agentCpuMs(agent: TestAgent): number {
+  const pid = agent.servingPid();
+  if (!pid) return NaN;
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // After the ")", field 3 (state) is index 0, so utime (14) is index 11.
+  const ticks = fields.slice(11, 15).reduce((sum, f) => sum + Number(f), 0);
+  return ticks * 1000 / CLK_TCK;
 }
 
 // 1. Local overhead ----------------------------------------------------------
@@ -132,16 +176,19 @@ if (want("local")) {
   await Deno.writeTextFile(`${dir}/shell.lua`, workflow(shell));
   await Deno.writeTextFile(`${dir}/lua.lua`, workflow(lua));
   const perTask = async (file: string) => {
-    const runs: number[] = [];
-    for (let i = 0; i < 5; i++) {
-      const r = await sloth(["run", "-f", file, "-o", "json"], dir);
-      if (r.code !== 0) throw new Error(r.stderr);
-      runs.push(runDuration(r.stdout) / 200);
-    }
-    return median(runs);
+    const r = await sloth(["run", "-f", file, "-o", "json"], dir);
+    if (r.code !== 0) throw new Error(r.stderr);
+    return runDuration(r.stdout) / 200;
   };
-  const shellMs = await perTask("shell.lua");
-  const luaMs = await perTask("lua.lua");
+  // Interleaved (shell, Lua, shell, ...) so both see the same machine.
+  const shellRuns: number[] = [];
+  const luaRuns: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    shellRuns.push(await perTask("shell.lua"));
+    luaRuns.push(await perTask("lua.lua"));
+  }
+  const shellMs = median(shellRuns);
+  const luaMs = median(luaRuns);
   const baselineRuns: number[] = [];
   for (let i = 0; i < 5; i++) {
     const started = performance.now();
@@ -159,10 +206,12 @@ if (want("local")) {
     ratio: shellMs / base,
   });
   rows.push({
-    name: "Local: 200 no-op Lua tasks, per task",
-    subject: ms(luaMs),
-    baseline: `${ms(base)} (sh -c true from Deno)`,
-    ratio: luaMs / base,
+    name: "Local: 200 no-op Lua function tasks, per task",
+    subject: `${ms(luaMs)} (${(luaMs / base).toFixed(2)}× sh -c true)`,
+    baseline: `${ms(shellMs)} (local shell no-op task, row above)`,
+    ratio: luaMs / shellMs,
+    target: "≤ 1.5× a local shell task",
+    met: luaMs <= 1.5 * shellMs,
   });
   await Deno.remove(dir, { recursive: true });
 }
@@ -195,16 +244,19 @@ if (want("dispatch")) {
       };
       const remote = await durations("remote.lua");
       const local = await durations("local.lua");
-      const target = files ? 15 : 5;
+      // Issue 13: p50 at most 2× the same task run locally (3× with 100 files to sync).
+      const target = files ? 3 : 2;
+      const ratio = median(remote) / median(local);
       rows.push({
-        name: `Remote no-op task, ${files ? "100-file" : "empty"} workspace${
+        name: `Remote no-op shell task, ${files ? "100-file" : "empty"} workspace${
           sandbox === "bwrap" ? ", bubblewrap sandbox" : ""
         } (p50 / p99)`,
         subject: `${ms(median(remote))} / ${ms(percentile(remote, 99))}`,
         baseline: `${ms(median(local))} / ${ms(percentile(local, 99))} (same task, local)`,
-        ratio: median(remote) / median(local),
-        target: sandbox === "none" ? `p50 ≤ ${target} ms` : undefined,
-        met: sandbox === "none" ? median(remote) <= target : undefined,
+        ratio,
+        target: sandbox === "none" ? `p50 ≤ ${target}× local` : undefined,
+        met: sandbox === "none" ? ratio <= target : undefined,
+        note: sandbox === "none" ? undefined : "for information",
       });
       await Deno.remove(dir, { recursive: true });
     }
@@ -231,16 +283,106 @@ if (want("dispatch")) {
     };
     const remote = await durations("remote.lua");
     const local = await durations("local.lua");
+    const ratio = median(remote) / median(local);
     rows.push({
       name: `Remote no-op Lua function task, empty workspace${
         sandbox === "bwrap" ? ", bubblewrap sandbox (Lua in a confined process)" : ""
       } (p50 / p99)`,
       subject: `${ms(median(remote))} / ${ms(percentile(remote, 99))}`,
       baseline: `${ms(median(local))} / ${ms(percentile(local, 99))} (same task, local)`,
-      ratio: median(remote) / median(local),
-      note: "for information",
+      ratio,
+      // Issue 13's target, like the shell rows', is for sloth-runner's own overhead.
+      target: sandbox === "none" ? "p50 ≤ 3× local" : undefined,
+      met: sandbox === "none" ? ratio <= 3 : undefined,
+      note: sandbox === "none" ? undefined : "for information",
     });
     await Deno.remove(dir, { recursive: true });
+  }
+}
+
+// 2b. Chains, as a user meets them ----------------------------------------------
+if (want("chain")) {
+  // 100 tasks, each depending on the one before, so nothing overlaps: what a user
+  // waits for is `sloth-runner run -f workflow.lua` from start to exit, the same chain
+  // locally and delegated. Start-up and exit are in both and cancel in the difference;
+  // the remote run's connection and first sync are a real cost of the chain and stay.
+  const LENGTH = 100;
+  const PAIRS = 5;
+  const kinds = [
+    { kind: "Lua function", command: "function() return true end", target: 5 },
+    { kind: "shell", command: `"true"`, target: 3 },
+  ];
+  const chain = (command: string, address?: string) =>
+    workflow(Array.from(
+      { length: LENGTH },
+      (_, i) =>
+        `{ name = "t${i}", ${address ? `delegate_to = "${address}", ` : ""}command = ${command}${
+          i ? `, depends_on = "t${i - 1}"` : ""
+        } }`,
+    ));
+  const wall = async (dir: string, file: string) => {
+    // Default (text) output, as a user runs it; the summary line says all of it ran.
+    const r = await sloth(["run", "-f", file], dir);
+    if (r.code !== 0 || !r.stdout.includes(`${LENGTH} tasks: ${LENGTH} success`)) {
+      throw new Error(`chain ${file} failed (${r.code}):\n${r.stdout}${r.stderr}`);
+    }
+    return r.wallMs;
+  };
+  const localMedian = new Map<string, number>();
+  {
+    // The targets are for sloth-runner's own overhead, so without bubblewrap, as in dispatch.
+    await using agent = await startAgent({ args: ["--sandbox", "none"] });
+    for (const { kind, command, target } of kinds) {
+      // Each chain in a directory of its own holding only its workflow (an empty workspace).
+      const localDir = await scratch();
+      const remoteDir = await scratch();
+      await Deno.writeTextFile(`${localDir}/workflow.lua`, chain(command));
+      await Deno.writeTextFile(`${remoteDir}/workflow.lua`, chain(command, agent.address));
+      // One unmeasured pair first: the agent's first job of a kind pays for what it
+      // then keeps ready (a Lua worker, the kept workspace).
+      await wall(localDir, "workflow.lua");
+      await wall(remoteDir, "workflow.lua");
+      const local: number[] = [];
+      const remote: number[] = [];
+      for (let i = 0; i < PAIRS; i++) {
+        local.push(await wall(localDir, "workflow.lua"));
+        remote.push(await wall(remoteDir, "workflow.lua"));
+      }
+      const extra = (median(remote) - median(local)) / LENGTH;
+      localMedian.set(kind, median(local));
+      rows.push({
+        name: `Chain of ${LENGTH} ${kind} tasks (each depends_on the previous), delegate_to ` +
+          `an agent, run wall time`,
+        subject: `${secs(median(remote))} (${extra >= 0 ? "+" : ""}${ms(extra)} a task)`,
+        baseline: `${secs(median(local))} (same chain, local)`,
+        ratio: median(remote) / median(local),
+        target: `≤ ${target} ms extra a task over local`,
+        met: extra <= target,
+      });
+      await Deno.remove(localDir, { recursive: true });
+      await Deno.remove(remoteDir, { recursive: true });
+    }
+  }
+  {
+    // The same with the bubblewrap sandbox (the default where it works): one run each,
+    // after a warm-up, against the local medians above.
+    await using agent = await startAgent({ args: ["--sandbox", "bwrap"] });
+    const extras: string[] = [];
+    for (const { kind, command } of kinds) {
+      const dir = await scratch();
+      await Deno.writeTextFile(`${dir}/workflow.lua`, chain(command, agent.address));
+      await wall(dir, "workflow.lua");
+      const remote = await wall(dir, "workflow.lua");
+      const extra = (remote - localMedian.get(kind)!) / LENGTH;
+      extras.push(`${kind} ${secs(remote)} (${extra >= 0 ? "+" : ""}${ms(extra)} a task)`);
+      await Deno.remove(dir, { recursive: true });
+    }
+    rows.push({
+      name: "Chains as above, bubblewrap sandbox (one run each)",
+      subject: extras.join("; "),
+      baseline: "the local medians above",
+      note: "for information",
+    });
   }
 }
 
@@ -259,23 +401,61 @@ if (want("throughput")) {
     `TaskDefinitions = { bench = { agents = { a = { address = "${a.address}" }, b = { address = "${b.address}" } },
       tasks = {\n${tasks.join(",\n")}\n} } }`,
   );
-  const rates: number[] = [];
-  for (let i = 0; i < 3; i++) {
-    const r = await sloth(["run", "-f", "w.lua", "-j", "16", "-o", "json"], dir);
-    if (r.code !== 0) throw new Error(r.stderr);
-    rates.push(1000 / (runDuration(r.stdout) / 1000));
-  }
   const localTasks = tasks.map((t) => t.replace(/agent = "\w", /, ""));
   await Deno.writeTextFile(`${dir}/local.lua`, workflow(localTasks));
-  const local = await sloth(["run", "-f", "local.lua", "-j", "16", "-o", "json"], dir);
-  const localRate = 1000 / (runDuration(local.stdout) / 1000);
+  const once = async (file: string) => {
+    const before = [agentCpuMs(a), agentCpuMs(b)];
+    const r = await sloth(["run", "-f", file, "-j", "16", "-o", "json"], dir);
+    if (r.code !== 0) throw new Error(r.stdout + r.stderr);
+    if (finished(r.stdout).filter((e) => e.status === "success").length !== 1000) {
+      throw new Error(`${file}: not every task succeeded`);
+    }
+    return {
+      rate: 1000 / (runDuration(r.stdout) / 1000),
+      cpuMs: r.cpu ? r.cpu.userMs + r.cpu.sysMs : NaN,
+      agentsMs: agentCpuMs(a) - before[0] + agentCpuMs(b) - before[1],
+    };
+  };
+  // Interleaved (local, remote, ...) so both see the same machine.
+  const remoteRuns: { rate: number; cpuMs: number; agentsMs: number }[] = [];
+  const localRuns: { rate: number; cpuMs: number }[] = [];
+  for (let i = 0; i < 3; i++) {
+    localRuns.push(await once("local.lua"));
+    remoteRuns.push(await once("w.lua"));
+  }
+  const rate = median(remoteRuns.map((r) => r.rate));
+  const localRate = median(localRuns.map((r) => r.rate));
   rows.push({
-    name: "Throughput: 1,000 no-op remote tasks, 2 agents, -j 16",
-    subject: `${median(rates).toFixed(0)} tasks/s`,
+    name: "Throughput: 1,000 no-op remote shell tasks, 2 agents, -j 16",
+    subject: `${rate.toFixed(0)} tasks/s`,
     baseline: `${localRate.toFixed(0)} tasks/s (same tasks, local)`,
-    ratio: median(rates) / localRate,
-    target: "≥ 200 tasks/s",
-    met: median(rates) >= 200,
+    ratio: rate / localRate,
+    target: "≥ 0.7× local",
+    met: rate >= 0.7 * localRate,
+  });
+  // getrusage of the CLI process (/usr/bin/time): everything the master did, its
+  // start-up and loading the 1,000-task workflow included; the local run's figure also
+  // holds its 1,000 `sh` children. The agents' (serving processes and the commands they
+  // reaped) from /proc, for comparison.
+  // What start-up and loading the workflow cost, to read the per-task figure without
+  // them: `validate` of the same file (it imports less than `run`, so an underestimate).
+  const validateCpu: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const v = await sloth(["validate", "-f", "w.lua"], dir);
+    if (v.code !== 0 || !v.cpu) throw new Error(v.stdout + v.stderr);
+    validateCpu.push(v.cpu.userMs + v.cpu.sysMs);
+  }
+  const startupPerTask = median(validateCpu) / 1000;
+  const cpuPerTask = median(remoteRuns.map((r) => r.cpuMs)) / 1000;
+  const localCpuPerTask = median(localRuns.map((r) => r.cpuMs)) / 1000;
+  const agentsPerTask = median(remoteRuns.map((r) => r.agentsMs)) / 1000;
+  rows.push({
+    name: "CPU per remote task in the throughput run: the master (user + system)",
+    subject: `${ms(cpuPerTask)}, ${ms(cpuPerTask - startupPerTask)} without start-up ` +
+      `(agents: ${ms(agentsPerTask)})`,
+    baseline: `${ms(localCpuPerTask)} (same tasks, local: the CLI and its sh children)`,
+    ratio: cpuPerTask / localCpuPerTask,
+    note: "reported",
   });
   await using sa = await startAgent({ args: ["--sandbox", "bwrap"] });
   await using sb = await startAgent({ args: ["--sandbox", "bwrap"] });
@@ -288,8 +468,8 @@ if (want("throughput")) {
   rows.push({
     name: "Throughput as above, bubblewrap sandbox (one run)",
     subject: `${sandboxedRate.toFixed(0)} tasks/s`,
-    baseline: `${median(rates).toFixed(0)} tasks/s (no sandbox)`,
-    ratio: sandboxedRate / median(rates),
+    baseline: `${rate.toFixed(0)} tasks/s (no sandbox)`,
+    ratio: sandboxedRate / rate,
     note: "for information",
   });
   await Deno.remove(dir, { recursive: true });
@@ -386,8 +566,8 @@ if (want("sync") || want("warm")) {
       subject: `${ms(warm.ms)}, ${kb(warm.sent)} sent, ${kb(warm.received)} back`,
       baseline: `${ms(cold.ms)}, ${mb(cold.sent)} sent (cold)`,
       ratio: warm.ms / cold.ms,
-      target: "≤ 1% of cold bytes, ≤ 10% of cold time",
-      met: warm.sent <= 0.01 * cold.sent && warm.ms <= 0.1 * cold.ms,
+      target: "≤ 1% of cold bytes, ≤ 3% of cold time",
+      met: warm.sent <= 0.01 * cold.sent && warm.ms <= 0.03 * cold.ms,
     });
   }
   await agent?.stop();
@@ -409,13 +589,13 @@ if (want("memory")) {
   const r = await sloth(["run", "-f", "w.lua"], dir);
   if (r.code !== 0) throw new Error(r.stdout + r.stderr);
   const master = (r.maxRssKb ?? 0) * 1024;
-  const agentRss = rssOf(agentPid(agent));
+  const agentPeak = agentRss(agent);
   rows.push({
     name: "Peak RSS while a 1 GiB workspace syncs (master / agent)",
-    subject: `${mb(master)} / ${mb(agentRss)}`,
+    subject: `${mb(master)} / ${mb(agentPeak)}`,
     baseline: "-",
     target: "≤ 200 MB each",
-    met: master <= 200e6 && agentRss <= 200e6,
+    met: master <= 200e6 && agentPeak <= 200e6,
   });
   await Deno.remove(dir, { recursive: true });
 }
@@ -533,13 +713,20 @@ const memGb =
   (Number(/MemTotal:\s+(\d+)/.exec(Deno.readTextFileSync("/proc/meminfo"))![1]) / 1024 / 1024)
     .toFixed(0);
 const kernel = Deno.osRelease();
+// A "|" inside a cell (the tar pipeline) would end the cell.
+const cell = (text: string) => text.replaceAll("|", "\\|");
 const table = [
   "| benchmark | sloth-runner | baseline | ratio | target | met |",
   "|---|---|---|---|---|---|",
   ...rows.map((r) =>
-    `| ${r.name} | ${r.subject} | ${r.baseline} | ${
-      r.ratio === undefined ? "-" : r.ratio.toFixed(2) + "×"
-    } | ${r.target ?? "-"} | ${r.met === undefined ? (r.note ?? "-") : r.met ? "yes" : "**no**"} |`
+    "| " + [
+      r.name,
+      r.subject,
+      r.baseline,
+      r.ratio === undefined ? "-" : r.ratio.toFixed(2) + "×",
+      r.target ?? "-",
+      r.met === undefined ? (r.note ?? "-") : r.met ? "yes" : "**no**",
+    ].map(cell).join(" | ") + " |"
   ),
 ].join("\n");
 console.log(table);
@@ -548,17 +735,25 @@ if (!only) {
 
 Measured by \`deno task bench\` (scripts/bench.ts) on ${new Date().toISOString().slice(0, 10)}:
 ${cpus} CPUs, ${memGb} GiB, Linux ${kernel}, Deno ${deno}. Medians over repeated runs
-(5 for local tasks, 200 dispatches, 3 for throughput and warm sync, 5 cold syncs each
-interleaved with its baseline, 10 for start-up), all
-back-to-back (no pauses; see MACHINE-NOTES.md on memory give-back). Baselines run in the
-same invocation, on the same data.
+(5 for local tasks, shell and Lua interleaved; 200 dispatches; 5 chains each way,
+local and remote interleaved, after one unmeasured pair; 3 throughput runs each way,
+interleaved; 3 warm syncs; 5 cold syncs each interleaved with its baseline; 10 for
+start-up), all back-to-back (no pauses; see MACHINE-NOTES.md on memory give-back).
+Baselines run in the same invocation, on the same data; issue 13's targets are ratios
+to them. Dispatch, chain and throughput targets are for sloth-runner's own overhead,
+so their agents run with \`--sandbox none\`; the bubblewrap figures are rows of their own.
 
 ${table}
 
-Reproduce: \`deno task bench\` (about 5 minutes; \`-- --only=local,dispatch,throughput,sync,warm,memory,startup,ansible\`
-runs a part and prints the table without writing this file). The Ansible row appears
-when ansible-core is installed (\`apt-get install ansible-core\`); it runs the same no-op
-commands with \`connection: local\`, which is Ansible's cheapest path (no SSH).
+Reproduce: \`deno task bench\` (about 7 minutes;
+\`-- --only=local,dispatch,chain,throughput,sync,warm,memory,startup,ansible\` runs those
+parts and prints the table without writing this file). Chains are 100 tasks, each
+\`depends_on\` the one before, timed from start to exit of
+\`sloth-runner run -f workflow.lua\`; "extra a task" is (remote − local)
+divided by 100. CPU per task is the master's user + system time (getrusage via
+/usr/bin/time) over the 1,000 tasks. The Ansible row appears when ansible-core is
+installed (\`apt-get install ansible-core\`); it runs the
+same no-op commands with \`connection: local\`, which is Ansible's cheapest path (no SSH).
 
 ${await Deno.readTextFile(`${ROOT}/scripts/bench_notes.md`).catch(() => "")}`;
   await Deno.writeTextFile(`${ROOT}/BENCHMARKS.md`, doc);
