@@ -50,16 +50,18 @@ export function hashFileSync(path: string): string {
 
 /**
  * Digests remembered between runs, in one file per workspace under the user's
- * cache directory. A remembered digest is used only if size, mtime and inode
- * are unchanged and the file was last modified well before it was hashed (a
- * write in the same millisecond as the one remembered would otherwise go
- * unseen; such files are simply hashed again).
+ * cache directory. A remembered digest is used only if size, mtime, inode and
+ * ctime are unchanged and the file was last changed well before it was hashed
+ * (a write in the same millisecond, or the same ctime second, as the one
+ * remembered would otherwise go unseen; such files are simply hashed again).
+ * The ctime is what catches content rewritten in place with its size and mtime
+ * set back: nothing but the clock sets it.
  */
 export class DigestCache {
   #file: string;
   #known = new Map<
     string,
-    [size: number, mtimeMs: number, ino: number, digest: string, at: number]
+    [size: number, mtimeMs: number, ino: number, digest: string, at: number, ctimeMs: number]
   >();
   #dirty = false;
 
@@ -71,8 +73,9 @@ export class DigestCache {
       const saved = JSON.parse(Deno.readTextFileSync(this.#file));
       if (saved?.root === root && saved.files && typeof saved.files === "object") {
         for (const [path, value] of Object.entries(saved.files)) {
-          if (Array.isArray(value) && value.length === 5) {
-            this.#known.set(path, value as [number, number, number, string, number]);
+          // Older caches (without the ctime) are not trusted: their files are hashed again.
+          if (Array.isArray(value) && value.length === 6) {
+            this.#known.set(path, value as [number, number, number, string, number, number]);
           }
         }
       }
@@ -88,12 +91,20 @@ export class DigestCache {
     const known = this.#known.get(entry.path);
     if (
       known && known[0] === entry.size && known[1] === entry.mtimeMs && known[2] === entry.ino &&
-      entry.mtimeMs < known[4] - 2000
+      known[5] === entry.ctimeMs && entry.mtimeMs < known[4] - 2000 &&
+      entry.ctimeMs < known[4] - 2000
     ) {
       return known[3];
     }
     const digest = hashFileSync(`${this.root}/${entry.path}`);
-    this.#known.set(entry.path, [entry.size, entry.mtimeMs, entry.ino, digest, Date.now()]);
+    this.#known.set(entry.path, [
+      entry.size,
+      entry.mtimeMs,
+      entry.ino,
+      digest,
+      Date.now(),
+      entry.ctimeMs,
+    ]);
     this.#dirty = true;
     return digest;
   }
