@@ -6,7 +6,9 @@
 import { createHash } from "node:crypto";
 import { CHUNK_BYTES, type IncomingJob, ProtocolError, type WireEntry } from "../rpc/mod.ts";
 import {
+  applyManifestDelta,
   checkManifest,
+  describeManifest,
   type DiskBudget,
   fillIn,
   finishDirectories,
@@ -16,6 +18,7 @@ import {
   hashFile,
   isNoSpace,
   type Limits,
+  type ManifestBases,
   type ManifestEntry,
   NoSpaceError,
   packEntries,
@@ -44,11 +47,43 @@ export function fromWire(e: WireEntry): ManifestEntry {
   };
 }
 
-/** Reads the manifest messages that follow `start`. */
+/**
+ * Reads the manifest messages that follow `start`. A master may send a delta
+ * against a manifest this agent accepted for the same workspace `key` before
+ * (delta.ts): rebuilt from the base kept in `bases`, it is checked as a whole
+ * one is; if the base is not there (another agent, a restart) or the digest of
+ * what it makes is not the one sent, the manifest is asked for whole.
+ */
 export async function receiveManifest(
   job: IncomingJob,
   limits: Limits,
+  options: { bases?: ManifestBases; key?: string } = {},
 ): Promise<Map<string, ManifestEntry>> {
+  const { bases, key } = options;
+  const baseDigest = job.start.manifest_base ?? "";
+  let sent = await readManifest(job, limits, baseDigest !== "");
+  if (baseDigest !== "") {
+    const base = key ? bases?.get(key, baseDigest) : undefined;
+    const whole = base && applyManifestDelta(base, sent);
+    if (whole) {
+      const checked = checkManifest(whole.entries, limits);
+      bases!.set(key!, whole);
+      return checked;
+    }
+    await job.send({ need: { paths: [], whole_manifest: true } });
+    sent = await readManifest(job, limits, false);
+  }
+  const checked = checkManifest(sent.changed, limits);
+  if (key && bases) bases.set(key, { ...describeManifest(sent.changed), entries: sent.changed });
+  return checked;
+}
+
+/** The manifest messages up to their end: all entries, or a delta's (`delta`). */
+async function readManifest(
+  job: IncomingJob,
+  limits: Limits,
+  delta: boolean,
+): Promise<{ changed: ManifestEntry[]; deleted: string[]; digest: string }> {
   const entries: ManifestEntry[] = [];
   while (true) {
     const message = await job.next();
@@ -58,10 +93,24 @@ export async function receiveManifest(
         throw new SyncError(`refused the workspace: more than ${limits.maxEntries} entries`);
       }
     } else if ("manifest_end" in message) {
-      if (message.manifest_end.entries !== entries.length) {
+      const end = message.manifest_end;
+      if (end.entries !== entries.length) {
         throw new ProtocolError("invalid", "the manifest ended with a different count");
       }
-      return checkManifest(entries, limits);
+      const deleted = end.deleted ?? [];
+      const digest = end.sha256 ?? "";
+      if (delta ? digest === "" : deleted.length > 0 || digest !== "") {
+        throw new ProtocolError(
+          "invalid",
+          delta
+            ? "a manifest delta ended without the digest of the whole"
+            : "a whole manifest ended as a delta would",
+        );
+      }
+      if (deleted.length > limits.maxEntries) {
+        throw new SyncError(`refused the workspace: more than ${limits.maxEntries} entries`);
+      }
+      return { changed: entries, deleted, digest };
     } else {
       throw new ProtocolError("invalid", "expected the manifest");
     }

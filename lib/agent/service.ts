@@ -27,6 +27,7 @@ import {
   footprint,
   isNoSpace,
   type Limits,
+  ManifestBases,
   markUnverified,
   NoSpaceError,
   readSmallFile,
@@ -86,6 +87,8 @@ export class AgentService implements AgentHandlers {
   #ephemeralHome?: string;
   #standby?: { jobRoot: string; pool: LuaPool };
   #standbyMaking?: Promise<void>;
+  /** What masters' manifest deltas are made against (sync/delta.ts): about 30 MB at most. */
+  #bases = new ManifestBases({ keys: 32, entries: 100_000 });
 
   constructor(options: AgentOptions) {
     // Lines hold text a master or a task chose (names, error messages): the agent's log
@@ -142,6 +145,7 @@ export class AgentService implements AgentHandlers {
       running_jobs: this.#running,
       queued_jobs: this.#waiting.length,
       max_concurrent: this.#o.maxConcurrent,
+      manifest_delta: true,
     };
   }
 
@@ -186,13 +190,16 @@ export class AgentService implements AgentHandlers {
           `the master speaks protocol ${start.protocol}, this agent ${PROTOCOL_VERSION}`,
         );
       }
-      const manifest = await receiveManifest(job, this.#o.limits);
+      // The workspace kept from this master directory's last run, if it is free.
+      const wanted = this.#workspaceKey(job, home.secret) ?? "";
+      const manifest = await receiveManifest(job, this.#o.limits, {
+        bases: this.#bases,
+        key: wanted,
+      });
       needed = [...manifest.values()].reduce(
         (sum, e) => sum + (e.type === "file" ? footprint(e.size) : 0),
         0,
       );
-      // The workspace kept from this master directory's last run, if it is free.
-      const wanted = this.#workspaceKey(job, home.secret) ?? "";
       const taken = home.keep.shelf.take(wanted, ws);
       key = taken.taken ? wanted : undefined;
       state = taken.state;
