@@ -4,6 +4,8 @@
  * task, send back what changed: new content as tar, known content as copies.
  */
 import { createHash } from "node:crypto";
+import { lchownSync } from "node:fs";
+import { handOverJob, taskUser } from "../exec/mod.ts";
 import { CHUNK_BYTES, type IncomingJob, ProtocolError, type WireEntry } from "../rpc/mod.ts";
 import {
   applyManifestDelta,
@@ -144,10 +146,12 @@ export async function materialize(options: {
   compressed: boolean;
   /** Named in a `NoSpaceError` (the agent's work root). */
   where: string;
-}): Promise<{ fetchedBytes: number; fetched: ManifestEntry[]; written: string[] }> {
+}): Promise<
+  { fetchedBytes: number; fetched: ManifestEntry[]; written: string[]; ours: string[] }
+> {
   const { job, ws, manifest, state, budget } = options;
   const blobs = budget.blobs;
-  const { fill, missing, touched } = await budget.retryOnFullAsync(() =>
+  const { fill, missing, touched, ours } = await budget.retryOnFullAsync(() =>
     reconcile(ws, manifest, state, blobs, { maxFileBytes: options.limits.maxFileBytes })
   );
   const needed = fill.reduce((sum, e) => sum + footprint(e.size), 0);
@@ -231,7 +235,42 @@ export async function materialize(options: {
     fetchedBytes: received,
     fetched: missing,
     written: [...touched, ...fill.map((e) => e.path)],
+    ours,
   };
+}
+
+/**
+ * Gives a job's directory to the task user once its workspace is filled, as
+ * `handOverJob` would, without walking the workspace a second time: in ws/, only
+ * what may still be the agent's (`ours`: what it made there this job, and what
+ * `reconcile`'s walk found still its own) is looked at; the rest is as the task
+ * user left it. The same order and care as `handOverJob`: nothing followed
+ * (`lchown`), deepest first, ws/ and then the job root (still the agent's 0700,
+ * so no path here runs through a directory the task user could change) last.
+ */
+export function handOverFilled(jobRoot: string, ours: Iterable<string>): void {
+  const user = taskUser();
+  if (!user) return;
+  for (const entry of Deno.readDirSync(jobRoot)) {
+    if (entry.name !== "ws") handOverJob(`${jobRoot}/${entry.name}`);
+  }
+  const agent = Deno.uid();
+  const give = (path: string) => {
+    let info;
+    try {
+      info = Deno.lstatSync(path);
+    } catch (error) {
+      // Replaced by what came later (a file where a directory was): that is listed too.
+      if (error instanceof Deno.errors.NotFound) return;
+      throw error;
+    }
+    if (info.uid === agent) lchownSync(path, user.uid, user.gid);
+  };
+  const depth = (path: string) => path.split("/").length;
+  const paths = [...new Set(ours)].sort((a, b) => depth(b) - depth(a));
+  for (const path of paths) give(`${jobRoot}/ws/${path}`);
+  give(`${jobRoot}/ws`);
+  give(jobRoot);
 }
 
 /**

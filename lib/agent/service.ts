@@ -5,7 +5,7 @@
  * the directory whatever happened.
  */
 import { loadWorkflow, LUA_WASM_PATH, LuaPool, startProcessWorker } from "../dsl/mod.ts";
-import { bwrapSandbox, handOverJob, type Sandbox, taskUser, userSandbox } from "../exec/mod.ts";
+import { bwrapSandbox, type Sandbox, taskUser, userSandbox } from "../exec/mod.ts";
 import type { RunEvent } from "../log/mod.ts";
 import type { ExitStatus, Task } from "../model/mod.ts";
 import { exitStatusText, formatDuration } from "../model/mod.ts";
@@ -36,7 +36,13 @@ import {
   SyncError,
   type WorkspaceState,
 } from "../sync/mod.ts";
-import { materialize, receiveManifest, sendChanges, settleKept } from "./exchange.ts";
+import {
+  handOverFilled,
+  materialize,
+  receiveManifest,
+  sendChanges,
+  settleKept,
+} from "./exchange.ts";
 import { SlothError } from "../errors.ts";
 import { createHmac } from "node:crypto";
 
@@ -212,7 +218,7 @@ export class AgentService implements AgentHandlers {
       );
       digests = [...manifest.values()].flatMap((e) => e.digest ? [e.digest] : []);
       home.keep.blobs.pin(digests);
-      const { fetched, written } = await materialize({
+      const { fetched, written, ours } = await materialize({
         job,
         ws,
         manifest,
@@ -224,7 +230,7 @@ export class AgentService implements AgentHandlers {
       });
       // The job's directory, and what the agent wrote in it, are the task user's from
       // here on (see exec/task_user.ts).
-      handOverJob(jobRoot);
+      handOverFilled(jobRoot, [...ours, ...written]);
       // What the agent wrote, as the task finds it (a hand-over changes ctimes); from
       // here on, only the task writes in ws/ (and Lua's top level may, as it loads).
       restat(ws, state, written);
@@ -406,7 +412,7 @@ export class AgentService implements AgentHandlers {
     await Deno.mkdir(jobRoot, { mode: 0o700 });
     this.#dirs.add(jobRoot);
     try {
-      // The agent's (0700) until its workspace is filled: see handOverJob.
+      // The agent's (0700) until its workspace is filled: see handOverFilled.
       await Deno.mkdir(`${jobRoot}/tmp`);
     } catch (error) {
       // A full disk, say: the caller may make room and ask for another.
