@@ -12,7 +12,7 @@
  * and then the manifest is sent whole.
  */
 import { createHash } from "node:crypto";
-import type { ManifestEntry } from "./manifest.ts";
+import { type ManifestEntry, userCacheHome } from "./manifest.ts";
 
 /** An entry as both sides see it once it has crossed the wire (what the digest covers). */
 function line(e: ManifestEntry): string {
@@ -162,9 +162,9 @@ export class SentManifests {
   #dir: string;
   #known = new Map<string, Sent | null>();
 
-  constructor() {
-    const base = Deno.env.get("XDG_CACHE_HOME") || `${Deno.env.get("HOME") ?? "/tmp"}/.cache`;
-    this.#dir = `${base}/sloth-runner/sent`;
+  /** `cacheHome`: instead of the user's cache directory (`XDG_CACHE_HOME`, else ~/.cache). */
+  constructor(options: { cacheHome?: string } = {}) {
+    this.#dir = `${options.cacheHome ?? userCacheHome()}/sloth-runner/sent`;
   }
 
   #file(agent: string, workdir: string): string {

@@ -126,23 +126,19 @@ Deno.test("a lying delta makes only a manifest that checkManifest judges as a wh
 Deno.test("a delta from a real walk: one file rewritten, one added, one removed", async () => {
   const root = await Deno.realPath(await Deno.makeTempDir({ prefix: "sloth-delta-" }));
   const cacheHome = await Deno.makeTempDir({ prefix: "sloth-delta-cache-" });
-  const old = Deno.env.get("XDG_CACHE_HOME");
-  Deno.env.set("XDG_CACHE_HOME", cacheHome);
   try {
     Deno.mkdirSync(`${root}/sub`);
     for (let i = 0; i < 20; i++) Deno.writeTextFileSync(`${root}/sub/f${i}`, `file ${i}`);
-    const before = (await buildManifest(root, new DigestCache(root))).entries;
+    const before = (await buildManifest(root, new DigestCache(root, { cacheHome }))).entries;
     Deno.writeTextFileSync(`${root}/sub/f3`, "file 4"); // same size
     Deno.writeTextFileSync(`${root}/sub/f3-new`, "new");
     Deno.removeSync(`${root}/sub/f7`);
-    const after = (await buildManifest(root, new DigestCache(root))).entries;
+    const after = (await buildManifest(root, new DigestCache(root, { cacheHome }))).entries;
     const delta = diffManifest(sentOf(before), after);
     assert.deepEqual(delta.changed.map((e) => e.path).sort(), ["sub", "sub/f3", "sub/f3-new"]);
     assert.deepEqual(delta.deleted, ["sub/f7"]);
     assert.deepEqual(roundTrip(before, after), after);
   } finally {
-    if (old === undefined) Deno.env.delete("XDG_CACHE_HOME");
-    else Deno.env.set("XDG_CACHE_HOME", old);
     await Deno.remove(root, { recursive: true });
     await Deno.remove(cacheHome, { recursive: true });
   }
@@ -150,27 +146,24 @@ Deno.test("a delta from a real walk: one file rewritten, one added, one removed"
 
 Deno.test("SentManifests keeps a base per agent and directory, and forgets it", async () => {
   const cacheHome = await Deno.makeTempDir({ prefix: "sloth-sent-" });
-  const old = Deno.env.get("XDG_CACHE_HOME");
-  Deno.env.set("XDG_CACHE_HOME", cacheHome);
+  const sentManifests = () => new SentManifests({ cacheHome });
   try {
     const sent = sentOf([dir("a"), file("a/x", "1")]);
-    new SentManifests().set("agent-1", "/w", sent);
+    sentManifests().set("agent-1", "/w", sent);
     // Another process reads it back; another agent or directory has none.
-    assert.deepEqual(new SentManifests().get("agent-1", "/w"), sent);
-    assert.equal(new SentManifests().get("agent-2", "/w"), undefined);
-    assert.equal(new SentManifests().get("agent-1", "/other"), undefined);
-    new SentManifests().forget("agent-1", "/w");
-    assert.equal(new SentManifests().get("agent-1", "/w"), undefined);
+    assert.deepEqual(sentManifests().get("agent-1", "/w"), sent);
+    assert.equal(sentManifests().get("agent-2", "/w"), undefined);
+    assert.equal(sentManifests().get("agent-1", "/other"), undefined);
+    sentManifests().forget("agent-1", "/w");
+    assert.equal(sentManifests().get("agent-1", "/w"), undefined);
     // A damaged file is no base.
-    const again = new SentManifests();
+    const again = sentManifests();
     again.set("agent-1", "/w", sent);
     for (const entry of Deno.readDirSync(`${cacheHome}/sloth-runner/sent`)) {
       Deno.writeTextFileSync(`${cacheHome}/sloth-runner/sent/${entry.name}`, "{ not json");
     }
-    assert.equal(new SentManifests().get("agent-1", "/w"), undefined);
+    assert.equal(sentManifests().get("agent-1", "/w"), undefined);
   } finally {
-    if (old === undefined) Deno.env.delete("XDG_CACHE_HOME");
-    else Deno.env.set("XDG_CACHE_HOME", old);
     await Deno.remove(cacheHome, { recursive: true });
   }
 });

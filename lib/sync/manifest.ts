@@ -32,6 +32,11 @@ export interface Manifest {
   identity: Map<string, Entry>;
 }
 
+/** Where sloth-runner's caches go: `XDG_CACHE_HOME`, else ~/.cache. */
+export function userCacheHome(): string {
+  return Deno.env.get("XDG_CACHE_HOME") || `${Deno.env.get("HOME") ?? "/tmp"}/.cache`;
+}
+
 /** One reusable buffer: allocating (and zeroing) 1 MiB per file costs more than hashing it. */
 const hashBuffer = new Uint8Array(1024 * 1024);
 
@@ -65,8 +70,9 @@ export class DigestCache {
   >();
   #dirty = false;
 
-  constructor(root: string) {
-    const base = Deno.env.get("XDG_CACHE_HOME") || `${Deno.env.get("HOME") ?? "/tmp"}/.cache`;
+  /** `cacheHome`: instead of the user's cache directory (`XDG_CACHE_HOME`, else ~/.cache). */
+  constructor(root: string, options: { cacheHome?: string } = {}) {
+    const base = options.cacheHome ?? userCacheHome();
     const key = createHash("sha256").update(root).digest("hex").slice(0, 32);
     this.#file = `${base}/sloth-runner/digests/${key}.json`;
     try {
