@@ -4,9 +4,13 @@
  * task, send back what changed: new content as tar, known content as copies.
  */
 import { createHash } from "node:crypto";
+import { lchownSync } from "node:fs";
+import { handOverJob, taskUser } from "../exec/mod.ts";
 import { CHUNK_BYTES, type IncomingJob, ProtocolError, type WireEntry } from "../rpc/mod.ts";
 import {
+  applyManifestDelta,
   checkManifest,
+  describeManifest,
   type DiskBudget,
   fillIn,
   finishDirectories,
@@ -16,6 +20,7 @@ import {
   hashFile,
   isNoSpace,
   type Limits,
+  type ManifestBases,
   type ManifestEntry,
   NoSpaceError,
   packEntries,
@@ -44,11 +49,43 @@ export function fromWire(e: WireEntry): ManifestEntry {
   };
 }
 
-/** Reads the manifest messages that follow `start`. */
+/**
+ * Reads the manifest messages that follow `start`. A master may send a delta
+ * against a manifest this agent accepted for the same workspace `key` before
+ * (delta.ts): rebuilt from the base kept in `bases`, it is checked as a whole
+ * one is; if the base is not there (another agent, a restart) or the digest of
+ * what it makes is not the one sent, the manifest is asked for whole.
+ */
 export async function receiveManifest(
   job: IncomingJob,
   limits: Limits,
+  options: { bases?: ManifestBases; key?: string } = {},
 ): Promise<Map<string, ManifestEntry>> {
+  const { bases, key } = options;
+  const baseDigest = job.start.manifest_base ?? "";
+  let sent = await readManifest(job, limits, baseDigest !== "");
+  if (baseDigest !== "") {
+    const base = key ? bases?.get(key, baseDigest) : undefined;
+    const whole = base && applyManifestDelta(base, sent);
+    if (whole) {
+      const checked = checkManifest(whole.entries, limits);
+      bases!.set(key!, whole);
+      return checked;
+    }
+    await job.send({ need: { paths: [], whole_manifest: true } });
+    sent = await readManifest(job, limits, false);
+  }
+  const checked = checkManifest(sent.changed, limits);
+  if (key && bases) bases.set(key, { ...describeManifest(sent.changed), entries: sent.changed });
+  return checked;
+}
+
+/** The manifest messages up to their end: all entries, or a delta's (`delta`). */
+async function readManifest(
+  job: IncomingJob,
+  limits: Limits,
+  delta: boolean,
+): Promise<{ changed: ManifestEntry[]; deleted: string[]; digest: string }> {
   const entries: ManifestEntry[] = [];
   while (true) {
     const message = await job.next();
@@ -58,10 +95,24 @@ export async function receiveManifest(
         throw new SyncError(`refused the workspace: more than ${limits.maxEntries} entries`);
       }
     } else if ("manifest_end" in message) {
-      if (message.manifest_end.entries !== entries.length) {
+      const end = message.manifest_end;
+      if (end.entries !== entries.length) {
         throw new ProtocolError("invalid", "the manifest ended with a different count");
       }
-      return checkManifest(entries, limits);
+      const deleted = end.deleted ?? [];
+      const digest = end.sha256 ?? "";
+      if (delta ? digest === "" : deleted.length > 0 || digest !== "") {
+        throw new ProtocolError(
+          "invalid",
+          delta
+            ? "a manifest delta ended without the digest of the whole"
+            : "a whole manifest ended as a delta would",
+        );
+      }
+      if (deleted.length > limits.maxEntries) {
+        throw new SyncError(`refused the workspace: more than ${limits.maxEntries} entries`);
+      }
+      return { changed: entries, deleted, digest };
     } else {
       throw new ProtocolError("invalid", "expected the manifest");
     }
@@ -95,10 +146,12 @@ export async function materialize(options: {
   compressed: boolean;
   /** Named in a `NoSpaceError` (the agent's work root). */
   where: string;
-}): Promise<{ fetchedBytes: number; fetched: ManifestEntry[]; written: string[] }> {
+}): Promise<
+  { fetchedBytes: number; fetched: ManifestEntry[]; written: string[]; ours: string[] }
+> {
   const { job, ws, manifest, state, budget } = options;
   const blobs = budget.blobs;
-  const { fill, missing, touched } = await budget.retryOnFullAsync(() =>
+  const { fill, missing, touched, ours } = await budget.retryOnFullAsync(() =>
     reconcile(ws, manifest, state, blobs, { maxFileBytes: options.limits.maxFileBytes })
   );
   const needed = fill.reduce((sum, e) => sum + footprint(e.size), 0);
@@ -182,7 +235,42 @@ export async function materialize(options: {
     fetchedBytes: received,
     fetched: missing,
     written: [...touched, ...fill.map((e) => e.path)],
+    ours,
   };
+}
+
+/**
+ * Gives a job's directory to the task user once its workspace is filled, as
+ * `handOverJob` would, without walking the workspace a second time: in ws/, only
+ * what may still be the agent's (`ours`: what it made there this job, and what
+ * `reconcile`'s walk found still its own) is looked at; the rest is as the task
+ * user left it. The same order and care as `handOverJob`: nothing followed
+ * (`lchown`), deepest first, ws/ and then the job root (still the agent's 0700,
+ * so no path here runs through a directory the task user could change) last.
+ */
+export function handOverFilled(jobRoot: string, ours: Iterable<string>): void {
+  const user = taskUser();
+  if (!user) return;
+  for (const entry of Deno.readDirSync(jobRoot)) {
+    if (entry.name !== "ws") handOverJob(`${jobRoot}/${entry.name}`);
+  }
+  const agent = Deno.uid();
+  const give = (path: string) => {
+    let info;
+    try {
+      info = Deno.lstatSync(path);
+    } catch (error) {
+      // Replaced by what came later (a file where a directory was): that is listed too.
+      if (error instanceof Deno.errors.NotFound) return;
+      throw error;
+    }
+    if (info.uid === agent) lchownSync(path, user.uid, user.gid);
+  };
+  const depth = (path: string) => path.split("/").length;
+  const paths = [...new Set(ours)].sort((a, b) => depth(b) - depth(a));
+  for (const path of paths) give(`${jobRoot}/ws/${path}`);
+  give(`${jobRoot}/ws`);
+  give(jobRoot);
 }
 
 /**

@@ -5,7 +5,7 @@
  * the directory whatever happened.
  */
 import { loadWorkflow, LUA_WASM_PATH, LuaPool, startProcessWorker } from "../dsl/mod.ts";
-import { bwrapSandbox, handOverJob, type Sandbox, taskUser, userSandbox } from "../exec/mod.ts";
+import { bwrapSandbox, type Sandbox, taskUser, userSandbox } from "../exec/mod.ts";
 import type { RunEvent } from "../log/mod.ts";
 import type { ExitStatus, Task } from "../model/mod.ts";
 import { exitStatusText, formatDuration } from "../model/mod.ts";
@@ -28,6 +28,7 @@ import {
   footprint,
   isNoSpace,
   type Limits,
+  ManifestBases,
   markUnverified,
   NoSpaceError,
   readSmallFile,
@@ -36,7 +37,13 @@ import {
   SyncError,
   type WorkspaceState,
 } from "../sync/mod.ts";
-import { materialize, receiveManifest, sendChanges, settleKept } from "./exchange.ts";
+import {
+  handOverFilled,
+  materialize,
+  receiveManifest,
+  sendChanges,
+  settleKept,
+} from "./exchange.ts";
 import { SlothError } from "../errors.ts";
 import { createHmac } from "node:crypto";
 
@@ -87,6 +94,8 @@ export class AgentService implements AgentHandlers {
   #ephemeralHome?: string;
   #standby?: { jobRoot: string; pool: LuaPool };
   #standbyMaking?: Promise<void>;
+  /** What masters' manifest deltas are made against (sync/delta.ts): about 30 MB at most. */
+  #bases = new ManifestBases({ keys: 32, entries: 100_000 });
 
   constructor(options: AgentOptions) {
     // Lines hold text a master or a task chose (names, error messages): the agent's log
@@ -143,6 +152,7 @@ export class AgentService implements AgentHandlers {
       running_jobs: this.#running,
       queued_jobs: this.#waiting.length,
       max_concurrent: this.#o.maxConcurrent,
+      manifest_delta: true,
     };
   }
 
@@ -187,13 +197,16 @@ export class AgentService implements AgentHandlers {
           `the master speaks protocol ${start.protocol}, this agent ${OLDEST_PROTOCOL} to ${PROTOCOL_VERSION}`,
         );
       }
-      const manifest = await receiveManifest(job, this.#o.limits);
+      // The workspace kept from this master directory's last run, if it is free.
+      const wanted = this.#workspaceKey(job, home.secret) ?? "";
+      const manifest = await receiveManifest(job, this.#o.limits, {
+        bases: this.#bases,
+        key: wanted,
+      });
       needed = [...manifest.values()].reduce(
         (sum, e) => sum + (e.type === "file" ? footprint(e.size) : 0),
         0,
       );
-      // The workspace kept from this master directory's last run, if it is free.
-      const wanted = this.#workspaceKey(job, home.secret) ?? "";
       const taken = home.keep.shelf.take(wanted, ws);
       key = taken.taken ? wanted : undefined;
       state = taken.state;
@@ -206,7 +219,7 @@ export class AgentService implements AgentHandlers {
       );
       digests = [...manifest.values()].flatMap((e) => e.digest ? [e.digest] : []);
       home.keep.blobs.pin(digests);
-      const { fetched, written } = await materialize({
+      const { fetched, written, ours } = await materialize({
         job,
         ws,
         manifest,
@@ -218,7 +231,7 @@ export class AgentService implements AgentHandlers {
       });
       // The job's directory, and what the agent wrote in it, are the task user's from
       // here on (see exec/task_user.ts).
-      handOverJob(jobRoot);
+      handOverFilled(jobRoot, [...ours, ...written]);
       // What the agent wrote, as the task finds it (a hand-over changes ctimes); from
       // here on, only the task writes in ws/ (and Lua's top level may, as it loads).
       restat(ws, state, written);
@@ -400,7 +413,7 @@ export class AgentService implements AgentHandlers {
     await Deno.mkdir(jobRoot, { mode: 0o700 });
     this.#dirs.add(jobRoot);
     try {
-      // The agent's (0700) until its workspace is filled: see handOverJob.
+      // The agent's (0700) until its workspace is filled: see handOverFilled.
       await Deno.mkdir(`${jobRoot}/tmp`);
     } catch (error) {
       // A full disk, say: the caller may make room and ask for another.

@@ -49,6 +49,8 @@ export const taskStartSchema = z.object({
   shell_command: z.string().max(1024 * 1024),
   workspace_key: z.string().max(64),
   compression: z.enum(["", "gzip"]),
+  /** Optional, so an older master's start (without it) still parses; "" = a whole manifest. */
+  manifest_base: z.string().regex(/^([0-9a-f]{64})?$/, "expected a hex SHA-256").optional(),
 });
 export type TaskStart = z.infer<typeof taskStartSchema>;
 
@@ -70,7 +72,14 @@ export type WireEntry = z.infer<typeof entrySchema>;
 export const runTaskRequestSchema = z.union([
   z.object({ start: taskStartSchema }),
   z.object({ manifest: z.object({ entries: z.array(entrySchema).max(10_000) }) }),
-  z.object({ manifest_end: z.object({ entries: z.number().int().min(0) }) }),
+  z.object({
+    manifest_end: z.object({
+      entries: z.number().int().min(0),
+      // Bounded here as a whole; the agent holds it to its own entry limit.
+      deleted: z.array(z.string().min(1).max(4096)).max(10_000_000).optional(),
+      sha256: z.string().regex(/^([0-9a-f]{64})?$/, "expected a hex SHA-256").optional(),
+    }),
+  }),
   z.object({ workspace_chunk: bytes.refine((b) => b.length <= 4 * CHUNK_BYTES, "chunk too big") }),
   z.object({ workspace_end: z.object({ bytes: z.number().int().min(0) }) }),
 ]);
@@ -111,7 +120,12 @@ export const runTaskResponseSchema = z.union([
       })).max(10_000_000),
     }),
   }),
-  z.object({ need: z.object({ paths: z.array(z.string().max(4096)).max(10_000) }) }),
+  z.object({
+    need: z.object({
+      paths: z.array(z.string().max(4096)).max(10_000),
+      whole_manifest: z.boolean().optional(),
+    }),
+  }),
   z.object({ need_end: z.object({}) }),
   z.object({ changes_chunk: bytes.refine((b) => b.length <= 4 * CHUNK_BYTES, "chunk too big") }),
   z.object({
@@ -162,6 +176,7 @@ export const pingResponseSchema = z.object({
   running_jobs: z.number().int().min(0),
   queued_jobs: z.number().int().min(0),
   max_concurrent: z.number().int().min(0),
+  manifest_delta: z.boolean().optional(),
 });
 export type PingResponse = z.infer<typeof pingResponseSchema>;
 

@@ -31,6 +31,8 @@ import {
   applyChanges,
   buildManifest,
   type Copy,
+  describeManifest,
+  diffManifest,
   DigestCache,
   discardJournalDir,
   gzip,
@@ -42,6 +44,7 @@ import {
   rechunk,
   recoverWorkspace,
   recoveryNote,
+  SentManifests,
   SyncError,
 } from "../sync/mod.ts";
 
@@ -83,11 +86,13 @@ export class RemoteRunner implements TaskExecutor {
   #options: RemoteRunnerOptions;
   #clients = new Map<string, AgentClient>();
   /** A successful ping per agent and token; a failed one is tried again next time. */
-  #ready = new Map<string, Promise<void>>();
+  #ready = new Map<string, Promise<boolean>>();
   #bundle?: Promise<{ path: string; content: string }[]>;
   /** Change sets are checked and applied one at a time per directory. */
   #applying = new Map<string, Promise<unknown>>();
   #digests = new Map<string, DigestCache>();
+  /** What each agent was last sent for each directory: the bases of manifest deltas. */
+  #sent = new SentManifests();
   /** Per directory, once a run: what a killed master left half applied there, undone. */
   #recovered = new Map<string, Promise<void>>();
   #watches = new Map<string, AgentWatch>();
@@ -116,7 +121,7 @@ export class RemoteRunner implements TaskExecutor {
     const spool = new Spool(task.workdir);
     try {
       const client = this.#client(target);
-      await this.#ping(client, target);
+      const takesDeltas = await this.#ping(client, target);
       if (ctx.signal.aborted) return { ok: false, error: "cancelled" };
       await this.#recover(task.workdir, (line) => log("log", line, "warn"));
       const manifest = await this.#manifest(task.workdir);
@@ -130,17 +135,42 @@ export class RemoteRunner implements TaskExecutor {
       const compress = target.compress ?? this.#options.compress ?? false;
       let sentBytes = 0;
       let finished = false;
-      try {
-        await call.send({
-          start: await this.#start(task, ctx, { compress, protocol: call.protocol }),
-        });
-        for (let i = 0; i < manifest.entries.length; i += MANIFEST_BATCH) {
-          const batch = manifest.entries.slice(i, i + MANIFEST_BATCH);
+      // No files, nothing to ask for: the (empty) upload goes without waiting for the answer.
+      const nothingToSend = !manifest.entries.some((e) => e.type === "file");
+      // Only what changed since the manifest this agent last accepted from here (sync/delta.ts),
+      // where the agent may ask for it whole: not if the upload does not wait for its answer.
+      const agentId = createHash("sha256").update(this.#key(target)).digest("hex");
+      const base = takesDeltas && !nothingToSend
+        ? this.#sent.get(agentId, task.workdir)
+        : undefined;
+      const delta = base ? diffManifest(base, manifest.entries) : undefined;
+      const sendManifest = async (
+        entries: ManifestEntry[],
+        end: { entries: number; deleted?: string[]; sha256?: string },
+      ) => {
+        for (let i = 0; i < entries.length; i += MANIFEST_BATCH) {
+          const batch = entries.slice(i, i + MANIFEST_BATCH);
           await call.send({ manifest: { entries: batch.map(toWire) } });
         }
-        await call.send({ manifest_end: { entries: manifest.entries.length } });
-        // No files, nothing to ask for: the (empty) upload goes without waiting for the answer.
-        const nothingToSend = !manifest.entries.some((e) => e.type === "file");
+        await call.send({ manifest_end: end });
+      };
+      try {
+        await call.send({
+          start: {
+            ...await this.#start(task, ctx, { compress, protocol: call.protocol }),
+            manifest_base: base?.digest ?? "",
+          },
+        });
+        if (delta) {
+          await sendManifest(delta.changed, {
+            entries: delta.changed.length,
+            deleted: delta.deleted,
+            sha256: delta.digest,
+          });
+        } else {
+          await sendManifest(manifest.entries, { entries: manifest.entries.length });
+        }
+        let sentWhole = !delta;
         if (nothingToSend) {
           await call.send({ workspace_end: { bytes: 0 } });
           call.end();
@@ -156,7 +186,17 @@ export class RemoteRunner implements TaskExecutor {
           if (done) {
             throw new RpcError("lost", `agent ${target.address} lost: it ended the call early`);
           }
-          if ("need" in value) {
+          if ("need" in value && value.need.whole_manifest) {
+            // The agent lacks the base (restarted, another one): once, the manifest whole.
+            if (sentWhole || value.need.paths.length > 0) {
+              throw new RpcError(
+                "protocol",
+                `agent ${target.address} asked for the manifest again`,
+              );
+            }
+            sentWhole = true;
+            await sendManifest(manifest.entries, { entries: manifest.entries.length });
+          } else if ("need" in value) {
             for (const path of value.need.paths) {
               const entry = byPath.get(path);
               if (entry?.type !== "file") {
@@ -168,6 +208,15 @@ export class RemoteRunner implements TaskExecutor {
               needed.push(entry);
             }
           } else if ("need_end" in value) {
+            if (takesDeltas && !nothingToSend) {
+              // The agent accepted it: the next run's delta is made against it.
+              const sent = delta && !sentWhole ? delta : describeManifest(manifest.entries);
+              this.#sent.set(agentId, task.workdir, {
+                digest: sent.digest,
+                paths: manifest.entries.map((e) => e.path),
+                lines: sent.lines,
+              });
+            }
             break;
           } else if ("result" in value) {
             result = fromWire(value.result, target.address);
@@ -432,7 +481,8 @@ export class RemoteRunner implements TaskExecutor {
     return client;
   }
 
-  #ping(client: AgentClient, target: Remote): Promise<void> {
+  /** Whether the agent takes manifest deltas, once it answered a ping. */
+  #ping(client: AgentClient, target: Remote): Promise<boolean> {
     const key = this.#key(target);
     let ready = this.#ready.get(key);
     if (!ready) {
@@ -460,8 +510,14 @@ export class RemoteRunner implements TaskExecutor {
   }
 }
 
-/** An agent speaking a protocol older than any this master speaks is refused at once. */
-function checkProtocol(target: Remote, reply: { protocol: number; version: string }): void {
+/**
+ * Throws for an agent speaking a protocol older than any this master speaks; else
+ * whether it takes manifest deltas.
+ */
+function checkProtocol(
+  target: Remote,
+  reply: { protocol: number; version: string; manifest_delta?: boolean },
+): boolean {
   if (reply.protocol < OLDEST_PROTOCOL) {
     throw new RpcError(
       "protocol",
@@ -469,6 +525,7 @@ function checkProtocol(target: Remote, reply: { protocol: number; version: strin
         `(sloth-runner ${reply.version}), this master ${OLDEST_PROTOCOL} to ${PROTOCOL_VERSION}`,
     );
   }
+  return reply.manifest_delta === true;
 }
 
 /** Whether the agent's token comes from the token file a loopback agent writes. */

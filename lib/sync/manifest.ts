@@ -32,6 +32,11 @@ export interface Manifest {
   identity: Map<string, Entry>;
 }
 
+/** Where sloth-runner's caches go: `XDG_CACHE_HOME`, else ~/.cache. */
+export function userCacheHome(): string {
+  return Deno.env.get("XDG_CACHE_HOME") || `${Deno.env.get("HOME") ?? "/tmp"}/.cache`;
+}
+
 /** One reusable buffer: allocating (and zeroing) 1 MiB per file costs more than hashing it. */
 const hashBuffer = new Uint8Array(1024 * 1024);
 
@@ -50,29 +55,33 @@ export function hashFileSync(path: string): string {
 
 /**
  * Digests remembered between runs, in one file per workspace under the user's
- * cache directory. A remembered digest is used only if size, mtime and inode
- * are unchanged and the file was last modified well before it was hashed (a
- * write in the same millisecond as the one remembered would otherwise go
- * unseen; such files are simply hashed again).
+ * cache directory. A remembered digest is used only if size, mtime, inode and
+ * ctime are unchanged and the file was last changed well before it was hashed
+ * (a write in the same millisecond, or the same ctime second, as the one
+ * remembered would otherwise go unseen; such files are simply hashed again).
+ * The ctime is what catches content rewritten in place with its size and mtime
+ * set back: nothing but the clock sets it.
  */
 export class DigestCache {
   #file: string;
   #known = new Map<
     string,
-    [size: number, mtimeMs: number, ino: number, digest: string, at: number]
+    [size: number, mtimeMs: number, ino: number, digest: string, at: number, ctimeMs: number]
   >();
   #dirty = false;
 
-  constructor(root: string) {
-    const base = Deno.env.get("XDG_CACHE_HOME") || `${Deno.env.get("HOME") ?? "/tmp"}/.cache`;
+  /** `cacheHome`: instead of the user's cache directory (`XDG_CACHE_HOME`, else ~/.cache). */
+  constructor(root: string, options: { cacheHome?: string } = {}) {
+    const base = options.cacheHome ?? userCacheHome();
     const key = createHash("sha256").update(root).digest("hex").slice(0, 32);
     this.#file = `${base}/sloth-runner/digests/${key}.json`;
     try {
       const saved = JSON.parse(Deno.readTextFileSync(this.#file));
       if (saved?.root === root && saved.files && typeof saved.files === "object") {
         for (const [path, value] of Object.entries(saved.files)) {
-          if (Array.isArray(value) && value.length === 5) {
-            this.#known.set(path, value as [number, number, number, string, number]);
+          // Older caches (without the ctime) are not trusted: their files are hashed again.
+          if (Array.isArray(value) && value.length === 6) {
+            this.#known.set(path, value as [number, number, number, string, number, number]);
           }
         }
       }
@@ -88,12 +97,20 @@ export class DigestCache {
     const known = this.#known.get(entry.path);
     if (
       known && known[0] === entry.size && known[1] === entry.mtimeMs && known[2] === entry.ino &&
-      entry.mtimeMs < known[4] - 2000
+      known[5] === entry.ctimeMs && entry.mtimeMs < known[4] - 2000 &&
+      entry.ctimeMs < known[4] - 2000
     ) {
       return known[3];
     }
     const digest = hashFileSync(`${this.root}/${entry.path}`);
-    this.#known.set(entry.path, [entry.size, entry.mtimeMs, entry.ino, digest, Date.now()]);
+    this.#known.set(entry.path, [
+      entry.size,
+      entry.mtimeMs,
+      entry.ino,
+      digest,
+      Date.now(),
+      entry.ctimeMs,
+    ]);
     this.#dirty = true;
     return digest;
   }

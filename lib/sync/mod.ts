@@ -13,6 +13,15 @@ export {
   recoveryNote,
 } from "./journal.ts";
 export type { Recovery } from "./journal.ts";
+export {
+  applyManifestDelta,
+  comparePaths,
+  describeManifest,
+  diffManifest,
+  ManifestBases,
+  SentManifests,
+} from "./delta.ts";
+export type { Base, ManifestDelta, Sent } from "./delta.ts";
 export { buildManifest, checkManifest, DigestCache, hashFileSync } from "./manifest.ts";
 export type { Manifest, ManifestEntry } from "./manifest.ts";
 export { CHUNK, packEntries, rechunk } from "./pack.ts";

@@ -27,6 +27,8 @@ export interface Entry {
   ctimeMs: number;
   /** Hard links to it (a file linked elsewhere is never changed in place). */
   nlink: number;
+  /** Its owner (an agent hands what is still its own to the task user). */
+  uid: number;
 }
 
 export interface Walk {
@@ -94,6 +96,7 @@ export async function walkWorkspace(
         mtimeMs: info.mtime?.getTime() ?? 0,
         ctimeMs: info.ctime?.getTime() ?? 0,
         nlink: info.nlink ?? 1,
+        uid: info.uid ?? 0,
       };
       if (info.isDirectory) {
         if (ignored(path, true)) continue;

@@ -78,7 +78,10 @@ export interface ReconcileOptions {
  * Makes `ws` match the manifest, except for files whose content must still
  * come: those are returned (the content store lacks their digest) with the
  * files to fill in once it has come. `touched`: kept files whose mode or mtime
- * the agent changed.
+ * the agent changed. `ours`: the directories and symlinks it made, and what its
+ * walk found owned by this process's user: with `fill`, all in `ws` that may be
+ * the agent's once it is filled (the rest is as a task left it), so that handing
+ * the workspace over need not walk it again.
  */
 export async function reconcile(
   ws: string,
@@ -86,8 +89,12 @@ export async function reconcile(
   state: WorkspaceState,
   blobs: BlobStore,
   options: ReconcileOptions = {},
-): Promise<{ fill: ManifestEntry[]; missing: ManifestEntry[]; touched: string[] }> {
+): Promise<
+  { fill: ManifestEntry[]; missing: ManifestEntry[]; touched: string[]; ours: string[] }
+> {
   const walk = await walkWorkspace(ws, { useIgnoreFile: false });
+  const me = Deno.uid();
+  const ours = walk.entries.filter((e) => e.uid === me).map((e) => e.path);
   // What a walk cannot represent goes first: unlinked, never followed or opened.
   for (const path of walk.strays) removeEntry(`${ws}/${path}`);
   const existing = new Map(walk.entries.map((e) => [e.path, e]));
@@ -112,12 +119,14 @@ export async function reconcile(
       if (!have) {
         ensureParents(ws, entry.path);
         Deno.mkdirSync(full);
+        ours.push(entry.path);
       }
       dirs.push(entry);
     } else if (entry.type === "symlink") {
       if (!have) {
         ensureParents(ws, entry.path);
         Deno.symlinkSync(entry.target!, full);
+        ours.push(entry.path);
       }
     } else {
       const known = state.get(entry.path);
@@ -164,7 +173,7 @@ export async function reconcile(
     seen.add(e.digest!);
     return true;
   });
-  return { fill, missing, touched };
+  return { fill, missing, touched, ours };
 }
 
 /**
