@@ -38,6 +38,12 @@ export interface Sandbox {
   ): { cmd: string; args: string[]; env?: Record<string, string> };
   /** Work before each command starts. */
   prepare?(): Promise<void>;
+  /**
+   * Set when `command()` is `/bin/sh -c script` after `argv` (the user switch),
+   * with `env` added to the agent's environment: a shell made ahead for the same
+   * `argv` may run it instead (warm.ts).
+   */
+  shell?: { argv: string[]; env: Record<string, string> };
 }
 
 /**
@@ -135,13 +141,11 @@ export function userSandbox(
   options: { handedOver?: boolean } = {},
 ): Sandbox {
   const argv = switchUserArgv(user);
+  const env = { HOME: `${jobRoot}/tmp`, USER: user.name, LOGNAME: user.name };
   return {
     prepare: options.handedOver ? undefined : () => handOver([jobRoot], { recursive: true }),
-    command: (script) => ({
-      cmd: argv[0],
-      args: [...argv.slice(1), "/bin/sh", "-c", script],
-      env: { HOME: `${jobRoot}/tmp`, USER: user.name, LOGNAME: user.name },
-    }),
+    command: (script) => ({ cmd: argv[0], args: [...argv.slice(1), "/bin/sh", "-c", script], env }),
+    shell: { argv, env },
   };
 }
 
