@@ -5,6 +5,7 @@ import {
   chooseTaskUser,
   handOver,
   hardlinksProtected,
+  keepShellsWarm,
   killRecordedTrees,
   probeBwrap,
   recordTreesIn,
@@ -217,12 +218,15 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
         options.taskNetwork ? "on" : "off"
       })`,
   );
+  // Each command's session, user switch and shell, made ahead of it (exec/warm.ts).
+  const stopWarm = keepShellsWarm();
   return {
     port: server.port,
     localToken: makeLocalToken ? token : undefined,
     trees,
     stop: async () => {
       await service.stop();
+      await stopWarm();
       // Results (cancelled, agent_lost) reach the masters; the connections end with
       // the process, without the GOAWAY that `close` would send (see AgentServer.settle).
       await server.settle(1000);

@@ -236,7 +236,8 @@ export class AgentService implements AgentHandlers {
       // here on, only the task writes in ws/ (and Lua's top level may, as it loads).
       restat(ws, state, written);
       const taskStartMs = Date.now();
-      const sandbox = this.#sandbox(jobRoot);
+      // A shell job runs nothing of the agent's in its directory from here on.
+      const sandbox = this.#sandbox(jobRoot, { handedOver: start.shell_command !== "" });
       const source = {
         file: start.main_file,
         cwd: start.master_cwd,
@@ -466,10 +467,10 @@ export class AgentService implements AgentHandlers {
     return ready;
   }
 
-  #sandbox(jobRoot: string): Sandbox | undefined {
+  #sandbox(jobRoot: string, options: { handedOver?: boolean } = {}): Sandbox | undefined {
     if (!this.#o.bwrap) {
       const user = taskUser();
-      return user ? userSandbox(jobRoot, user) : undefined;
+      return user ? userSandbox(jobRoot, user, options) : undefined;
     }
     return bwrapSandbox({
       jobRoot,

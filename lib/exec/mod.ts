@@ -15,6 +15,7 @@ export {
 } from "./task_user.ts";
 export type { TaskUser, TaskUserChoice } from "./task_user.ts";
 export { killRecordedTrees, recordTreesIn } from "./trees.ts";
+export { keepShellsWarm, warmShellsTaken } from "./warm.ts";
 export { selfCommand, startSelf } from "./self.ts";
 export type { SelfProcess, StartSelfOptions } from "./self.ts";
 export { confinedArgs, startConfined } from "./confined.ts";

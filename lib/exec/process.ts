@@ -2,6 +2,7 @@ import type { ExitStatus } from "../model/mod.ts";
 import type { Sandbox } from "./sandbox.ts";
 import { switchUserArgv } from "./task_user.ts";
 import { treeEnded, treeStarted } from "./trees.ts";
+import { warmShell } from "./warm.ts";
 
 export type Stream = "stdout" | "stderr";
 
@@ -60,27 +61,37 @@ export async function runShell(script: string, options: RunOptions): Promise<Pro
   } catch (error) {
     return { exit: spawnFailed(error, options.cwd), stdout: "", stderr: "" };
   }
-  const { cmd, args, env } = options.sandbox?.command(script, options.cwd, options.env ?? {}) ??
-    { cmd: "/bin/sh", args: ["-c", script] };
   // On an agent started as root, the task user's ids (task_user.ts), after setsid;
   // a sandbox switches inside itself.
-  const argv = [...(options.sandbox ? [] : switchUserArgv()), cmd, ...args];
-  try {
-    // A new session (and so process group) for the tree. `setsid` then exec is
-    // cheaper than Deno's `detached` spawn (~0.5 ms a task, measured).
-    child = new Deno.Command(SETSID ?? argv[0], {
-      args: SETSID ? argv : argv.slice(1),
+  const shell = options.sandbox ? options.sandbox.shell : { argv: switchUserArgv(), env: {} };
+  const warm = shell && SETSID &&
+    warmShell([SETSID, ...shell.argv], script, {
       cwd: options.cwd,
-      env: env ? { ...options.env, ...env } : options.env,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      detached: SETSID === undefined,
-    }).spawn();
-  } catch (error) {
-    return { exit: spawnFailed(error, options.cwd), stdout: "", stderr: "" };
+      env: { ...options.env, ...shell.env },
+      onTaken: treeStarted,
+    });
+  if (warm) child = warm;
+  else {
+    const { cmd, args, env } = options.sandbox?.command(script, options.cwd, options.env ?? {}) ??
+      { cmd: "/bin/sh", args: ["-c", script] };
+    const argv = [...(options.sandbox ? [] : switchUserArgv()), cmd, ...args];
+    try {
+      // A new session (and so process group) for the tree. `setsid` then exec is
+      // cheaper than Deno's `detached` spawn (~0.5 ms a task, measured).
+      child = new Deno.Command(SETSID ?? argv[0], {
+        args: SETSID ? argv : argv.slice(1),
+        cwd: options.cwd,
+        env: env ? { ...options.env, ...env } : options.env,
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+        detached: SETSID === undefined,
+      }).spawn();
+    } catch (error) {
+      return { exit: spawnFailed(error, options.cwd), stdout: "", stderr: "" };
+    }
+    treeStarted(child.pid);
   }
-  treeStarted(child.pid);
 
   const pumps = Promise.all(
     (["stdout", "stderr"] as const).map((stream) =>
