@@ -62,6 +62,11 @@ export function keepShellsWarm(): () => Promise<void> {
   };
 }
 
+/** Whether anyone keeps a shell made ahead (a master does not). */
+export function shellsKeptWarm(): boolean {
+  return keepers > 0;
+}
+
 /** How many commands ran in a shell made ahead (for tests and benchmarks). */
 export function warmShellsTaken(): number {
   return taken;
