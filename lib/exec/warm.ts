@@ -96,11 +96,12 @@ export function warmShell(
     if (keepers > 0 && !spare) spare = makeSpare(argv, key);
   }, SPARE_DELAY_MS);
   if (!ready || ready.gone || ready.key !== key) return undefined;
-  // A directory that is not there fails as a direct start would (spawn_failed).
+  // A directory that is not there fails as a direct start would (spawn_failed);
+  // the spare waits for the next command.
   try {
     if (!Deno.statSync(options.cwd).isDirectory) throw new Deno.errors.NotFound();
   } catch {
-    void discard(ready);
+    spare = ready;
     return undefined;
   }
   options.onTaken(ready.child.pid);

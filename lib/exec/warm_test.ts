@@ -65,6 +65,8 @@ Deno.test("a shell made ahead is not used for what sh could not be handed: a lon
     assert.equal(missing.exit.reason, "spawn_failed");
     assert.match(missing.exit.message ?? "", /working directory \/no\/such\/dir does not exist/);
     assert.equal(warmShellsTaken(), before);
+    // The spare is still there for the next command.
+    await runWarm("true", { cwd: "/" });
   });
 });
 
