@@ -4,9 +4,12 @@
  * it as the task user. Variants are interleaved round by round (this machine's
  * speed swings), each round in a fresh order; medians and p90 per variant.
  *
- *   deno run -A scripts/bench_spawn.ts [--rounds=300] [--only=a,b]
+ *   deno run -A scripts/bench_spawn.ts [--rounds=300] [--only=a,b] [--gap=10]
  *
- * Variants needing root (a task user) are left out otherwise.
+ * `--gap` is idle time before each command, as a remote task's round trips leave
+ * an agent: a shell made ahead (exec/warm.ts) is made 8 ms after the last was
+ * taken, so the "made ahead" rows need a gap over that to show it. Variants
+ * needing root (a task user) are left out otherwise.
  */
 import { parseArgs } from "node:util";
 import { runShell } from "../lib/exec/process.ts";

@@ -2,7 +2,7 @@ import type { ExitStatus } from "../model/mod.ts";
 import type { Sandbox } from "./sandbox.ts";
 import { switchUserArgv } from "./task_user.ts";
 import { treeEnded, treeStarted } from "./trees.ts";
-import { warmShell } from "./warm.ts";
+import { shellsKeptWarm, warmShell } from "./warm.ts";
 
 export type Stream = "stdout" | "stderr";
 
@@ -64,7 +64,7 @@ export async function runShell(script: string, options: RunOptions): Promise<Pro
   // On an agent started as root, the task user's ids (task_user.ts), after setsid;
   // a sandbox switches inside itself.
   const shell = options.sandbox ? options.sandbox.shell : { argv: switchUserArgv(), env: {} };
-  const warm = shell && SETSID &&
+  const warm = shell && SETSID && shellsKeptWarm() &&
     warmShell([SETSID, ...shell.argv], script, {
       cwd: options.cwd,
       env: { ...options.env, ...shell.env },

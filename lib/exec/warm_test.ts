@@ -16,8 +16,8 @@ async function warm(body: () => Promise<void>): Promise<void> {
 
 /** `runShell` with a shell made ahead; fails if it started the command directly. */
 async function runWarm(script: string, options: Parameters<typeof runShell>[1]) {
-  // The spare is made on a timer after the command before: let it start.
-  await new Promise((resolve) => setTimeout(resolve, 10));
+  // The spare is made on a timer (8 ms) after the command before: let it start.
+  await new Promise((resolve) => setTimeout(resolve, 50));
   const before = warmShellsTaken();
   const result = await runShell(script, options);
   assert.equal(warmShellsTaken(), before + 1, "the command ran in a shell made ahead");
@@ -55,7 +55,7 @@ Deno.test("a shell made ahead: the same environment as a direct start, variable 
 
 Deno.test("a shell made ahead is not used for what sh could not be handed: a long script, a name sh cannot export; a missing directory fails as before", async () => {
   await warm(async () => {
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await new Promise((resolve) => setTimeout(resolve, 50));
     const before = warmShellsTaken();
     const long = await runShell(`echo ${"x".repeat(5000)} | wc -c`, { cwd: "/", capture: true });
     assert.equal(long.stdout, "5001\n");
@@ -65,6 +65,8 @@ Deno.test("a shell made ahead is not used for what sh could not be handed: a lon
     assert.equal(missing.exit.reason, "spawn_failed");
     assert.match(missing.exit.message ?? "", /working directory \/no\/such\/dir does not exist/);
     assert.equal(warmShellsTaken(), before);
+    // The spare is still there for the next command.
+    await runWarm("true", { cwd: "/" });
   });
 });
 
@@ -98,7 +100,7 @@ Deno.test("a shell made ahead: a session of its own, and an abort kills its whol
 Deno.test("a shell made ahead and never used ends when it is no longer kept", async () => {
   const stop = keepShellsWarm();
   await runShell("true", { cwd: "/" });
-  await new Promise((resolve) => setTimeout(resolve, 10));
+  await new Promise((resolve) => setTimeout(resolve, 50));
   const stubs = async () =>
     new TextDecoder().decode(
       (await new Deno.Command("pgrep", { args: ["-f", "-P", String(Deno.pid), "read -r l"] })
