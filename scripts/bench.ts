@@ -386,8 +386,9 @@ if (want("sync") || want("warm")) {
       subject: `${ms(warm.ms)}, ${kb(warm.sent)} sent, ${kb(warm.received)} back`,
       baseline: `${ms(cold.ms)}, ${mb(cold.sent)} sent (cold)`,
       ratio: warm.ms / cold.ms,
-      target: "≤ 1% of cold bytes, ≤ 10% of cold time",
-      met: warm.sent <= 0.01 * cold.sent && warm.ms <= 0.1 * cold.ms,
+      // Issue 13's target (it was 10% before).
+      target: "≤ 1% of cold bytes, ≤ 3% of cold time",
+      met: warm.sent <= 0.01 * cold.sent && warm.ms <= 0.03 * cold.ms,
     });
   }
   await agent?.stop();
