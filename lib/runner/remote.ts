@@ -171,6 +171,18 @@ export class RemoteRunner implements TaskExecutor {
           await sendManifest(manifest.entries, { entries: manifest.entries.length });
         }
         let sentWhole = !delta;
+        // While the agent matches it: the digests learned, and what the agent now has
+        // (the next run's delta is made against it; should the agent not take it after
+        // all, that delta costs a whole manifest, never a wrong one).
+        manifest.saveDigests();
+        if (takesDeltas && !nothingToSend) {
+          const { digest, lines } = delta ?? describeManifest(manifest.entries);
+          this.#sent.set(agentId, task.workdir, {
+            digest,
+            paths: manifest.entries.map((e) => e.path),
+            lines,
+          });
+        }
         if (nothingToSend) {
           await call.send({ workspace_end: { bytes: 0 } });
           call.end();
@@ -208,15 +220,6 @@ export class RemoteRunner implements TaskExecutor {
               needed.push(entry);
             }
           } else if ("need_end" in value) {
-            if (takesDeltas && !nothingToSend) {
-              // The agent accepted it: the next run's delta is made against it.
-              const sent = delta && !sentWhole ? delta : describeManifest(manifest.entries);
-              this.#sent.set(agentId, task.workdir, {
-                digest: sent.digest,
-                paths: manifest.entries.map((e) => e.path),
-                lines: sent.lines,
-              });
-            }
             break;
           } else if ("result" in value) {
             result = fromWire(value.result, target.address);
@@ -422,7 +425,7 @@ export class RemoteRunner implements TaskExecutor {
       this.#digests.set(workdir, cache);
     }
     try {
-      return await buildManifest(workdir, cache);
+      return await buildManifest(workdir, cache, { saveDigests: false });
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) {
         throw new SyncError(`working directory ${workdir} does not exist`);

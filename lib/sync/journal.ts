@@ -47,7 +47,8 @@ export { JOURNAL_DIR };
 
 /** Whether `path` (relative, `/`-separated) is or is inside the reserved directory. */
 export function isReserved(path: string): boolean {
-  return path.split("/").includes(JOURNAL_DIR);
+  // Split only what could hold it: a manifest checks every one of its paths here.
+  return path.includes(JOURNAL_DIR) && path.split("/").includes(JOURNAL_DIR);
 }
 
 /** Refuses a path from another machine that names the reserved directory. */

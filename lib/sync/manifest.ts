@@ -30,6 +30,8 @@ export interface Manifest {
   ignored(path: string, isDir?: boolean): boolean;
   /** The identity of each entry on this machine, for telling later whether it changed. */
   identity: Map<string, Entry>;
+  /** Writes the digests learned to the cache (see `buildManifest`'s `saveDigests`). */
+  saveDigests(): void;
 }
 
 /** Where sloth-runner's caches go: `XDG_CACHE_HOME`, else ~/.cache. */
@@ -141,8 +143,16 @@ export class DigestCache {
   }
 }
 
-/** The manifest of a workspace, with digests from (and into) `cache`. */
-export async function buildManifest(root: string, cache: DigestCache): Promise<Manifest> {
+/**
+ * The manifest of a workspace, with digests from (and into) `cache`. With
+ * `saveDigests: false` the cache is written only when the caller says (a master
+ * does it while the agent works on the manifest).
+ */
+export async function buildManifest(
+  root: string,
+  cache: DigestCache,
+  options: { saveDigests?: boolean } = {},
+): Promise<Manifest> {
   const walk = await walkWorkspace(root);
   const entries: ManifestEntry[] = [];
   for (const e of walk.entries) {
@@ -156,8 +166,11 @@ export async function buildManifest(root: string, cache: DigestCache): Promise<M
       target: e.target,
     });
   }
-  cache.save(new Set(walk.entries.filter((e) => e.type === "file").map((e) => e.path)));
+  const saveDigests = () =>
+    cache.save(new Set(walk.entries.filter((e) => e.type === "file").map((e) => e.path)));
+  if (options.saveDigests !== false) saveDigests();
   return {
+    saveDigests,
     entries,
     skipped: walk.skipped,
     ignored: walk.ignored,

@@ -214,8 +214,8 @@ export async function copyFile(
     if (options.mtimeMs !== undefined) {
       futimesSync(
         to,
-        new Date(options.atimeMs ?? options.mtimeMs),
-        new Date(options.mtimeMs),
+        exactSeconds(options.atimeMs ?? options.mtimeMs),
+        exactSeconds(options.mtimeMs),
       );
     }
     closeSync(to);
@@ -234,6 +234,16 @@ export async function copyFile(
   } finally {
     closeQuietly(from);
   }
+}
+
+/**
+ * A time in ms as the seconds `futimesSync` takes: they cross as a double and
+ * are cut to nanoseconds, so a whole millisecond could land a hair below itself
+ * and read back as the millisecond before (then the next run sets it again, and
+ * again). Half a millisecond more lands inside the millisecond meant.
+ */
+function exactSeconds(ms: number): number {
+  return (Math.floor(ms) + 0.5) / 1000;
 }
 
 /**
@@ -270,7 +280,7 @@ export function setModeAndTime(
   try {
     if (options.mode !== undefined) fchmodSync(fd, options.mode);
     if (options.mtimeMs !== undefined) {
-      futimesSync(fd, new Date(options.mtimeMs), new Date(options.mtimeMs));
+      futimesSync(fd, exactSeconds(options.mtimeMs), exactSeconds(options.mtimeMs));
     }
   } finally {
     closeQuietly(fd);

@@ -107,3 +107,24 @@ Deno.test("setModeAndTime() refuses a symlink instead of changing what it points
   setModeAndTime(`${s.dir}/dir`, { mode: 0o700, directory: true });
   assert.equal(Deno.statSync(`${s.dir}/dir`).mode! & 0o777, 0o700);
 });
+
+Deno.test("setModeAndTime() and copyFile() set the very millisecond asked for, which reads back as it", async () => {
+  const dir = await Deno.realPath(await Deno.makeTempDir({ prefix: "sloth-nofollow-" }));
+  try {
+    Deno.writeTextFileSync(`${dir}/f`, "x");
+    const off: number[] = [];
+    // A date well past 2026: seconds as a double lose sub-microsecond precision there.
+    for (let ms = 1_796_528_802_000; ms < 1_796_528_802_400; ms++) {
+      setModeAndTime(`${dir}/f`, { mtimeMs: ms });
+      if (Deno.lstatSync(`${dir}/f`).mtime!.getTime() !== ms) off.push(ms);
+    }
+    for (let ms = 1_796_528_803_000; ms < 1_796_528_803_050; ms++) {
+      await copyFile(`${dir}/f`, `${dir}/copy`, { mode: 0o644, mtimeMs: ms, size: 1 });
+      if (Deno.lstatSync(`${dir}/copy`).mtime!.getTime() !== ms) off.push(ms);
+      Deno.removeSync(`${dir}/copy`);
+    }
+    assert.deepEqual(off, []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -395,6 +395,9 @@ export async function diff(
 /** What a `<key>.size` file holds at most: a decimal number and a newline. */
 const SIZE_FILE_BYTES = 17;
 
+/** Files whose states the shelf holds in memory, all workspaces together (~30 MB). */
+const MAX_HELD_STATES = 100_000;
+
 /** A state file larger than this is not read (the workspace starts from nothing). */
 const MAX_STATE_BYTES = 1024 ** 3;
 
@@ -411,8 +414,13 @@ export class WorkspaceShelf {
   #dir: string;
   #max: number;
   #busy = new Set<string>();
-  /** On the shelf now (not taken): bytes as counted, last kept (ms since the epoch). */
-  #kept = new Map<string, { bytes: number; used: number }>();
+  /**
+   * On the shelf now (not taken): bytes as counted, last kept (ms since the epoch),
+   * and the state as this process kept it (then `take` need not read it back).
+   */
+  #kept = new Map<string, { bytes: number; used: number; state?: WorkspaceState }>();
+  /** Files in the states held in memory, at most `MAX_HELD_STATES`. */
+  #heldFiles = 0;
   #total = 0;
 
   constructor(dir: string, max: number) {
@@ -447,6 +455,7 @@ export class WorkspaceShelf {
       return { state: new Map(), taken: false };
     }
     this.#busy.add(key);
+    const held = this.#kept.get(key)?.state;
     // From here its bytes are the job's, not the shelf's: never evicted while taken.
     this.#remove(key);
     try {
@@ -454,6 +463,8 @@ export class WorkspaceShelf {
     } catch {
       return { state: new Map(), taken: true };
     }
+    // What this process kept (and verified since): the file holds the same, or older.
+    if (held) return { state: held, taken: true };
     try {
       const saved = JSON.parse(
         new TextDecoder().decode(readSmallFile(`${this.#dir}/${key}.json`, MAX_STATE_BYTES)),
@@ -510,6 +521,7 @@ export class WorkspaceShelf {
       this.#busy.delete(key);
     }
     this.#add(key, bytes, Date.now());
+    this.#hold(key, state);
     this.#trim();
     return slot;
   }
@@ -578,6 +590,21 @@ export class WorkspaceShelf {
     if (!kept) return;
     this.#kept.delete(key);
     this.#total -= kept.bytes;
+    if (kept.state) this.#heldFiles -= kept.state.size;
+  }
+
+  /** Holds a kept workspace's state in memory, as room allows (least recently kept go first). */
+  #hold(key: string, state: WorkspaceState): void {
+    const kept = this.#kept.get(key);
+    if (!kept || state.size > MAX_HELD_STATES) return;
+    kept.state = state;
+    this.#heldFiles += state.size;
+    for (const other of this.#kept.values()) {
+      if (this.#heldFiles <= MAX_HELD_STATES) break;
+      if (other === kept || !other.state) continue;
+      this.#heldFiles -= other.state.size;
+      other.state = undefined;
+    }
   }
 
   /** The workspace, its state and its size file, as the budget counts them. */

@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import { BlobStore } from "./blobs.ts";
 import { checkManifest, type ManifestEntry } from "./manifest.ts";
 import { DEFAULT_LIMITS } from "./unpack.ts";
-import { markUnverified, reconcile, type WorkspaceState } from "./workspace.ts";
+import { markUnverified, reconcile, WorkspaceShelf, type WorkspaceState } from "./workspace.ts";
 
 function digestOf(text: string): string {
   return createHash("sha256").update(text).digest("hex");
@@ -134,4 +134,23 @@ Deno.test("checkManifest() refuses .sloth-apply, which an agent's walk never see
       }),
     /refused "\.sloth-apply"/,
   );
+});
+
+Deno.test("a shelf gives back the state it kept without reading it again; a new one reads its file", async () => {
+  await using s = await scratch();
+  const shelf = new WorkspaceShelf(`${s.dir}/shelf`, 4);
+  const key = "ab".repeat(16);
+  const state: WorkspaceState = new Map();
+  written(s.ws, state, "a.txt", "a");
+  shelf.keep(key, s.ws, state);
+  // The file says something else now: this process's shelf does not read it.
+  Deno.writeTextFileSync(`${s.dir}/shelf/${key}.json`, JSON.stringify({ "b.txt": {} }));
+  const taken = shelf.take(key, `${s.dir}/again`);
+  assert.equal(taken.state, state);
+  shelf.keep(key, `${s.dir}/again`, taken.state);
+  // After a restart, the file is all there is.
+  const restarted = new WorkspaceShelf(`${s.dir}/shelf`, 4);
+  const read = restarted.take(key, `${s.dir}/third`);
+  assert.deepEqual([...read.state.keys()], ["a.txt"]);
+  assert.deepEqual(read.state.get("a.txt"), JSON.parse(JSON.stringify(state.get("a.txt"))));
 });

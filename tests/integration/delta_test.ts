@@ -10,6 +10,7 @@ import {
   AgentClient,
   PROTOCOL_VERSION,
   type RunTaskResponse,
+  serveAgent,
   type TaskStart,
   type WireEntry,
 } from "../../lib/rpc/mod.ts";
@@ -32,11 +33,15 @@ function localListing(dir: string): string[] {
   return new TextDecoder().decode(out.stdout).trim().split("\n");
 }
 
+/** Deno's cache where it is now: moving XDG_CACHE_HOME must not move it too. */
+const DENO_DIR = Deno.env.get("DENO_DIR") ??
+  `${Deno.env.get("XDG_CACHE_HOME") ?? `${Deno.env.get("HOME")}/.cache`}/deno`;
+
 /** A run with its own cache directory (where the manifests sent are remembered). */
 async function run(dir: string, cache: string) {
   const r = await cliProcess(["run", "-f", "workflow.lua", "-o", "json"], {
     cwd: dir,
-    env: { XDG_CACHE_HOME: cache },
+    env: { XDG_CACHE_HOME: cache, DENO_DIR },
   });
   const events = r.stdout.trim().split("\n").filter(Boolean).map((l) => JSON.parse(l));
   const finished = events.find((e) => e.type === "task_finished");
@@ -347,4 +352,52 @@ Deno.test("a master lying in a delta is refused as it would be with a whole mani
   });
   assert.equal(after.askedWhole, false);
   assert.deepEqual(after.lines, [".", "./a", "./a/b", "./c"]);
+});
+
+Deno.test({
+  name:
+    "the master sends a manifest again at most once, and only after a delta: an agent asking for more fails the task",
+  sanitizeOps: false,
+  sanitizeResources: false,
+}, async () => {
+  /** Manifests each job received. */
+  const received: number[] = [];
+  const server = await serveAgent({
+    ping: () => ({
+      version: "asks-forever",
+      protocol: PROTOCOL_VERSION,
+      running_jobs: 0,
+      queued_jobs: 0,
+      max_concurrent: 1,
+      manifest_delta: true,
+    }),
+    runTask: async (job) => {
+      // Whatever it was sent (a whole manifest, a delta), it asks for it whole, again and again.
+      const index = received.push(0) - 1;
+      try {
+        for (let round = 0; round < 3; round++) {
+          while (!("manifest_end" in await job.next()));
+          received[index]++;
+          await job.send({ need: { paths: [], whole_manifest: true } });
+        }
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      } catch {
+        // The master ended the call.
+      }
+    },
+  }, { host: "127.0.0.1", port: 0 });
+  try {
+    await using cache = await tempWorkspace();
+    await using ws = await tempWorkspace({ "a.txt": "aaaa" });
+    await Deno.writeTextFile(`${ws.dir}/workflow.lua`, workflow(`127.0.0.1:${server.port}`));
+    for (const round of ["first (no base)", "second (a delta)"]) {
+      const r = await run(ws.dir, cache.dir);
+      assert.equal(r.code, 1, round);
+      assert.match(r.finished.error, /asked for the manifest again/, round);
+    }
+    // Once whole (no base): no second. A delta, then once whole: no third.
+    assert.deepEqual(received, [1, 2]);
+  } finally {
+    await server.close(100);
+  }
 });
