@@ -398,6 +398,9 @@ const SIZE_FILE_BYTES = 17;
 /** Files whose states the shelf holds in memory, all workspaces together (~30 MB). */
 const MAX_HELD_STATES = 100_000;
 
+/** State files up to this many characters are remembered, not written again unchanged. */
+const MAX_REMEMBERED_STATE = 64 * 1024;
+
 /** A state file larger than this is not read (the workspace starts from nothing). */
 const MAX_STATE_BYTES = 1024 ** 3;
 
@@ -419,6 +422,12 @@ export class WorkspaceShelf {
    * and the state as this process kept it (then `take` need not read it back).
    */
   #kept = new Map<string, { bytes: number; used: number; state?: WorkspaceState }>();
+  /**
+   * What this process last wrote to `<key>.json` (when small) and `<key>.size`:
+   * a job that changed nothing need not write them again (each write of a file
+   * that exists costs a truncation and, on ext4, a flush started at close).
+   */
+  #written = new Map<string, { json?: string; size?: number }>();
   /** Files in the states held in memory, at most `MAX_HELD_STATES`. */
   #heldFiles = 0;
   #total = 0;
@@ -494,7 +503,7 @@ export class WorkspaceShelf {
     const kept = this.#kept.get(key);
     if (kept !== handle) return;
     const file = `${this.#dir}/${key}.json`;
-    Deno.writeTextFileSync(file, JSON.stringify(Object.fromEntries(state)));
+    this.#writeState(key, JSON.stringify(Object.fromEntries(state)));
     // Its mtime says when the workspace was kept, for the budget after a restart.
     Deno.utimeSync(file, new Date(kept.used), new Date(kept.used));
   }
@@ -509,8 +518,10 @@ export class WorkspaceShelf {
     const bytes = [...state.values()].reduce((sum, f) => sum + footprint(f.size), 0) +
       footprint(0) + 2 * footprint(SIZE_FILE_BYTES);
     try {
-      Deno.writeTextFileSync(`${slot}.json`, JSON.stringify(Object.fromEntries(state)));
-      this.#writeSize(key, bytes);
+      this.#writeState(key, JSON.stringify(Object.fromEntries(state)));
+      // A size from the last `measure` stands until the next one: a restart in between
+      // counts what the workspace took last time, not nothing.
+      if (this.#written.get(key)?.size === undefined) this.#writeSize(key, bytes);
       Deno.renameSync(ws, slot);
       Deno.utimeSync(`${slot}.json`, new Date(), new Date());
     } catch (error) {
@@ -545,6 +556,7 @@ export class WorkspaceShelf {
   release(key: string): void {
     this.#busy.delete(key);
     this.#remove(key);
+    this.#written.delete(key);
     for (const suffix of [".json", ".size"]) {
       try {
         Deno.removeSync(`${this.#dir}/${key}${suffix}`);
@@ -563,6 +575,7 @@ export class WorkspaceShelf {
   drop(key: string): void {
     if (!this.#kept.has(key) || this.#busy.has(key)) return;
     this.#remove(key);
+    this.#written.delete(key);
     // The state first: a workspace without one is removed at the next start.
     for (const suffix of [".json", ".size"]) {
       try {
@@ -619,7 +632,22 @@ export class WorkspaceShelf {
   }
 
   #writeSize(key: string, bytes: number): void {
+    const written = this.#written.get(key) ?? {};
+    if (written.size === bytes) return;
+    written.size = undefined;
     Deno.writeTextFileSync(`${this.#dir}/${key}.size`, `${bytes}\n`);
+    written.size = bytes;
+    this.#written.set(key, written);
+  }
+
+  #writeState(key: string, json: string): void {
+    const written = this.#written.get(key) ?? {};
+    if (written.json === json) return;
+    written.json = undefined;
+    Deno.writeTextFileSync(`${this.#dir}/${key}.json`, json);
+    // Only small ones are remembered: a big state is written each time.
+    if (json.length <= MAX_REMEMBERED_STATE) written.json = json;
+    this.#written.set(key, written);
   }
 
   /** At most `max` kept: the least recently kept go. */

@@ -147,10 +147,39 @@ Deno.test("a shelf gives back the state it kept without reading it again; a new 
   Deno.writeTextFileSync(`${s.dir}/shelf/${key}.json`, JSON.stringify({ "b.txt": {} }));
   const taken = shelf.take(key, `${s.dir}/again`);
   assert.equal(taken.state, state);
+  written(`${s.dir}/again`, taken.state, "c.txt", "c");
   shelf.keep(key, `${s.dir}/again`, taken.state);
   // After a restart, the file is all there is.
   const restarted = new WorkspaceShelf(`${s.dir}/shelf`, 4);
   const read = restarted.take(key, `${s.dir}/third`);
-  assert.deepEqual([...read.state.keys()], ["a.txt"]);
+  assert.deepEqual([...read.state.keys()], ["a.txt", "c.txt"]);
   assert.deepEqual(read.state.get("a.txt"), JSON.parse(JSON.stringify(state.get("a.txt"))));
+});
+
+Deno.test("a shelf does not write a state or size file again when they have not changed", async () => {
+  await using s = await scratch();
+  const shelf = new WorkspaceShelf(`${s.dir}/shelf`, 4);
+  const key = "cd".repeat(16);
+  const state: WorkspaceState = new Map();
+  written(s.ws, state, "a.txt", "a");
+  shelf.keep(key, s.ws, state);
+  shelf.measure(key);
+  const inode = (name: string) => Deno.statSync(`${s.dir}/shelf/${key}.${name}`);
+  const before = { size: inode("size") };
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  for (let i = 0; i < 3; i++) {
+    const taken = shelf.take(key, `${s.dir}/again`);
+    shelf.keep(key, `${s.dir}/again`, taken.state);
+    shelf.measure(key);
+  }
+  // Same content, never rewritten (a rewrite would move the change time).
+  assert.equal(inode("size").ctime!.getTime(), before.size.ctime!.getTime());
+  assert.equal(inode("size").mtime!.getTime(), before.size.mtime!.getTime());
+  // A change is written.
+  const taken = shelf.take(key, `${s.dir}/again`);
+  written(`${s.dir}/again`, taken.state, "b.txt", "bb");
+  shelf.keep(key, `${s.dir}/again`, taken.state);
+  shelf.measure(key);
+  const saved = JSON.parse(Deno.readTextFileSync(`${s.dir}/shelf/${key}.json`));
+  assert.deepEqual(Object.keys(saved), ["a.txt", "b.txt"]);
 });
