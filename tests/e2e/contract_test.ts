@@ -86,7 +86,12 @@ Deno.test("the messages for a missing token and for an agent stopped mid-task ar
     "workflow.lua": `TaskDefinitions = { g = { delegate_to = { address = "${agent.address}" },
       tasks = { { name = "t", command = "sleep 30" } } } }`,
   });
-  const none = await cliProcess(["run", "-f", "workflow.lua", "--plain"], { cwd: ws.dir });
+  // A directory of local tokens of its own: a file an earlier agent on the same port left
+  // behind (a port the system gave out again) is not this master's to find.
+  const none = await cliProcess(["run", "-f", "workflow.lua", "--plain"], {
+    cwd: ws.dir,
+    env: { XDG_RUNTIME_DIR: `${ws.dir}/runtime` },
+  });
   assert.equal(none.code, 1);
   assert.match(
     none.stdout + none.stderr,
