@@ -14,6 +14,7 @@ export {
   LUA_WASM_PATH,
   LuaPool,
   LuaSession,
+  startLuaWorker,
 } from "./pool.ts";
 export type { LuaPoolOptions, SessionHooks } from "./pool.ts";
 export type { CallKind, CallResult } from "./protocol.ts";

@@ -48,7 +48,12 @@ export type ToWorker =
   | OpenRequest
   | CallRequest
   | { op: "exec_done"; id: number; reply?: ExecReply; error?: string }
-  | { op: "close" };
+  | { op: "close" }
+  /**
+   * The job is over (a worker reused across jobs): close the state, forget
+   * everything of the job, and say whether anything it started is still running.
+   */
+  | { op: "reset" };
 
 /** What `__sloth_call` returns. */
 export interface CallResult {
@@ -64,4 +69,6 @@ export type FromWorker =
   | { op: "open_failed"; error: ErrorData }
   | { op: "called"; id: number; result: CallResult }
   | { op: "log"; level: string; message: string }
-  | { op: "exec"; id: number; request: ExecRequest };
+  | { op: "exec"; id: number; request: ExecRequest }
+  /** `clean`: no host call of the job (a fetch, a download, a command) is still in flight. */
+  | { op: "reset_done"; clean: boolean };

@@ -28,11 +28,36 @@ const wasmPath = decodeURIComponent(
 // Before the Lua runtime starts: it binds console.log and console.error for Lua's own output.
 // (Posted a moment later: `send` below is not set yet while this module loads.)
 redirectConsole((level, message) => queueMicrotask(() => post({ op: "log", level, message })));
-const factory = new LuaFactory(wasmPath);
+shareCompiledRuntime();
+/**
+ * Where Lua states come from. One factory is one wasm instance (its memory, its
+ * emscripten files, wasmoon's table of JavaScript values): a worker reused across
+ * an agent's jobs gets a new one for each job (`reset`), so no byte of a previous
+ * job's states is there to find, even through a bug in Lua.
+ */
+let factory = new LuaFactory(wasmPath);
 
 let engine: LuaEngine | undefined;
 let execId = 0;
 const pendingExec = new Map<number, { resolve(r: ExecReply): void; reject(e: Error): void }>();
+/** Host calls (commands, fetches, downloads, imports) started and not yet settled. */
+let inFlight = 0;
+
+/**
+ * Compiles the Lua runtime once per worker: wasmoon (emscripten) instantiates it
+ * from its bytes for every factory, which would compile it each time (10-40 ms);
+ * a later factory then costs an instantiation (~2 ms), made ahead of its job.
+ */
+function shareCompiledRuntime(): void {
+  const instantiate = WebAssembly.instantiate.bind(WebAssembly);
+  const compiled = new Map<number, Promise<WebAssembly.Module>>();
+  WebAssembly.instantiate = ((source: BufferSource | WebAssembly.Module, imports) => {
+    if (source instanceof WebAssembly.Module) return instantiate(source, imports);
+    let module = compiled.get(source.byteLength);
+    if (!module) compiled.set(source.byteLength, module = WebAssembly.compile(source));
+    return module.then(async (m) => ({ module: m, instance: await instantiate(m, imports) }));
+  }) as typeof WebAssembly.instantiate;
+}
 
 /** Where answers go: the worker's parent, or (worker_process.ts) its pipe. */
 let send: (message: FromWorker) => void = (message) => self.postMessage(message);
@@ -73,7 +98,33 @@ function handle(message: ToWorker): void {
     case "close":
       closeEngine();
       break;
+    case "reset": {
+      closeEngine();
+      pendingExec.clear();
+      const clean = inFlight === 0;
+      // A worker that is not clean is killed by its owner; a clean one gets a new runtime.
+      if (clean) factory = new LuaFactory(wasmPath);
+      post({ op: "reset_done", clean });
+      break;
+    }
   }
+}
+
+/** The host's functions, each async one counted while it runs (see `reset`). */
+function counted(host: Record<string, unknown>): Record<string, unknown> {
+  const settled = () => inFlight--;
+  for (const [name, value] of Object.entries(host)) {
+    if (typeof value !== "function") continue;
+    host[name] = (...args: unknown[]) => {
+      const result = value(...args);
+      if (result instanceof Promise) {
+        inFlight++;
+        result.then(settled, settled);
+      }
+      return result;
+    };
+  }
+  return host;
 }
 
 function closeEngine(): void {
@@ -187,7 +238,7 @@ async function open(request: OpenRequest): Promise<FromWorker> {
       traceAllocations: true,
     });
     engine.global.setMemoryMax(request.memoryLimit);
-    engine.global.set("__sloth_host", createHost(ctx));
+    engine.global.set("__sloth_host", counted(createHost(ctx)));
     engine.global.loadString(PRELUDE, "=sloth");
     await engine.global.run(0);
 
