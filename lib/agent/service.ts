@@ -8,6 +8,7 @@ import {
   loadWorkflow,
   LUA_WASM_PATH,
   type LuaPool,
+  type LuaSession,
   startLuaWorker,
   startProcessWorker,
 } from "../dsl/mod.ts";
@@ -238,11 +239,13 @@ export class AgentService implements AgentHandlers {
         bundle: bundleOf(start.files),
       };
       let task: Task;
+      /** The state the workflow was loaded in, which then runs the task's functions. */
+      let loadedIn: LuaSession | undefined;
       if (start.shell_command !== "") {
         task = shellTask(start, ws);
       } else {
         pool = slot!.pool(this.#luaOptions(jobRoot));
-        task = await this.#loadTask(pool, job, ws);
+        ({ task, session: loadedIn } = await this.#loadTask(pool, job, ws));
       }
 
       const timeoutMs = start.timeout_ms;
@@ -277,7 +280,14 @@ export class AgentService implements AgentHandlers {
       };
       let result: AttemptResult;
       try {
-        const runner = new LocalRunner({ pool, source, emit, sandbox, env: { TMPDIR: tmp } });
+        const runner = new LocalRunner({
+          pool,
+          source,
+          emit,
+          sandbox,
+          env: { TMPDIR: tmp },
+          session: loadedIn,
+        });
         result = await runner.attempt(task, {
           attempt: start.attempt,
           inputs: parseJson(start.inputs_json, "inputs_json") as AttemptContext["inputs"],
@@ -285,6 +295,7 @@ export class AgentService implements AgentHandlers {
         });
       } finally {
         clearTimeout(timer);
+        loadedIn?.release(); // when the task needed no Lua after all
       }
       await sending;
       if (controller.signal.aborted && !result.ok) {
@@ -542,8 +553,13 @@ export class AgentService implements AgentHandlers {
     }
   }
 
-  async #loadTask(pool: LuaPool, job: IncomingJob, dir: string): Promise<Task> {
+  async #loadTask(
+    pool: LuaPool,
+    job: IncomingJob,
+    dir: string,
+  ): Promise<{ task: Task; session?: LuaSession }> {
     const { start } = job;
+    const params = parseJson(start.params_json, "params_json");
     const loaded = await loadWorkflow(pool, {
       file: start.main_file,
       cwd: start.master_cwd,
@@ -552,17 +568,22 @@ export class AgentService implements AgentHandlers {
       workdir: dir,
       quiet: true,
       ignoreTargets: true,
+      // What the task's state would see (taskEnv): this state runs its functions.
+      keep: { env: { SLOTH_TASK: start.task, SLOTH_GROUP: start.group, SLOTH_WORKDIR: dir } },
     });
     const group = loaded.workflow.groups.find((g) => g.name === start.group);
     const task = group?.tasks.find((t) => t.name === start.task);
     if (!task) {
+      loaded.session?.release();
       throw new ProtocolError(
         "not_found",
         `no task "${start.task}" in group "${start.group}" of the workflow sent`,
       );
     }
-    const params = parseJson(start.params_json, "params_json");
-    return { ...task, workdir: dir, params, target: { kind: "local" } };
+    return {
+      task: { ...task, workdir: dir, params, target: { kind: "local" } },
+      session: loaded.session,
+    };
   }
 
   /** Waits for a slot; false when the job was cancelled (or the agent stopped) first. */

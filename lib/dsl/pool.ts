@@ -262,6 +262,11 @@ export class LuaSession {
     }
   }
 
+  /** Where the state's log lines go from now on. */
+  setHooks(hooks: SessionHooks): void {
+    this.#hooks = hooks;
+  }
+
   /** Ends the session and keeps the worker for the next one. */
   release(): void {
     const worker = this.#worker;
