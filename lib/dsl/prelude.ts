@@ -452,9 +452,9 @@ local function register_only(gname, tname)
   return {}
 end
 
-function __sloth_main(source, name, only_group, only_task)
-  local chunk, err = load(source, "@" .. name, "t")
-  if not chunk then return { syntax = shorten(err) } end
+-- chunk: the main file compiled by the host (worker.ts), or why it did not compile
+function __sloth_main(chunk, name, only_group, only_task)
+  if type(chunk) ~= "function" then return { syntax = shorten(chunk) } end
   local ok, e = pcall(chunk)
   flush_streams()
   if not ok then return { runtime = error_text(e) } end

@@ -5,7 +5,7 @@
  * here: `exec.run` asks the main thread, which owns every child process and can
  * stop them when this worker is terminated.
  */
-import { type LuaEngine, LuaFactory } from "wasmoon";
+import { type LuaEngine, LuaFactory, type LuaThread } from "wasmoon";
 import { type ErrorData, toErrorData } from "../errors.ts";
 import { createHost, type ExecReply, type HostContext, toLua } from "./host.ts";
 import { PRELUDE } from "./prelude.ts";
@@ -101,6 +101,7 @@ function handle(message: ToWorker): void {
     case "reset": {
       closeEngine();
       pendingExec.clear();
+      mainChunks.clear();
       const clean = inFlight === 0;
       // A worker that is not clean is killed by its owner; a clean one gets a new runtime.
       if (clean) factory = new LuaFactory(wasmPath);
@@ -239,16 +240,14 @@ async function open(request: OpenRequest): Promise<FromWorker> {
     });
     engine.global.setMemoryMax(request.memoryLimit);
     engine.global.set("__sloth_host", counted(createHost(ctx)));
-    await loadPrelude(engine);
+    loadPrelude(engine);
     await engine.global.run(0);
 
-    const [loaded] = await invoke(
-      "__sloth_main",
-      main.source,
-      main.name,
-      request.only?.group,
-      request.only?.task,
-    ) as [MainResult];
+    const thread = engine.global.newThread();
+    thread.lua.lua_getglobal(thread.address, "__sloth_main");
+    loadMain(thread, main.source, `@${main.name}`);
+    for (const arg of [main.name, request.only?.group, request.only?.task]) thread.pushValue(arg);
+    const [loaded] = [...await thread.run(4)] as [MainResult];
     quiet = false;
     if (loaded.runtime !== undefined && /not enough memory/.test(loaded.runtime)) {
       return failed({
@@ -283,41 +282,84 @@ async function open(request: OpenRequest): Promise<FromWorker> {
 }
 
 /** The prelude as Lua bytecode, made once per worker: parsing its text took 2-4 ms a state. */
-let preludeChunk: Promise<Uint8Array> | undefined;
+let preludeChunk: Uint8Array | undefined;
+/**
+ * Workflow files' main chunks as bytecode, by chunk name and text: a local run
+ * opens a state per task with the same file (2 ms to parse 200 tasks). Emptied
+ * between an agent's jobs (`reset`): nothing of one job stays for the next.
+ */
+const mainChunks = new Map<string, Uint8Array>();
+const MAX_MAIN_CHUNKS = 8;
 
 /**
- * Puts the prelude, compiled, on the state's stack. The only binary chunk any
- * state loads, made here from our own text by Lua itself; Lua code can load text
- * only (the prelude's `load`).
+ * Puts the prelude, compiled, on the state's stack. Binary chunks are loaded
+ * only here and in `loadMain`, each made by this worker's Lua from text it was
+ * given; Lua code itself can load text only (the prelude's `load`).
  */
-async function loadPrelude(engine: LuaEngine): Promise<void> {
-  preludeChunk ??= compilePrelude();
-  const chunk = await preludeChunk;
+function loadPrelude(engine: LuaEngine): void {
   const global = engine.global;
-  const module = global.lua.module;
-  const at = module._malloc(chunk.length);
+  if (preludeChunk) {
+    loadBytes(global, preludeChunk, "=sloth", "b");
+    return;
+  }
+  loadBytes(global, new TextEncoder().encode(PRELUDE), "=sloth", "t");
+  preludeChunk = dumpTop(global);
+}
+
+/** The main chunk (or, when it does not compile, Lua's message) on `thread`'s stack. */
+function loadMain(thread: LuaThread, source: string, chunkName: string): void {
+  const key = `${chunkName}\0${source}`;
+  const known = mainChunks.get(key);
+  if (known) {
+    loadBytes(thread, known, chunkName, "b", false);
+    return;
+  }
+  if (loadBytes(thread, new TextEncoder().encode(source), chunkName, "t", false)) {
+    if (mainChunks.size >= MAX_MAIN_CHUNKS) mainChunks.clear();
+    mainChunks.set(key, dumpTop(thread));
+  }
+}
+
+/** luaL_loadbufferx; whether it compiled (else its message is on the stack, or thrown). */
+function loadBytes(
+  thread: LuaThread,
+  bytes: Uint8Array,
+  chunkName: string,
+  mode: "b" | "t",
+  raise = true,
+): boolean {
+  const module = thread.lua.module;
+  const at = module._malloc(Math.max(1, bytes.length));
   try {
-    module.HEAPU8.set(chunk, at);
-    global.assertOk(global.lua.luaL_loadbufferx(global.address, at, chunk.length, "=sloth", "b"));
+    module.HEAPU8.set(bytes, at);
+    const status = thread.lua.luaL_loadbufferx(thread.address, at, bytes.length, chunkName, mode);
+    if (status !== 0 && raise) thread.assertOk(status);
+    return status === 0;
   } finally {
     module._free(at);
   }
 }
 
-async function compilePrelude(): Promise<Uint8Array> {
-  const scratch = await factory.createEngine({ injectObjects: false, enableProxy: false });
+/** The function on top of `thread`'s stack as bytecode (lua_dump, debug information kept). */
+function dumpTop(thread: LuaThread): Uint8Array {
+  const module = thread.lua.module;
+  const parts: Uint8Array[] = [];
+  const writer = module.addFunction((_l: number, data: number, size: number) => {
+    parts.push(module.HEAPU8.slice(data, data + size));
+    return 0;
+  }, "iiiii");
   try {
-    scratch.global.set("__prelude", PRELUDE);
-    // Hex, because a Lua string reaches JavaScript as UTF-8 text.
-    const hex = scratch.doStringSync(`
-      local chunk = string.dump(assert(load(__prelude, "=sloth", "t")))
-      return (chunk:gsub(".", function(c) return string.format("%02x", c:byte()) end))`) as string;
-    const bytes = new Uint8Array(hex.length / 2);
-    for (let i = 0; i < bytes.length; i++) bytes[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
-    return bytes;
+    thread.lua.lua_dump(thread.address, writer, 0, 0);
   } finally {
-    scratch.global.close();
+    module.removeFunction(writer);
   }
+  const bytes = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    bytes.set(part, offset);
+    offset += part.length;
+  }
+  return bytes;
 }
 
 function memoryMessage(limit: number): string {

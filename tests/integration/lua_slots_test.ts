@@ -201,7 +201,7 @@ Deno.test("a Lua worker whose job left a command running is replaced, not reused
     /the Lua worker of \S+ is replaced: a call of its last job was still running/,
   );
   // Stopped with its session (SIGTERM, then SIGKILL a second later).
-  await waitFor(async () => (await pgrep(`sleep ${seconds}`)).length === 0, 3000);
+  await waitFor(async () => (await pgrep(`sleep ${seconds}`)).length === 0, 5000);
 });
 
 function jobsIn(slots: string): string[] {
