@@ -570,6 +570,7 @@ export class AgentService implements AgentHandlers {
       ignoreTargets: true,
       // What the task's state would see (taskEnv): this state runs its functions.
       keep: { env: { SLOTH_TASK: start.task, SLOTH_GROUP: start.group, SLOTH_WORKDIR: dir } },
+      only: { group: start.group, task: start.task },
     });
     const group = loaded.workflow.groups.find((g) => g.name === start.group);
     const task = group?.tasks.find((t) => t.name === start.task);

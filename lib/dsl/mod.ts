@@ -65,6 +65,8 @@ export async function loadWorkflow(
      * would load the same files again.
      */
     keep?: { env: Record<string, string> };
+    /** Describe this task only (an agent's job): the master checked the rest. */
+    only?: { group: string; task: string };
   },
 ): Promise<LoadedWorkflow> {
   const file = resolvePath(options.cwd, options.file);
@@ -80,6 +82,7 @@ export async function loadWorkflow(
       workdir: options.workdir ?? options.cwd,
       env: options.keep?.env ?? {},
       quiet: options.quiet ?? false,
+      only: options.only && { ...options.only, describe: true },
     },
     { onLog: options.onLog ?? (() => {}) },
   );

@@ -30,8 +30,12 @@ export interface OpenRequest {
   tmpdir?: string;
   /** The only directory `fs` may touch (symlinks resolved), when confined. */
   confine?: string;
-  /** Register only this task's functions, and describe nothing (a state for one task). */
-  only?: { group: string; task: string };
+  /**
+   * Register only this task's functions, and describe nothing (a state for one
+   * task); with `describe`, describe that task alone (its group holding only it),
+   * or the whole workflow when there is no such group.
+   */
+  only?: { group: string; task: string; describe?: boolean };
 }
 
 export interface CallRequest {

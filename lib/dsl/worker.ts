@@ -246,8 +246,9 @@ async function open(request: OpenRequest): Promise<FromWorker> {
     const thread = engine.global.newThread();
     thread.lua.lua_getglobal(thread.address, "__sloth_main");
     loadMain(thread, main.source, `@${main.name}`);
-    for (const arg of [main.name, request.only?.group, request.only?.task]) thread.pushValue(arg);
-    const [loaded] = [...await thread.run(4)] as [MainResult];
+    const only = request.only;
+    for (const arg of [main.name, only?.group, only?.task, only?.describe]) thread.pushValue(arg);
+    const [loaded] = [...await thread.run(5)] as [MainResult];
     quiet = false;
     if (loaded.runtime !== undefined && /not enough memory/.test(loaded.runtime)) {
       return failed({
@@ -267,7 +268,7 @@ async function open(request: OpenRequest): Promise<FromWorker> {
     }
     return {
       op: "opened",
-      description: request.only ? {} : ordered(loaded.description, main.source),
+      description: only && !only.describe ? {} : ordered(loaded.description, main.source),
       warnings: sources.warnings,
       files: [...sources.byName.values()].map((f) => f.path),
     };
