@@ -69,16 +69,23 @@ if (want("remote") || want("chain")) {
           workflow(41, (i) => `{ name = "t${i}", ${at(remote)}${lua} }`),
         );
       }
+      // The same tasks as shell commands, for what the Lua costs over a remote shell task.
+      await Deno.writeTextFile(
+        `${dir}/remote-shell.lua`,
+        workflow(41, (i) => `{ name = "t${i}", ${at(true)}command = "true" }`),
+      );
       const r: number[] = [];
       const l: number[] = [];
+      const s: number[] = [];
       for (let i = 0; i < rounds; i++) {
         r.push(...durations(await run("remote.lua", dir)));
         l.push(...durations(await run("local.lua", dir)));
+        s.push(...durations(await run("remote-shell.lua", dir)));
       }
+      const ratio = (median(r) / median(l)).toFixed(2);
       console.log(
-        `remote Lua no-op p50, sandbox ${sandbox}: ${ms(median(r))} vs local ${ms(median(l))} = ${
-          (median(r) / median(l)).toFixed(2)
-        }×`,
+        `remote Lua no-op p50, sandbox ${sandbox}: ${ms(median(r))} vs local ${ms(median(l))} = ` +
+          `${ratio}× (remote shell no-op ${ms(median(s))})`,
       );
     }
     if (want("chain")) {
