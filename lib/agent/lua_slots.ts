@@ -36,6 +36,8 @@ import { LuaPool, type LuaPoolOptions, type LuaWorker } from "../dsl/mod.ts";
 
 /** Longest wait for a worker's answer to `reset` before it is killed instead. */
 const RESET_TIMEOUT_MS = 1000;
+/** Idle workers beyond one are let go (35-50 MB each) after this long without a new idle one. */
+const IDLE_MS = 30_000;
 
 export interface LuaSlotsOptions {
   /** Where slot directories are made (emptied by the agent at its start). */
@@ -54,6 +56,7 @@ export class LuaSlots {
   #waiting: ((slot: LuaSlot) => void)[] = [];
   #closed = false;
   #all = new Set<LuaSlot>();
+  #trimTimer?: ReturnType<typeof setTimeout>;
 
   constructor(options: LuaSlotsOptions) {
     this.#o = options;
@@ -110,7 +113,30 @@ export class LuaSlots {
     if (this.#closed) return slot.close();
     const waiter = this.#waiting.shift();
     if (waiter) waiter(slot);
-    else this.#idle.push(slot);
+    else {
+      this.#idle.push(slot);
+      this.#trimLater();
+    }
+  }
+
+  /** After a burst of jobs, the agent keeps one warm worker, not one per job it ran at once. */
+  #trimLater(): void {
+    clearTimeout(this.#trimTimer);
+    if (this.#idle.length <= 1) return;
+    this.#trimTimer = setTimeout(() => {
+      while (this.#idle.length > 1) {
+        const slot = this.#idle.shift()!;
+        slot.close();
+        this.#all.delete(slot);
+        this.#count--;
+        try {
+          Deno.removeSync(slot.dir, { recursive: true });
+        } catch {
+          // Gone with the agent's home, or removed at its next start.
+        }
+      }
+    }, IDLE_MS);
+    Deno.unrefTimer(this.#trimTimer);
   }
 
   #make(): LuaSlot {
@@ -127,6 +153,7 @@ export class LuaSlots {
   /** Terminates every worker; their directories go with the agent's. */
   close(): void {
     this.#closed = true;
+    clearTimeout(this.#trimTimer);
     for (const slot of this.#all) slot.close();
     this.#idle = [];
   }
