@@ -168,6 +168,7 @@ export class LuaSlot {
   #lent = false;
   /** The job's pool used the worker (it has the job's state to forget). */
   #used = false;
+  #closed = false;
 
   constructor(dir: string, options: LuaSlotsOptions) {
     this.dir = dir;
@@ -221,10 +222,11 @@ export class LuaSlot {
       );
     }
     worker?.terminate();
-    this.#worker = this.#start();
+    this.#worker = this.#closed ? undefined : this.#start();
   }
 
   close(): void {
+    this.#closed = true;
     this.#worker?.terminate();
     this.#worker = undefined;
   }
