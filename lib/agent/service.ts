@@ -4,7 +4,14 @@
  * delegating further), streams its log lines, returns what changed, and removes
  * the directory whatever happened.
  */
-import { loadWorkflow, LUA_WASM_PATH, LuaPool, startProcessWorker } from "../dsl/mod.ts";
+import {
+  loadWorkflow,
+  LUA_WASM_PATH,
+  type LuaPool,
+  type LuaSession,
+  startLuaWorker,
+  startProcessWorker,
+} from "../dsl/mod.ts";
 import { bwrapSandbox, type Sandbox, taskUser, userSandbox } from "../exec/mod.ts";
 import type { RunEvent } from "../log/mod.ts";
 import type { ExitStatus, Task } from "../model/mod.ts";
@@ -44,6 +51,7 @@ import {
   sendChanges,
   settleKept,
 } from "./exchange.ts";
+import { type LuaSlot, LuaSlots } from "./lua_slots.ts";
 import { SlothError } from "../errors.ts";
 import { createHmac } from "node:crypto";
 
@@ -92,10 +100,10 @@ export class AgentService implements AgentHandlers {
   #stopping = false;
   #home?: { jobs: string; keep: DiskBudget; secret: Uint8Array };
   #ephemeralHome?: string;
-  #standby?: { jobRoot: string; pool: LuaPool };
-  #standbyMaking?: Promise<void>;
   /** What masters' manifest deltas are made against (sync/delta.ts): about 30 MB at most. */
   #bases = new ManifestBases({ keys: 32, entries: 100_000 });
+  /** Warm Lua workers, each bound to a directory that holds one job's at a time. */
+  #slots?: LuaSlots;
 
   constructor(options: AgentOptions) {
     // Lines hold text a master or a task chose (names, error messages): the agent's log
@@ -121,6 +129,7 @@ export class AgentService implements AgentHandlers {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
     }
     Deno.mkdirSync(jobs, { recursive: true, mode: 0o700 });
+    this.#slots = this.#luaSlots(`${home}/slots`);
     this.#home = {
       jobs,
       keep: DiskBudget.open(home, {
@@ -170,6 +179,7 @@ export class AgentService implements AgentHandlers {
     let outcome = "error";
     let jobRoot: string | undefined;
     let pool: LuaPool | undefined;
+    let slot: LuaSlot | undefined;
     let key: string | undefined;
     let state: WorkspaceState = new Map();
     let digests: string[] = [];
@@ -184,11 +194,10 @@ export class AgentService implements AgentHandlers {
       return;
     }
     try {
-      // A Lua job takes the standby directory with its warm worker, if there is one.
-      const lua = start.shell_command === "";
-      const standby = lua ? this.#takeStandby(home) : undefined;
-      jobRoot = standby?.jobRoot ??
-        await home.keep.retryOnFullAsync(() => this.#newJobRoot(home), NEW_DIR_BYTES);
+      // A Lua job's directory is made in a free slot, whose worker is warm (lua_slots.ts).
+      if (start.shell_command === "") slot = await this.#slots!.take();
+      const parent = slot?.dir ?? home.jobs;
+      jobRoot = await home.keep.retryOnFullAsync(() => this.#newJobRoot(parent), NEW_DIR_BYTES);
       const ws = `${jobRoot}/ws`;
       const tmp = `${jobRoot}/tmp`;
       if (start.protocol < OLDEST_PROTOCOL || start.protocol > PROTOCOL_VERSION) {
@@ -245,11 +254,13 @@ export class AgentService implements AgentHandlers {
         bundle: bundleOf(start.files),
       };
       let task: Task;
+      /** The state the workflow was loaded in, which then runs the task's functions. */
+      let loadedIn: LuaSession | undefined;
       if (start.shell_command !== "") {
         task = shellTask(start, ws);
       } else {
-        pool = standby?.pool ?? this.#luaPool(jobRoot);
-        task = await this.#loadTask(pool, job, ws);
+        pool = slot!.pool(this.#luaOptions(jobRoot));
+        ({ task, session: loadedIn } = await this.#loadTask(pool, job, ws));
       }
 
       const timeoutMs = start.timeout_ms;
@@ -284,7 +295,14 @@ export class AgentService implements AgentHandlers {
       };
       let result: AttemptResult;
       try {
-        const runner = new LocalRunner({ pool, source, emit, sandbox, env: { TMPDIR: tmp } });
+        const runner = new LocalRunner({
+          pool,
+          source,
+          emit,
+          sandbox,
+          env: { TMPDIR: tmp },
+          session: loadedIn,
+        });
         result = await runner.attempt(task, {
           attempt: start.attempt,
           inputs: parseJson(start.inputs_json, "inputs_json") as AttemptContext["inputs"],
@@ -292,6 +310,7 @@ export class AgentService implements AgentHandlers {
         });
       } finally {
         clearTimeout(timer);
+        loadedIn?.release(); // when the task needed no Lua after all
       }
       await sending;
       if (controller.signal.aborted && !result.ok) {
@@ -392,6 +411,12 @@ export class AgentService implements AgentHandlers {
       job.signal.removeEventListener("abort", onCancel);
       this.#jobs.delete(controller);
       pool?.close();
+      if (slot) {
+        // Out of the slot before anyone else's job comes into it.
+        if (jobRoot) this.#dirs.delete(jobRoot);
+        jobRoot = this.#slots!.release(slot, jobRoot, home.jobs);
+        if (jobRoot) this.#dirs.add(jobRoot);
+      }
       if (key) home.keep.shelf.release(key);
       home.keep.blobs.unpin(digests);
       home.keep.trim();
@@ -409,8 +434,8 @@ export class AgentService implements AgentHandlers {
   }
 
   /** ws/ is the task's workspace; tmp/ its TMPDIR. Only the job root is writable to the task. */
-  async #newJobRoot(home: { jobs: string }): Promise<string> {
-    const jobRoot = `${home.jobs}/sloth-job-${crypto.randomUUID().slice(0, 13)}`;
+  async #newJobRoot(parent: string): Promise<string> {
+    const jobRoot = `${parent}/sloth-job-${crypto.randomUUID().slice(0, 13)}`;
     await Deno.mkdir(jobRoot, { mode: 0o700 });
     this.#dirs.add(jobRoot);
     try {
@@ -425,46 +450,43 @@ export class AgentService implements AgentHandlers {
     return jobRoot;
   }
 
-  /** Lua workers whose Deno permissions reach this job's directory only; one per job. */
-  #luaPool(jobRoot: string): LuaPool {
-    return new LuaPool({
-      maxIdle: 1,
-      permissions: this.#permissions(jobRoot),
+  /** What a Lua job's pool needs besides its slot's worker. */
+  #luaOptions(jobRoot: string) {
+    return {
       sandbox: this.#sandbox(jobRoot),
       env: { TMPDIR: `${jobRoot}/tmp` },
       tmpdir: `${jobRoot}/tmp`,
       confine: jobRoot,
-      // With bubblewrap, Lua runs in a process that sees only this job's directory of
-      // the host's files: no symlink a task swaps in can lead its `fs` calls outside.
-      spawn: this.#o.bwrap
-        ? () =>
-          startProcessWorker({
-            jobRoot,
-            network: this.#o.taskNetwork,
-            onError: (line) => this.#o.log(`lua worker of ${jobRoot}: ${JSON.stringify(line)}`),
-          })
-        : undefined,
-    });
+    };
   }
 
   /**
-   * The warm path for Lua jobs: a job directory made ahead, with a worker already
-   * started for it (~80 ms saved a job). Each worker serves one job and goes with
-   * it, so no state passes between jobs. Prepared after the first Lua job only, so
-   * an agent that runs only shell commands keeps no worker.
+   * Lua workers reused across jobs, each reaching its slot's directory only:
+   * with bubblewrap, a process that has nothing else of the host's files (so no
+   * symlink a task swaps in can lead its `fs` calls outside); without, a Web
+   * Worker whose Deno permissions name the slot.
    */
-  #takeStandby(home: { jobs: string }): { jobRoot: string; pool: LuaPool } | undefined {
-    const ready = this.#standby;
-    this.#standby = undefined;
-    if (!this.#stopping) {
-      this.#standbyMaking ??= this.#newJobRoot(home).then((jobRoot) => {
-        const pool = this.#luaPool(jobRoot);
-        pool.warm();
-        this.#standby = { jobRoot, pool };
-      }).catch((error) => this.#o.log(`could not prepare a job directory: ${error.message}`))
-        .finally(() => this.#standbyMaking = undefined);
+  #luaSlots(dir: string): LuaSlots {
+    try {
+      Deno.removeSync(dir, { recursive: true });
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
     }
-    return ready;
+    Deno.mkdirSync(dir, { mode: 0o711 });
+    Deno.chmodSync(dir, 0o711);
+    return new LuaSlots({
+      dir,
+      max: this.#o.maxConcurrent + 1,
+      start: (slotDir) =>
+        this.#o.bwrap
+          ? startProcessWorker({
+            jobRoot: slotDir,
+            network: this.#o.taskNetwork,
+            onError: (line) => this.#o.log(`lua worker of ${slotDir}: ${JSON.stringify(line)}`),
+          })
+          : startLuaWorker(this.#permissions(slotDir)),
+      log: this.#o.log,
+    });
   }
 
   #sandbox(jobRoot: string, options: { handedOver?: boolean } = {}): Sandbox | undefined {
@@ -480,11 +502,11 @@ export class AgentService implements AgentHandlers {
     });
   }
 
-  /** Lua of a job may read and write its own directory, and nothing else of the disk. */
-  #permissions(jobRoot: string): Deno.PermissionOptionsObject {
+  /** Lua of a slot's jobs may read and write the slot, and nothing else of the disk. */
+  #permissions(slotDir: string): Deno.PermissionOptionsObject {
     return {
-      read: [jobRoot, LUA_WASM_PATH],
-      write: [jobRoot],
+      read: [slotDir, LUA_WASM_PATH],
+      write: [slotDir],
       net: this.#o.taskNetwork,
       env: false,
       run: false,
@@ -508,18 +530,13 @@ export class AgentService implements AgentHandlers {
   async stop(): Promise<void> {
     this.#stopping = true;
     for (const controller of this.#jobs) controller.abort(STOPPING);
-    await this.#standbyMaking;
-    if (this.#standby) {
-      this.#standby.pool.close();
-      await this.#removeJobDir(this.#standby.jobRoot);
-      this.#dirs.delete(this.#standby.jobRoot);
-      this.#standby = undefined;
-    }
+    this.#slots?.close();
     const deadline = Date.now() + 5000;
     while (this.#dirs.size > 0 && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     for (const dir of this.#dirs) await this.#removeJobDir(dir);
+    if (this.#slots) await this.#removeJobDir(this.#slots.dir);
     await this.#background;
     if (this.#ephemeralHome) await this.#removeJobDir(this.#ephemeralHome);
   }
@@ -551,8 +568,13 @@ export class AgentService implements AgentHandlers {
     }
   }
 
-  async #loadTask(pool: LuaPool, job: IncomingJob, dir: string): Promise<Task> {
+  async #loadTask(
+    pool: LuaPool,
+    job: IncomingJob,
+    dir: string,
+  ): Promise<{ task: Task; session?: LuaSession }> {
     const { start } = job;
+    const params = parseJson(start.params_json, "params_json");
     const loaded = await loadWorkflow(pool, {
       file: start.main_file,
       cwd: start.master_cwd,
@@ -561,17 +583,23 @@ export class AgentService implements AgentHandlers {
       workdir: dir,
       quiet: true,
       ignoreTargets: true,
+      // What the task's state would see (taskEnv): this state runs its functions.
+      keep: { env: { SLOTH_TASK: start.task, SLOTH_GROUP: start.group, SLOTH_WORKDIR: dir } },
+      only: { group: start.group, task: start.task },
     });
     const group = loaded.workflow.groups.find((g) => g.name === start.group);
     const task = group?.tasks.find((t) => t.name === start.task);
     if (!task) {
+      loaded.session?.release();
       throw new ProtocolError(
         "not_found",
         `no task "${start.task}" in group "${start.group}" of the workflow sent`,
       );
     }
-    const params = parseJson(start.params_json, "params_json");
-    return { ...task, workdir: dir, params, target: { kind: "local" } };
+    return {
+      task: { ...task, workdir: dir, params, target: { kind: "local" } },
+      session: loaded.session,
+    };
   }
 
   /** Waits for a slot; false when the job was cancelled (or the agent stopped) first. */

@@ -14,6 +14,7 @@ export {
   LUA_WASM_PATH,
   LuaPool,
   LuaSession,
+  startLuaWorker,
 } from "./pool.ts";
 export type { LuaPoolOptions, SessionHooks } from "./pool.ts";
 export type { CallKind, CallResult } from "./protocol.ts";
@@ -40,6 +41,8 @@ export interface LoadedWorkflow {
   warnings: string[];
   /** Absolute paths of the main file and every file it imported. */
   files: string[];
+  /** The state it was loaded in, when asked to keep it (`keep`). */
+  session?: LuaSession;
 }
 
 export async function loadWorkflow(
@@ -56,6 +59,14 @@ export async function loadWorkflow(
     /** On an agent: do not look at where tasks would run. */
     ignoreTargets?: boolean;
     onLog?: SessionHooks["onLog"];
+    /**
+     * Keep the state open for the task functions of the one task it is loaded
+     * for (an agent's job), with the variables that task sees: a second state
+     * would load the same files again.
+     */
+    keep?: { env: Record<string, string> };
+    /** Describe this task only (an agent's job): the master checked the rest. */
+    only?: { group: string; task: string };
   },
 ): Promise<LoadedWorkflow> {
   const file = resolvePath(options.cwd, options.file);
@@ -66,10 +77,16 @@ export async function loadWorkflow(
     bundle: options.bundle,
   };
   const { session, opened } = await pool.open(
-    { ...source, workdir: options.workdir ?? options.cwd, env: {}, quiet: options.quiet ?? false },
+    {
+      ...source,
+      workdir: options.workdir ?? options.cwd,
+      env: options.keep?.env ?? {},
+      quiet: options.quiet ?? false,
+      only: options.only && { ...options.only, describe: true },
+    },
     { onLog: options.onLog ?? (() => {}) },
   );
-  session.release();
+  if (!options.keep) session.release();
   // zod loads here, while the Lua worker is already starting: see LuaPool.prestart().
   const { normalizeWorkflow } = await import("./normalize.ts");
   const workflow = normalizeWorkflow(opened.description, {
@@ -78,7 +95,13 @@ export async function loadWorkflow(
     cwd: options.cwd,
     ignoreTargets: options.ignoreTargets,
   });
-  return { workflow, source, warnings: opened.warnings, files: opened.files };
+  return {
+    workflow,
+    source,
+    warnings: opened.warnings,
+    files: opened.files,
+    session: options.keep ? session : undefined,
+  };
 }
 
 /** The variables a task sees besides the inherited environment. */

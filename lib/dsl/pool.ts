@@ -86,6 +86,22 @@ export interface LuaPoolOptions {
   confine?: string;
   /** Starts a worker of another kind than a Web Worker (an agent's confined process). */
   spawn?: () => LuaWorker;
+  /**
+   * Takes a worker this pool is done with, instead of terminating it (an agent's
+   * slot, which resets it for its next job). Never given a killed session's worker.
+   */
+  retire?: (worker: LuaWorker) => void;
+}
+
+/**
+ * A Web Worker running Lua, with `permissions` (needs `--unstable-worker-options`)
+ * or the process's own.
+ */
+export function startLuaWorker(permissions?: Deno.PermissionOptionsObject): LuaWorker {
+  return new Worker(workerUrl, {
+    type: "module",
+    ...(permissions ? { deno: { permissions } } : {}),
+  } as WorkerOptions) as unknown as LuaWorker;
 }
 
 export class LuaPool {
@@ -119,11 +135,12 @@ export class LuaPool {
 
   #spawn(): LuaWorker {
     if (this.#options.spawn) return this.#options.spawn();
-    const permissions = this.#options.permissions;
-    return new Worker(workerUrl, {
-      type: "module",
-      ...(permissions ? { deno: { permissions } } : {}),
-    } as WorkerOptions) as unknown as LuaWorker;
+    return startLuaWorker(this.#options.permissions);
+  }
+
+  #retire(worker: LuaWorker): void {
+    if (this.#options.retire) this.#options.retire(worker);
+    else worker.terminate();
   }
 
   /** Opens a fresh Lua state with the workflow loaded. Throws `SlothError` if it does not load. */
@@ -157,13 +174,13 @@ export class LuaPool {
   }
 
   giveBack(worker: LuaWorker): void {
-    if (this.#closed || this.#idle.length >= (this.#options.maxIdle ?? 4)) worker.terminate();
+    if (this.#closed || this.#idle.length >= (this.#options.maxIdle ?? 4)) this.#retire(worker);
     else this.#idle.push(worker);
   }
 
   /** Lets idle workers go (about 35 MB each); new sessions start new ones. */
   drain(): void {
-    for (const worker of this.#idle) worker.terminate();
+    for (const worker of this.#idle) this.#retire(worker);
     this.#idle = [];
   }
 
@@ -243,6 +260,11 @@ export class LuaSession {
     } finally {
       signal?.removeEventListener("abort", onAbort);
     }
+  }
+
+  /** Where the state's log lines go from now on. */
+  setHooks(hooks: SessionHooks): void {
+    this.#hooks = hooks;
   }
 
   /** Ends the session and keeps the worker for the next one. */

@@ -19,7 +19,10 @@ const WASM_PATH = decodeURIComponent(
 );
 
 export interface ProcessWorkerOptions {
-  /** The job's directory: the only place the process can write, or see of the host's files. */
+  /**
+   * The only place the process can write, or see of the host's files: a job's
+   * directory, or an agent's slot directory that holds one job's at a time.
+   */
   jobRoot: string;
   /** Give Lua a network (net.*). */
   network: boolean;
@@ -36,8 +39,9 @@ export function startProcessWorker(options: ProcessWorkerOptions): LuaWorker {
     argv,
     env: {
       ...env,
-      HOME: `${options.jobRoot}/tmp`,
-      TMPDIR: `${options.jobRoot}/tmp`,
+      // Lua's own temp files go where each job says (fs.tmpname); the runtime writes none.
+      HOME: options.jobRoot,
+      TMPDIR: options.jobRoot,
       NO_COLOR: "1",
     },
     jobRoot: options.jobRoot,

@@ -30,8 +30,12 @@ export interface OpenRequest {
   tmpdir?: string;
   /** The only directory `fs` may touch (symlinks resolved), when confined. */
   confine?: string;
-  /** Register only this task's functions, and describe nothing (a state for one task). */
-  only?: { group: string; task: string };
+  /**
+   * Register only this task's functions, and describe nothing (a state for one
+   * task); with `describe`, describe that task alone (its group holding only it),
+   * or the whole workflow when there is no such group.
+   */
+  only?: { group: string; task: string; describe?: boolean };
 }
 
 export interface CallRequest {
@@ -48,7 +52,12 @@ export type ToWorker =
   | OpenRequest
   | CallRequest
   | { op: "exec_done"; id: number; reply?: ExecReply; error?: string }
-  | { op: "close" };
+  | { op: "close" }
+  /**
+   * The job is over (a worker reused across jobs): close the state, forget
+   * everything of the job, and say whether anything it started is still running.
+   */
+  | { op: "reset" };
 
 /** What `__sloth_call` returns. */
 export interface CallResult {
@@ -64,4 +73,6 @@ export type FromWorker =
   | { op: "open_failed"; error: ErrorData }
   | { op: "called"; id: number; result: CallResult }
   | { op: "log"; level: string; message: string }
-  | { op: "exec"; id: number; request: ExecRequest };
+  | { op: "exec"; id: number; request: ExecRequest }
+  /** `clean`: no host call of the job (a fetch, a download, a command) is still in flight. */
+  | { op: "reset_done"; clean: boolean };

@@ -5,7 +5,7 @@
  * here: `exec.run` asks the main thread, which owns every child process and can
  * stop them when this worker is terminated.
  */
-import { type LuaEngine, LuaFactory } from "wasmoon";
+import { type LuaEngine, LuaFactory, type LuaThread } from "wasmoon";
 import { type ErrorData, toErrorData } from "../errors.ts";
 import { createHost, type ExecReply, type HostContext, toLua } from "./host.ts";
 import { PRELUDE } from "./prelude.ts";
@@ -28,11 +28,36 @@ const wasmPath = decodeURIComponent(
 // Before the Lua runtime starts: it binds console.log and console.error for Lua's own output.
 // (Posted a moment later: `send` below is not set yet while this module loads.)
 redirectConsole((level, message) => queueMicrotask(() => post({ op: "log", level, message })));
-const factory = new LuaFactory(wasmPath);
+shareCompiledRuntime();
+/**
+ * Where Lua states come from. One factory is one wasm instance (its memory, its
+ * emscripten files, wasmoon's table of JavaScript values): a worker reused across
+ * an agent's jobs gets a new one for each job (`reset`), so no byte of a previous
+ * job's states is there to find, even through a bug in Lua.
+ */
+let factory = new LuaFactory(wasmPath);
 
 let engine: LuaEngine | undefined;
 let execId = 0;
 const pendingExec = new Map<number, { resolve(r: ExecReply): void; reject(e: Error): void }>();
+/** Host calls (commands, fetches, downloads, imports) started and not yet settled. */
+let inFlight = 0;
+
+/**
+ * Compiles the Lua runtime once per worker: wasmoon (emscripten) instantiates it
+ * from its bytes for every factory, which would compile it each time (10-40 ms);
+ * a later factory then costs an instantiation (~2 ms), made ahead of its job.
+ */
+function shareCompiledRuntime(): void {
+  const instantiate = WebAssembly.instantiate.bind(WebAssembly);
+  const compiled = new Map<number, Promise<WebAssembly.Module>>();
+  WebAssembly.instantiate = ((source: BufferSource | WebAssembly.Module, imports) => {
+    if (source instanceof WebAssembly.Module) return instantiate(source, imports);
+    let module = compiled.get(source.byteLength);
+    if (!module) compiled.set(source.byteLength, module = WebAssembly.compile(source));
+    return module.then(async (m) => ({ module: m, instance: await instantiate(m, imports) }));
+  }) as typeof WebAssembly.instantiate;
+}
 
 /** Where answers go: the worker's parent, or (worker_process.ts) its pipe. */
 let send: (message: FromWorker) => void = (message) => self.postMessage(message);
@@ -73,7 +98,34 @@ function handle(message: ToWorker): void {
     case "close":
       closeEngine();
       break;
+    case "reset": {
+      closeEngine();
+      pendingExec.clear();
+      mainChunks.clear();
+      const clean = inFlight === 0;
+      // A worker that is not clean is killed by its owner; a clean one gets a new runtime.
+      if (clean) factory = new LuaFactory(wasmPath);
+      post({ op: "reset_done", clean });
+      break;
+    }
   }
+}
+
+/** The host's functions, each async one counted while it runs (see `reset`). */
+function counted(host: Record<string, unknown>): Record<string, unknown> {
+  const settled = () => inFlight--;
+  for (const [name, value] of Object.entries(host)) {
+    if (typeof value !== "function") continue;
+    host[name] = (...args: unknown[]) => {
+      const result = value(...args);
+      if (result instanceof Promise) {
+        inFlight++;
+        result.then(settled, settled);
+      }
+      return result;
+    };
+  }
+  return host;
 }
 
 function closeEngine(): void {
@@ -187,17 +239,16 @@ async function open(request: OpenRequest): Promise<FromWorker> {
       traceAllocations: true,
     });
     engine.global.setMemoryMax(request.memoryLimit);
-    engine.global.set("__sloth_host", createHost(ctx));
-    engine.global.loadString(PRELUDE, "=sloth");
+    engine.global.set("__sloth_host", counted(createHost(ctx)));
+    loadPrelude(engine);
     await engine.global.run(0);
 
-    const [loaded] = await invoke(
-      "__sloth_main",
-      main.source,
-      main.name,
-      request.only?.group,
-      request.only?.task,
-    ) as [MainResult];
+    const thread = engine.global.newThread();
+    thread.lua.lua_getglobal(thread.address, "__sloth_main");
+    loadMain(thread, main.source, `@${main.name}`);
+    const only = request.only;
+    for (const arg of [main.name, only?.group, only?.task, only?.describe]) thread.pushValue(arg);
+    const [loaded] = [...await thread.run(5)] as [MainResult];
     quiet = false;
     if (loaded.runtime !== undefined && /not enough memory/.test(loaded.runtime)) {
       return failed({
@@ -217,7 +268,7 @@ async function open(request: OpenRequest): Promise<FromWorker> {
     }
     return {
       op: "opened",
-      description: request.only ? {} : ordered(loaded.description, main.source),
+      description: only && !only.describe ? {} : ordered(loaded.description, main.source),
       warnings: sources.warnings,
       files: [...sources.byName.values()].map((f) => f.path),
     };
@@ -229,6 +280,87 @@ async function open(request: OpenRequest): Promise<FromWorker> {
     closeEngine();
     return { op: "open_failed", error: { ...error, message: error.message } };
   }
+}
+
+/** The prelude as Lua bytecode, made once per worker: parsing its text took 2-4 ms a state. */
+let preludeChunk: Uint8Array | undefined;
+/**
+ * Workflow files' main chunks as bytecode, by chunk name and text: a local run
+ * opens a state per task with the same file (2 ms to parse 200 tasks). Emptied
+ * between an agent's jobs (`reset`): nothing of one job stays for the next.
+ */
+const mainChunks = new Map<string, Uint8Array>();
+const MAX_MAIN_CHUNKS = 8;
+
+/**
+ * Puts the prelude, compiled, on the state's stack. Binary chunks are loaded
+ * only here and in `loadMain`, each made by this worker's Lua from text it was
+ * given; Lua code itself can load text only (the prelude's `load`).
+ */
+function loadPrelude(engine: LuaEngine): void {
+  const global = engine.global;
+  if (preludeChunk) {
+    loadBytes(global, preludeChunk, "=sloth", "b");
+    return;
+  }
+  loadBytes(global, new TextEncoder().encode(PRELUDE), "=sloth", "t");
+  preludeChunk = dumpTop(global);
+}
+
+/** The main chunk (or, when it does not compile, Lua's message) on `thread`'s stack. */
+function loadMain(thread: LuaThread, source: string, chunkName: string): void {
+  const key = `${chunkName}\0${source}`;
+  const known = mainChunks.get(key);
+  if (known) {
+    loadBytes(thread, known, chunkName, "b", false);
+    return;
+  }
+  if (loadBytes(thread, new TextEncoder().encode(source), chunkName, "t", false)) {
+    if (mainChunks.size >= MAX_MAIN_CHUNKS) mainChunks.clear();
+    mainChunks.set(key, dumpTop(thread));
+  }
+}
+
+/** luaL_loadbufferx; whether it compiled (else its message is on the stack, or thrown). */
+function loadBytes(
+  thread: LuaThread,
+  bytes: Uint8Array,
+  chunkName: string,
+  mode: "b" | "t",
+  raise = true,
+): boolean {
+  const module = thread.lua.module;
+  const at = module._malloc(Math.max(1, bytes.length));
+  try {
+    module.HEAPU8.set(bytes, at);
+    const status = thread.lua.luaL_loadbufferx(thread.address, at, bytes.length, chunkName, mode);
+    if (status !== 0 && raise) thread.assertOk(status);
+    return status === 0;
+  } finally {
+    module._free(at);
+  }
+}
+
+/** The function on top of `thread`'s stack as bytecode (lua_dump, debug information kept). */
+function dumpTop(thread: LuaThread): Uint8Array {
+  const module = thread.lua.module;
+  const parts: Uint8Array[] = [];
+  const writer = module.addFunction((_l: number, data: number, size: number) => {
+    parts.push(module.HEAPU8.slice(data, data + size));
+    return 0;
+  }, "iiiii");
+  try {
+    thread.lua.lua_dump(thread.address, writer, 0, 0);
+  } finally {
+    module.removeFunction(writer);
+  }
+  const bytes = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    bytes.set(part, offset);
+    offset += part.length;
+  }
+  return bytes;
 }
 
 function memoryMessage(limit: number): string {

@@ -105,6 +105,8 @@ export async function runShell(script: string, options: RunOptions): Promise<Pro
   let killed: Promise<void> | undefined;
   const onAbort = () => killed ??= killTree(child.pid, child.status);
   signal?.addEventListener("abort", onAbort, { once: true });
+  // Aborted while it was starting (the await above): no abort event is coming.
+  if (signal?.aborted) onAbort();
   const status = await child.status;
   signal?.removeEventListener("abort", onAbort);
 

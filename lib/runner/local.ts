@@ -27,6 +27,11 @@ export interface LocalRunnerOptions {
   sandbox?: Sandbox;
   /** Added to every command's environment. */
   env?: Record<string, string>;
+  /**
+   * A state with the workflow loaded for the (one) task this runner is given,
+   * used for its functions instead of opening another (an agent's job).
+   */
+  session?: LuaSession;
 }
 
 type Inputs = AttemptContext["inputs"];
@@ -37,6 +42,7 @@ export class LocalRunner implements TaskExecutor {
   #emit: EmitEvent;
   #sandbox?: Sandbox;
   #env: Record<string, string>;
+  #session?: LuaSession;
 
   constructor(options: LocalRunnerOptions) {
     this.#pool = options.pool;
@@ -44,6 +50,7 @@ export class LocalRunner implements TaskExecutor {
     this.#emit = options.emit;
     this.#sandbox = options.sandbox;
     this.#env = options.env ?? {};
+    this.#session = options.session;
   }
 
   #taskEnv(task: Task): Record<string, string> {
@@ -153,15 +160,22 @@ export class LocalRunner implements TaskExecutor {
   }
 
   #open(task: Task): Promise<LuaSession> {
-    if (!this.#pool) throw new Error("this task needs Lua, and no Lua workers were given");
-    return openTaskSession(this.#pool, this.#source, task, {
-      onLog: (level, message) => {
+    const hooks = {
+      onLog: (level: string, message: string) => {
         // print() is stdout, marked as said on purpose (the live view shows it, like log.info).
         if (level === "print") this.#log(task, "stdout", message, "info");
         else if (level === "stderr") this.#log(task, "stderr", message); // io.stderr:write
         else this.#log(task, "log", message, level as LogLevel);
       },
-    });
+    };
+    const ready = this.#session;
+    this.#session = undefined;
+    if (ready) {
+      ready.setHooks(hooks);
+      return Promise.resolve(ready);
+    }
+    if (!this.#pool) throw new Error("this task needs Lua, and no Lua workers were given");
+    return openTaskSession(this.#pool, this.#source, task, hooks);
   }
 
   #params(task: Task): Record<string, unknown> {
