@@ -103,6 +103,13 @@ export function startConfined(options: ConfinedOptions): ConfinedProcess {
     errors: lines(child.stderr),
     status,
     kill: () => {
+      // The leader first: right after the spawn, `setsid` may not have made the group yet,
+      // and a signal to it would be lost. Anything the leader started is in the group by then.
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // It ended already.
+      }
       signalGroup(child.pid, "SIGKILL");
       writer.close().catch(() => {});
     },
