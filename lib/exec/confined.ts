@@ -10,7 +10,7 @@
  * standard error is read line by line for the agent's log.
  */
 import { SETSID, signalGroup } from "./process.ts";
-import { passableWay, userArgs } from "./sandbox.ts";
+import { BWRAP_TREE_ARGS, passableWay, userArgs } from "./sandbox.ts";
 import { switchUserArgv } from "./task_user.ts";
 import { treeEnded, treeStarted } from "./trees.ts";
 
@@ -47,11 +47,10 @@ const SYSTEM_FILES = ["/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/
 /** The bubblewrap arguments for a confined process (exported for tests). */
 export function confinedArgs(options: ConfinedOptions): string[] {
   const args = [
-    "--die-with-parent",
-    "--new-session",
+    // One tree that the group `setsid` makes ends (sandbox.ts).
+    ...BWRAP_TREE_ARGS,
     // As the task user when there is one (sandbox.ts), like the job's shell commands.
     ...userArgs(),
-    "--unshare-pid",
     "--unshare-ipc",
     "--unshare-uts",
     "--unshare-cgroup-try",
@@ -104,6 +103,13 @@ export function startConfined(options: ConfinedOptions): ConfinedProcess {
     errors: lines(child.stderr),
     status,
     kill: () => {
+      // The leader first: right after the spawn, `setsid` may not have made the group yet,
+      // and a signal to it would be lost. Anything the leader started is in the group by then.
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // It ended already.
+      }
       signalGroup(child.pid, "SIGKILL");
       writer.close().catch(() => {});
     },

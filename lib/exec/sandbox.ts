@@ -65,13 +65,29 @@ const INHERITED_ENV = [
   "LOGNAME",
 ];
 
+/**
+ * How every bubblewrap sandbox of a task (exec/confined.ts too) stays one tree
+ * that its process group ends: `setsid` before bwrap makes the group, and a
+ * SIGKILL to it ends the sandbox's PID 1 (the one signal a namespace's PID 1
+ * cannot ignore), and with it every process of the namespace, however it left
+ * the group. So no `--new-session`: with it, bwrap's process inside moved to a
+ * session of its own during its setup and set its parent-death signal only
+ * after that (bubblewrap 0.8; containers/bubblewrap#633). A stop in between (an
+ * abort just after the start: SIGTERM ends the outer bwrap, which the inner one,
+ * a PID 1, ignores) left the inner one out of every group the agent signals,
+ * re-parented to init, its command running on and holding the output pipes
+ * (process_test.ts). What `--new-session` guards against (TIOCSTI into a
+ * terminal) cannot happen here: the session `setsid` made has no controlling
+ * terminal, only its leader (bwrap, outside) could take one, and the command's
+ * descriptors are /dev/null and pipes.
+ */
+export const BWRAP_TREE_ARGS = ["--die-with-parent", "--unshare-pid"];
+
 export function bwrapSandbox(options: SandboxOptions): Sandbox {
   const user = taskUser();
   const args = [
-    "--die-with-parent",
-    "--new-session",
+    ...BWRAP_TREE_ARGS,
     ...userArgs(user),
-    "--unshare-pid",
     "--unshare-ipc",
     "--unshare-uts",
     "--unshare-cgroup-try",

@@ -5,9 +5,15 @@
  * tree that dies with an abort. Root-only; CI runs them as root.
  */
 import assert from "node:assert/strict";
-import { processAlive, waitFor } from "../../tests/_helpers/mod.ts";
+import {
+  hasCommand,
+  pgrep,
+  processAlive,
+  uniqueSeconds,
+  waitFor,
+} from "../../tests/_helpers/mod.ts";
 import { runShell } from "./process.ts";
-import { userSandbox } from "./sandbox.ts";
+import { bwrapSandbox, userSandbox } from "./sandbox.ts";
 import { lookupUser, runTasksAs, type TaskUser } from "./task_user.ts";
 
 const nobody = Deno.uid() === 0 ? await lookupUser("nobody") : undefined;
@@ -147,4 +153,42 @@ Deno.test({
   assert.equal(exit.code, 0);
   assert.equal(stdout, "written\n");
   assert.equal((await Deno.stat(`${job.dir}/made-by-agent.txt`)).uid, nobody!.uid);
+});
+
+Deno.test({
+  name:
+    "runShell() in a bwrap sandbox: an abort at any moment of its start leaves no process of the command behind",
+  ignore: Deno.build.os !== "linux" || !hasCommand("bwrap"),
+}, async () => {
+  const work = await Deno.makeTempDir({ dir: "/var/tmp", prefix: "sloth-sandbox-test-" });
+  await using _ = { [Symbol.asyncDispose]: () => Deno.remove(work, { recursive: true }) };
+  await Deno.chmod(work, 0o755);
+  const job = `${work}/job`;
+  await Deno.mkdir(`${job}/tmp`, { recursive: true });
+  const sandbox = bwrapSandbox({ jobRoot: job, workRoot: work, hide: [], network: false });
+  // While bwrap sets its sandbox up (a few ms): before the fix, about one abort in five there
+  // left the sandbox's PID 1 and the command running, out of the tree's group, for good.
+  for (let i = 0; i < 24; i++) {
+    const command = `sleep ${uniqueSeconds()}`;
+    const controller = new AbortController();
+    const running = runShell(command, { cwd: job, sandbox, signal: controller.signal });
+    const timer = setTimeout(() => controller.abort("cancelled"), i % 12);
+    let wait: ReturnType<typeof setTimeout> | undefined;
+    const ended = await Promise.race([
+      running.then(() => true),
+      new Promise<false>((resolve) => wait = setTimeout(() => resolve(false), 5000)),
+    ]);
+    clearTimeout(wait);
+    clearTimeout(timer);
+    let left = await pgrep(command);
+    if (ended) {
+      await waitFor(async () => (left = await pgrep(command)).length === 0, 2000).catch(() => {});
+    }
+    // What the test started does not outlive it, whatever the outcome.
+    for (const pid of left) Deno.kill(pid, "SIGKILL");
+    const { exit } = await running;
+    assert.ok(ended, `abort after ${i % 12} ms: runShell did not return (its output held open)`);
+    assert.deepEqual(left, [], `abort after ${i % 12} ms: left running`);
+    assert.equal(exit.reason, "cancelled");
+  }
 });
