@@ -18,6 +18,7 @@ import { describeManifest, type ManifestEntry } from "../../lib/sync/mod.ts";
 import { fromWire } from "../../lib/agent/exchange.ts";
 import { startAgent, type TestAgent } from "../_helpers/agent.ts";
 import { cliProcess, snapshot, tempWorkspace } from "../_helpers/mod.ts";
+import { agentToken, taskStart } from "../_helpers/jobs.ts";
 
 const listing = "find . -not -name workflow.lua -not -name . | sort | while read f; do " +
   'if [ -L "$f" ]; then echo "$f -> $(readlink "$f")"; elif [ -d "$f" ]; then echo "$f/"; ' +
@@ -175,30 +176,8 @@ Deno.test("a master's remembered manifest that lies (edited, or another agent's)
 
 // A master speaking the protocol by hand ------------------------------------
 
-function readToken(agent: TestAgent): string | undefined {
-  const match = /token for this user's masters in (\S+?)[,)]/.exec(agent.log());
-  return match ? Deno.readTextFileSync(match[1]).trim() : undefined;
-}
-
 function start(fields: Partial<TaskStart>): TaskStart {
-  return {
-    protocol: PROTOCOL_VERSION,
-    group: "g",
-    task: "t",
-    files: [],
-    main_file: "/w/workflow.lua",
-    master_cwd: "/w",
-    values_json: "{}",
-    params_json: "{}",
-    inputs_json: "{}",
-    timeout_ms: 0,
-    attempt: 1,
-    sync_back: "never",
-    shell_command: "find . | sort",
-    workspace_key: "ab".repeat(16),
-    compression: "",
-    ...fields,
-  };
+  return taskStart({ shell_command: "find . | sort", workspace_key: "ab".repeat(16), ...fields });
 }
 
 const dir = (path: string): WireEntry => ({
@@ -228,7 +207,7 @@ async function job(
     whole?: WireEntry[];
   } = {},
 ): Promise<{ askedWhole: boolean; lines: string[]; result?: RunTaskResponse; error?: Error }> {
-  const client = new AgentClient(agent.address, { token: readToken(agent) });
+  const client = new AgentClient(agent.address, { token: agentToken(agent) });
   const call = client.runTask();
   const lines: string[] = [];
   let askedWhole = false;

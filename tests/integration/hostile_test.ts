@@ -20,6 +20,7 @@ import { HOSTILE_MANIFESTS } from "../fixtures/hostile/manifests.ts";
 import { startAgent, type TestAgent } from "../_helpers/agent.ts";
 import { cliProcess, snapshot, tempWorkspace } from "../_helpers/mod.ts";
 import { hostileBytes } from "../_helpers/tar.ts";
+import { agentToken } from "../_helpers/jobs.ts";
 
 /** SHA-256 of "keep", the content of keep.txt in the master's workspace below. */
 const KEEP_DIGEST = "6ca7ea2feefc88ecb5ed6356ed963f47dc9137f82526fdd25d618ea626d0803f";
@@ -55,7 +56,7 @@ async function sendJob(
   fields: Partial<TaskStart> = {},
   manifest: WireEntry[] = [],
 ): Promise<{ responses: RunTaskResponse[]; error?: Error }> {
-  const client = new AgentClient(agent.address, { token: readToken(agent) });
+  const client = new AgentClient(agent.address, { token: agentToken(agent) });
   const call = client.runTask();
   const responses: RunTaskResponse[] = [];
   try {
@@ -77,11 +78,6 @@ async function sendJob(
   } finally {
     client.close();
   }
-}
-
-function readToken(agent: TestAgent): string | undefined {
-  const match = /token for this user's masters in (\S+?)[,)]/.exec(agent.log());
-  return match ? Deno.readTextFileSync(match[1]).trim() : undefined;
 }
 
 async function limitedAgent(
@@ -154,7 +150,7 @@ Deno.test("protocol abuse gets a protocol error, and the agent keeps serving", a
   const missing = await sendJob(agent, new Uint8Array(), { shell_command: "", task: "nope" });
   assert.match(missing.error?.message ?? "", /no task "nope" in group "g" of the workflow sent/);
 
-  const client = new AgentClient(agent.address, { token: readToken(agent) });
+  const client = new AgentClient(agent.address, { token: agentToken(agent) });
   const early = client.runTask();
   const earlyDone = (async () => {
     for await (const _ of early.responses) { /* none expected */ }

@@ -10,7 +10,6 @@ import {
   AgentClient,
   CHUNK_BYTES,
   OLDEST_PROTOCOL,
-  PROTOCOL_VERSION,
   type RemoteCall,
   type RunTaskResponse,
   serveAgent,
@@ -20,35 +19,10 @@ import {
 import { protos } from "../../lib/rpc/proto.ts";
 import { findUnderAgent, startAgent, type TestAgent, waitUnderAgent } from "../_helpers/agent.ts";
 import { cliProcess, processAlive, tempWorkspace, waitFor } from "../_helpers/mod.ts";
-
-function start(fields: Partial<TaskStart> = {}): TaskStart {
-  return {
-    protocol: PROTOCOL_VERSION,
-    group: "g",
-    task: "t",
-    files: [],
-    main_file: "/w/workflow.lua",
-    master_cwd: "/w",
-    values_json: "{}",
-    params_json: "{}",
-    inputs_json: "{}",
-    timeout_ms: 0,
-    attempt: 1,
-    sync_back: "never",
-    shell_command: "true",
-    workspace_key: "",
-    compression: "",
-    ...fields,
-  };
-}
-
-function readToken(agent: TestAgent): string | undefined {
-  const match = /token for this user's masters in (\S+?)[,)]/.exec(agent.log());
-  return match ? Deno.readTextFileSync(match[1]).trim() : undefined;
-}
+import { agentToken, taskStart } from "../_helpers/jobs.ts";
 
 async function connect(agent: TestAgent, protocol?: number): Promise<AgentClient> {
-  const client = new AgentClient(agent.address, { token: readToken(agent), protocol });
+  const client = new AgentClient(agent.address, { token: agentToken(agent), protocol });
   await client.ping();
   return client;
 }
@@ -78,7 +52,9 @@ async function shellJob(
 ): Promise<Outcome> {
   const call = client.runTask();
   const reading = collect(call);
-  await call.send({ start: start({ shell_command: command, protocol: call.protocol, ...fields }) });
+  await call.send({
+    start: taskStart({ shell_command: command, protocol: call.protocol, ...fields }),
+  });
   await call.send({ manifest_end: { entries: 0 } });
   await call.send({ workspace_end: { bytes: 0 } });
   call.end();
@@ -115,7 +91,7 @@ Deno.test("one RunTasks call carries many tasks at once; one cancelled dies with
   try {
     const slow = client.runTask();
     const slowDone = collect(slow).then(() => "ended", (error: Error) => error.message);
-    await slow.send({ start: start({ shell_command: "sleep 37" }) });
+    await slow.send({ start: taskStart({ shell_command: "sleep 37" }) });
     await slow.send({ manifest_end: { entries: 0 } });
     await slow.send({ workspace_end: { bytes: 0 } });
     const sleeper = await waitUnderAgent(agent, ["sleep", "37"]);
@@ -164,7 +140,7 @@ Deno.test("a task whose big workspace is held up does not hold up another task's
     };
     const big = client.runTask();
     const bigDone = collect(big);
-    await big.send({ start: start({ shell_command: "sha256sum big.bin" }) });
+    await big.send({ start: taskStart({ shell_command: "sha256sum big.bin" }) });
     await big.send({ manifest: { entries: [entry] } });
     await big.send({ manifest_end: { entries: 1 } });
     const tar = tarOf("big.bin", content);
@@ -196,7 +172,7 @@ Deno.test("a master that does not read one task's change set still gets another 
     // About 16 MiB back: 64 chunks, twice a job's window; nobody reads them yet.
     const heavy = client.runTask();
     await heavy.send({
-      start: start({
+      start: taskStart({
         shell_command: "head -c 16777216 /dev/urandom > out.bin",
         sync_back: "always",
       }),
@@ -259,7 +235,7 @@ Deno.test("a master opening RunTasks with another protocol is refused at once, n
     & grpc.Client
     & { RunTasks(metadata: grpc.Metadata): grpc.ClientDuplexStream<unknown, unknown> };
   const metadata = new grpc.Metadata();
-  metadata.set("authorization", `Bearer ${readToken(agent)}`);
+  metadata.set("authorization", `Bearer ${agentToken(agent)}`);
   try {
     const call = raw.RunTasks(metadata);
     const failed = new Promise<grpc.ServiceError>((resolve) => call.on("error", resolve));
@@ -362,12 +338,12 @@ Deno.test("a master breaking the RunTasks protocol loses its call, and the agent
   await using agent = await startAgent({ args: ["--sandbox", "none", "--max-concurrent", "1"] });
   const { agent: Agent } = protos();
   const metadata = new grpc.Metadata();
-  metadata.set("authorization", `Bearer ${readToken(agent)}`);
+  metadata.set("authorization", `Bearer ${agentToken(agent)}`);
   const cases: { name: string; why: RegExp; messages: unknown[] }[] = [
     {
       name: "no open",
       why: /the first message must be open/,
-      messages: [{ job: 1, request: { start: start() } }],
+      messages: [{ job: 1, request: { start: taskStart() } }],
     },
     {
       name: "a job not begun with start",
@@ -382,7 +358,7 @@ Deno.test("a master breaking the RunTasks protocol loses its call, and the agent
       why: /job 1 gave more credit than it was sent/,
       messages: [
         { job: 0, open: { protocol: 3 } },
-        { job: 1, request: { start: start({ shell_command: "sleep 5" }) } },
+        { job: 1, request: { start: taskStart({ shell_command: "sleep 5" }) } },
         { job: 1, credit: 32 },
       ],
     },
@@ -393,10 +369,10 @@ Deno.test("a master breaking the RunTasks protocol loses its call, and the agent
       why: /job 2 sent more than its window/,
       messages: [
         { job: 0, open: { protocol: 3 } },
-        { job: 1, request: { start: start({ shell_command: "sleep 5" }) } },
+        { job: 1, request: { start: taskStart({ shell_command: "sleep 5" }) } },
         { job: 1, request: { manifest_end: { entries: 0 } } },
         { job: 1, request: { workspace_end: { bytes: 0 } } },
-        { job: 2, request: { start: start() } },
+        { job: 2, request: { start: taskStart() } },
         ...Array.from({ length: 40 }, () => ({ job: 2, request: { manifest: { entries: [] } } })),
       ],
     },
@@ -430,7 +406,7 @@ Deno.test("a master opening more than 1,024 jobs at once on one call has the res
   await using agent = await startAgent({ args: ["--sandbox", "none", "--max-concurrent", "1"] });
   const { agent: Agent } = protos();
   const metadata = new grpc.Metadata();
-  metadata.set("authorization", `Bearer ${readToken(agent)}`);
+  metadata.set("authorization", `Bearer ${agentToken(agent)}`);
   const raw = new Agent(agent.address, grpc.credentials.createInsecure()) as unknown as
     & grpc.Client
     & { RunTasks(metadata: grpc.Metadata): grpc.ClientDuplexStream<unknown, unknown> };
@@ -448,7 +424,7 @@ Deno.test("a master opening more than 1,024 jobs at once on one call has the res
     });
     call.write({ job: 0, open: { protocol: 3 } });
     for (let job = 1; job <= 1030; job++) {
-      call.write({ job, request: { start: start({ shell_command: "sleep 30" }) } });
+      call.write({ job, request: { start: taskStart({ shell_command: "sleep 30" }) } });
     }
     await all;
     assert.deepEqual(refused, [1025, 1026, 1027, 1028, 1029, 1030]);
