@@ -220,6 +220,7 @@ export class AgentClient {
         describe: (error) => this.describe(error),
         cancelled: () => new RpcError("cancelled", "cancelled"),
         done,
+        protocol: this.#protocol,
       });
     }
     return this.#stream.job();

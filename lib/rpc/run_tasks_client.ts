@@ -10,7 +10,6 @@ import { Credit, Inbox } from "./jobs.ts";
 import {
   pickJobOneof,
   pickOneof,
-  PROTOCOL_VERSION,
   type RunTaskRequest,
   type RunTaskResponse,
   runTaskResponseSchema,
@@ -35,6 +34,9 @@ export class TaskStream {
   #call: Call;
   #describe: Describe;
   #jobs = new Map<number, Job>();
+  /** Jobs whose start has not gone yet (so they have no number). */
+  #unnumbered = new Set<Job>();
+  #spoken: number;
   #next = 1;
   #failure?: Error;
   #over = new AbortController();
@@ -44,20 +46,22 @@ export class TaskStream {
 
   /**
    * `call` is a RunTasks call just made; `done` is called once when it has ended;
-   * `cancelled` is the error a job cancelled here ends its responses with.
+   * `cancelled` is the error a job cancelled here ends its responses with;
+   * `protocol` the one agreed through Ping (3 or more).
    */
   constructor(
     call: Call,
-    options: { describe: Describe; cancelled: () => Error; done: () => void },
+    options: { describe: Describe; cancelled: () => Error; done: () => void; protocol: number },
   ) {
     this.#call = call;
+    this.#spoken = options.protocol;
     this.#describe = options.describe;
     this.#cancelled = options.cancelled;
     // Errors reach the jobs through `#fail`; an 'error' event must not be unhandled.
     call.on("error", () => {});
     // Every job waiting for the call to drain listens on it.
     call.setMaxListeners(0);
-    void this.#write({ job: 0, open: { protocol: PROTOCOL_VERSION } });
+    void this.#write({ job: 0, open: { protocol: this.#spoken } });
     void this.#read().finally(options.done);
   }
 
@@ -68,23 +72,39 @@ export class TaskStream {
 
   /** Jobs open on the call now. */
   get open(): number {
-    return this.#jobs.size;
+    return this.#jobs.size + this.#unnumbered.size;
   }
 
   /** A new job on the call; its first message must be `start`. */
   job(): RemoteCall {
-    const id = this.#next++;
+    // The job's number is taken when its start message goes, not now: the agent
+    // requires each new job's number to be higher than the last one it saw, and
+    // jobs made in one order may send their starts in another (one waits to read
+    // the workflow's files, another has nothing to read).
+    let id: number | undefined;
     const job: Job = {
-      inbox: new Inbox((credit) => void this.#write({ job: id, credit })),
+      inbox: new Inbox((credit) => {
+        if (id !== undefined) void this.#write({ job: id, credit });
+      }),
       credit: new Credit(),
       cancelled: false,
     };
-    this.#jobs.set(id, job);
+    this.#unnumbered.add(job);
     if (this.#failure) job.inbox.fail(this.#failure);
     const over = this.#over.signal;
     const failure = () => this.#failure;
     const write = (message: RunTasksRequest) => this.#write(message);
-    const forget = () => this.#jobs.delete(id);
+    const number = () => {
+      if (id !== undefined) return id;
+      this.#unnumbered.delete(job);
+      id = this.#next++;
+      this.#jobs.set(id, job);
+      return id;
+    };
+    const forget = () => {
+      this.#unnumbered.delete(job);
+      if (id !== undefined) this.#jobs.delete(id);
+    };
     async function* responses(): AsyncIterable<RunTaskResponse> {
       while (true) {
         const { value, done } = await job.inbox.next();
@@ -93,7 +113,7 @@ export class TaskStream {
       }
     }
     return {
-      protocol: PROTOCOL_VERSION,
+      protocol: this.#spoken,
       send: async (request: RunTaskRequest) => {
         const failed = failure();
         if (failed) throw failed;
@@ -103,7 +123,11 @@ export class TaskStream {
         } catch {
           throw failure() ?? new Error("the call is over");
         }
-        await write({ job: id, request });
+        if (id === undefined && !("start" in request)) {
+          throw new Error("a job's first message must be its start");
+        }
+        // Numbered and written in one step: no other job's start can come between.
+        await write({ job: number(), request });
       },
       end: () => {},
       responses: responses(),
@@ -112,8 +136,8 @@ export class TaskStream {
         job.cancelled = true;
         job.inbox.fail(this.#cancelled());
         job.credit.release();
-        // The agent answers with the job's end, which forgets it.
-        if (!this.#failure) void write({ job: id, cancel: {} });
+        // The agent answers a started job's cancel with its end, which forgets it.
+        if (id !== undefined && !this.#failure) void write({ job: id, cancel: {} });
         else forget();
       },
     };
@@ -131,7 +155,7 @@ export class TaskStream {
       for await (const raw of messages<Record<string, unknown>>(this.#call)) {
         const parsed = runTasksResponseSchema.safeParse(pickJobOneof(raw));
         if (!parsed.success) {
-          throw this.#protocol(parsed.error.issues[0]?.message ?? "invalid");
+          throw this.#badMessage(parsed.error.issues[0]?.message ?? "invalid");
         }
         const message = parsed.data;
         const job = this.#jobs.get(message.job);
@@ -139,10 +163,10 @@ export class TaskStream {
         if ("response" in message) {
           const response = runTaskResponseSchema.safeParse(pickOneof(message.response));
           if (!response.success) {
-            throw this.#protocol(response.error.issues[0]?.message ?? "invalid");
+            throw this.#badMessage(response.error.issues[0]?.message ?? "invalid");
           }
           if (!job.inbox.push(response.data)) {
-            throw this.#protocol(`job ${message.job} went past its window`);
+            throw this.#badMessage(`job ${message.job} went past its window`);
           }
         } else if ("job_end" in message) {
           this.#jobs.delete(message.job);
@@ -150,7 +174,7 @@ export class TaskStream {
           if (code === "") job.inbox.end();
           else job.inbox.fail(this.#describe({ code: STATUS[code], details }));
         } else if (!job.credit.add(message.credit)) {
-          throw this.#protocol(`job ${message.job} was given more credit than it sent`);
+          throw this.#badMessage(`job ${message.job} was given more credit than it sent`);
         }
       }
       this.#fail(this.#describe({ code: UNAVAILABLE, details: "the agent ended the call" }));
@@ -160,7 +184,7 @@ export class TaskStream {
     }
   }
 
-  #protocol(details: string): Error {
+  #badMessage(details: string): Error {
     return this.#describe({ code: INVALID, details: `agent sent a bad message: ${details}` });
   }
 
@@ -168,11 +192,12 @@ export class TaskStream {
     if (this.#failure) return;
     this.#failure = this.#describe(error);
     this.#over.abort();
-    for (const job of this.#jobs.values()) {
+    for (const job of [...this.#jobs.values(), ...this.#unnumbered]) {
       job.inbox.fail(this.#failure);
       job.credit.release();
     }
     this.#jobs.clear();
+    this.#unnumbered.clear();
   }
 
   /** Ends the call (and every job on it). */

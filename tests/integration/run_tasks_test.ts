@@ -439,3 +439,50 @@ Deno.test("a master opening more than 1,024 jobs at once on one call has the res
     client.close();
   }
 });
+
+Deno.test("jobs made in one order may send their starts in the other", async () => {
+  await using agent = await startAgent({ args: ["--sandbox", "none"] });
+  const client = await connect(agent);
+  try {
+    const first = client.runTask();
+    const second = client.runTask();
+    const run = async (call: RemoteCall, command: string) => {
+      const reading = collect(call);
+      await call.send({ start: taskStart({ shell_command: command }) });
+      await call.send({ manifest_end: { entries: 0 } });
+      await call.send({ workspace_end: { bytes: 0 } });
+      // A job the agent dropped would wait for ever: a bound, not a timing.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const never = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`"${command}" never ended`)), 30_000);
+      });
+      try {
+        return await Promise.race([reading, never]);
+      } finally {
+        clearTimeout(timer);
+      }
+    };
+    const later = await run(second, "echo second");
+    const earlier = await run(first, "echo first");
+    assert.deepEqual(later.lines, ["second"]);
+    assert.deepEqual(earlier.lines, ["first"]);
+    assert.equal(client.streamsOpened, 1);
+  } finally {
+    client.close();
+  }
+});
+
+Deno.test("a Lua task and a shell task sent to one agent at once both run (the Lua one reads the workflow first)", async () => {
+  await using agent = await startAgent();
+  await using ws = await tempWorkspace({
+    "workflow.lua": `TaskDefinitions = { g = { tasks = {
+  { name = "lua", async = true, delegate_to = "${agent.address}", timeout = "20s",
+    command = function() print("from lua") return true end },
+  { name = "sh", async = true, delegate_to = "${agent.address}", command = "echo from shell" },
+} } }`,
+  });
+  const r = await cliProcess(["run", "-f", "workflow.lua", "--plain"], { cwd: ws.dir });
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /^\[lua@[^\]]+\] from lua$/m);
+  assert.match(r.stdout, /^\[sh@[^\]]+\] from shell$/m);
+});
