@@ -1,7 +1,14 @@
 /** `sloth-runner agent [start|ping]` and the `sloth-agent` entry point. */
 import { readServeConfig, readyLine, SERVE_ENV, startAgent, superviseAgent } from "../agent/mod.ts";
 import { ExitCode, SlothError } from "../errors.ts";
-import { AgentClient, checkMasterTls, readLocalToken, type ServerTlsFiles } from "../rpc/mod.ts";
+import {
+  AgentClient,
+  checkMasterTls,
+  OLDEST_PROTOCOL,
+  PROTOCOL_VERSION,
+  readLocalToken,
+  type ServerTlsFiles,
+} from "../rpc/mod.ts";
 import { parseAddress } from "../model/mod.ts";
 import { killRecordedTrees } from "../exec/mod.ts";
 import { oneLine } from "../log/mod.ts";
@@ -151,6 +158,13 @@ export async function agentPingCommand(
       `agent ${address} is reachable: sloth-runner ${reply.version}, protocol ${reply.protocol}, ` +
         `${reply.running_jobs} running, ${reply.queued_jobs} waiting, ${reply.max_concurrent} at once\n`,
     );
+    if (reply.protocol < OLDEST_PROTOCOL) {
+      io.err(
+        `error: this master speaks protocol ${OLDEST_PROTOCOL} to ${PROTOCOL_VERSION}: it cannot ` +
+          `run tasks on that agent (upgrade the agent)\n`,
+      );
+      return ExitCode.taskFailed;
+    }
     return ExitCode.ok;
   } catch (error) {
     io.err(`error: ${(error as Error).message}\n`);

@@ -486,3 +486,19 @@ Deno.test("a Lua task and a shell task sent to one agent at once both run (the L
   assert.match(r.stdout, /^\[lua@[^\]]+\] from lua$/m);
   assert.match(r.stdout, /^\[sh@[^\]]+\] from shell$/m);
 });
+
+Deno.test("agent ping says when this master cannot use the agent it reached", async () => {
+  const server = await fakeAgent(1, []);
+  try {
+    await using ws = await tempWorkspace({});
+    const r = await cliProcess(["agent", "ping", `127.0.0.1:${server.port}`], { cwd: ws.dir });
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stdout, /is reachable: sloth-runner 0\.0\.1-test, protocol 1,/);
+    assert.match(
+      r.stderr,
+      /this master speaks protocol 2 to 3: it cannot run tasks on that agent \(upgrade the agent\)/,
+    );
+  } finally {
+    await server.close(0);
+  }
+});
