@@ -12,9 +12,10 @@
  * lines into the agent's log that looked like its own.
  */
 import assert from "node:assert/strict";
-import { AgentClient, PROTOCOL_VERSION, type RunTaskResponse } from "../../lib/rpc/mod.ts";
+import { AgentClient, type RunTaskResponse } from "../../lib/rpc/mod.ts";
 import { startAgent, type TestAgent } from "../_helpers/agent.ts";
 import { cliProcess, hasCommand, tempWorkspace } from "../_helpers/mod.ts";
+import { agentToken, taskStart } from "../_helpers/jobs.ts";
 
 const BWRAP = hasCommand("bwrap");
 const MiB = 1024 * 1024;
@@ -212,33 +213,14 @@ const FORGED = "2026-01-01T00:00:00.000Z sloth-agent 0.1.0 listening on 127.0.0.
 
 /** A shell job sent as a hostile master would: any task name, unchecked by a loader. */
 async function rawShellJob(agent: TestAgent, task: string): Promise<boolean> {
-  const file = /token for this user's masters in (\S+?)[,)]/.exec(agent.log())![1];
-  const client = new AgentClient(agent.address, { token: Deno.readTextFileSync(file).trim() });
+  const client = new AgentClient(agent.address, { token: agentToken(agent) });
   try {
     const call = client.runTask();
     const responses: RunTaskResponse[] = [];
     const reading = (async () => {
       for await (const r of call.responses) responses.push(r);
     })();
-    await call.send({
-      start: {
-        protocol: PROTOCOL_VERSION,
-        group: "g",
-        task,
-        files: [],
-        main_file: "/w/workflow.lua",
-        master_cwd: "/w",
-        values_json: "{}",
-        params_json: "{}",
-        inputs_json: "{}",
-        timeout_ms: 0,
-        attempt: 1,
-        sync_back: "never",
-        shell_command: "true",
-        workspace_key: "",
-        compression: "",
-      },
-    });
+    await call.send({ start: taskStart({ task }) });
     await call.send({ manifest_end: { entries: 0 } });
     await call.send({ workspace_end: { bytes: 0 } });
     call.end();

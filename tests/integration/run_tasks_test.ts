@@ -27,6 +27,17 @@ async function connect(agent: TestAgent, protocol?: number): Promise<AgentClient
   return client;
 }
 
+/** A bare gRPC client of the agent, to send RunTasks messages a real master never would. */
+function rawRunTasks(agent: TestAgent) {
+  const { agent: Agent } = protos();
+  const raw = new Agent(agent.address, grpc.credentials.createInsecure()) as unknown as
+    & grpc.Client
+    & { RunTasks(metadata: grpc.Metadata): grpc.ClientDuplexStream<unknown, unknown> };
+  const metadata = new grpc.Metadata();
+  metadata.set("authorization", `Bearer ${agentToken(agent)}`);
+  return { open: () => raw.RunTasks(metadata), close: () => raw.close() };
+}
+
 interface Outcome {
   lines: string[];
   result?: Extract<RunTaskResponse, { result: unknown }>["result"];
@@ -50,7 +61,15 @@ async function shellJob(
   command: string,
   fields: Partial<TaskStart> = {},
 ): Promise<Outcome> {
-  const call = client.runTask();
+  return await shellJobOn(client.runTask(), command, fields);
+}
+
+/** As shellJob, on a job already made. */
+async function shellJobOn(
+  call: RemoteCall,
+  command: string,
+  fields: Partial<TaskStart> = {},
+): Promise<Outcome> {
   const reading = collect(call);
   await call.send({
     start: taskStart({ shell_command: command, protocol: call.protocol, ...fields }),
@@ -230,14 +249,9 @@ Deno.test("a master that speaks protocol 2 still runs tasks on this agent (one R
 
 Deno.test("a master opening RunTasks with another protocol is refused at once, naming both", async () => {
   await using agent = await startAgent({ args: ["--sandbox", "none"] });
-  const { agent: Agent } = protos();
-  const raw = new Agent(agent.address, grpc.credentials.createInsecure()) as unknown as
-    & grpc.Client
-    & { RunTasks(metadata: grpc.Metadata): grpc.ClientDuplexStream<unknown, unknown> };
-  const metadata = new grpc.Metadata();
-  metadata.set("authorization", `Bearer ${agentToken(agent)}`);
+  const raw = rawRunTasks(agent);
   try {
-    const call = raw.RunTasks(metadata);
+    const call = raw.open();
     const failed = new Promise<grpc.ServiceError>((resolve) => call.on("error", resolve));
     call.on("data", () => {});
     call.write({ job: 0, open: { protocol: 4 } });
@@ -336,9 +350,6 @@ Deno.test("an agent that speaks only protocol 1 is refused at once, with both ve
 
 Deno.test("a master breaking the RunTasks protocol loses its call, and the agent keeps serving", async () => {
   await using agent = await startAgent({ args: ["--sandbox", "none", "--max-concurrent", "1"] });
-  const { agent: Agent } = protos();
-  const metadata = new grpc.Metadata();
-  metadata.set("authorization", `Bearer ${agentToken(agent)}`);
   const cases: { name: string; why: RegExp; messages: unknown[] }[] = [
     {
       name: "no open",
@@ -378,11 +389,9 @@ Deno.test("a master breaking the RunTasks protocol loses its call, and the agent
     },
   ];
   for (const { name, why, messages } of cases) {
-    const raw = new Agent(agent.address, grpc.credentials.createInsecure()) as unknown as
-      & grpc.Client
-      & { RunTasks(metadata: grpc.Metadata): grpc.ClientDuplexStream<unknown, unknown> };
+    const raw = rawRunTasks(agent);
     try {
-      const call = raw.RunTasks(metadata);
+      const call = raw.open();
       const failed = new Promise<grpc.ServiceError>((resolve) => call.on("error", resolve));
       call.on("data", () => {});
       for (const message of messages) call.write(message);
@@ -404,14 +413,9 @@ Deno.test("a master breaking the RunTasks protocol loses its call, and the agent
 
 Deno.test("a master opening more than 1,024 jobs at once on one call has the rest refused", async () => {
   await using agent = await startAgent({ args: ["--sandbox", "none", "--max-concurrent", "1"] });
-  const { agent: Agent } = protos();
-  const metadata = new grpc.Metadata();
-  metadata.set("authorization", `Bearer ${agentToken(agent)}`);
-  const raw = new Agent(agent.address, grpc.credentials.createInsecure()) as unknown as
-    & grpc.Client
-    & { RunTasks(metadata: grpc.Metadata): grpc.ClientDuplexStream<unknown, unknown> };
+  const raw = rawRunTasks(agent);
   try {
-    const call = raw.RunTasks(metadata);
+    const call = raw.open();
     call.on("error", () => {});
     const refused: number[] = [];
     const all = new Promise<void>((resolve) => {
@@ -447,10 +451,7 @@ Deno.test("jobs made in one order may send their starts in the other", async () 
     const first = client.runTask();
     const second = client.runTask();
     const run = async (call: RemoteCall, command: string) => {
-      const reading = collect(call);
-      await call.send({ start: taskStart({ shell_command: command }) });
-      await call.send({ manifest_end: { entries: 0 } });
-      await call.send({ workspace_end: { bytes: 0 } });
+      const reading = shellJobOn(call, command);
       // A job the agent dropped would wait for ever: a bound, not a timing.
       let timer: ReturnType<typeof setTimeout> | undefined;
       const never = new Promise<never>((_, reject) => {
