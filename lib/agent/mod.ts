@@ -28,7 +28,7 @@ import {
   TlsConfigError,
   writeLocalToken,
 } from "../rpc/mod.ts";
-import { AgentService } from "./service.ts";
+import { agentHome, AgentService } from "./service.ts";
 
 export { AgentService } from "./service.ts";
 export { readServeConfig, readyLine, SERVE_ENV, superviseAgent } from "./supervisor.ts";
@@ -166,15 +166,16 @@ export async function startAgent(options: StartAgentOptions): Promise<RunningAge
   }
   // Process trees of jobs an earlier serving process left when it died go first,
   // then their directories (open); this one's trees are recorded from now on.
-  const trees = `${workRoot}/sloth-agent-${server.port}/trees`;
+  const home = agentHome(workRoot, options.bind, server.port);
+  const trees = `${home}/trees`;
   killRecordedTrees(trees);
-  service.open(server.port, options.ephemeral ?? options.port === 0);
-  const jobs = `${workRoot}/sloth-agent-${server.port}/jobs`;
+  service.open(home, options.ephemeral ?? options.port === 0);
+  const jobs = `${home}/jobs`;
   if (tasksAs.user && !bwrap) {
     // Unsandboxed, the task user reaches its job's directory by its real path (in
     // the sandbox, by the way bwrap makes): it may pass through, not list; the
     // store, kept workspaces and trees stay 0700.
-    Deno.chmodSync(`${workRoot}/sloth-agent-${server.port}`, 0o711);
+    Deno.chmodSync(home, 0o711);
     Deno.chmodSync(jobs, 0o711);
   }
   recordTreesIn(trees);

@@ -89,6 +89,16 @@ export interface AgentOptions {
   log(line: string): void;
 }
 
+/**
+ * `<work root>/sloth-agent-<port>`; for an agent bound to one address other than
+ * 127.0.0.1 (several agents may share a port on distinct addresses),
+ * `<work root>/sloth-agent-<address>-<port>`.
+ */
+export function agentHome(workRoot: string, bind: string, port: number): string {
+  const plain = ["127.0.0.1", "0.0.0.0", "::", "[::]"].includes(bind);
+  return `${workRoot}/sloth-agent-${plain ? "" : `${bind.replace(/[^A-Za-z0-9.]/g, "_")}-`}${port}`;
+}
+
 export class AgentService implements AgentHandlers {
   #o: AgentOptions;
   #running = 0;
@@ -112,14 +122,13 @@ export class AgentService implements AgentHandlers {
   }
 
   /**
-   * Takes `<work root>/sloth-agent-<port>` as this agent's own: jobs/, and the
-   * content store and kept workspaces, which so outlast a restart on the same
-   * port. Two agents on one machine never share (or clean up) each other's.
-   * `ephemeral` (a port the system picked, which no restart will get again):
-   * the whole home goes when the agent stops.
+   * Takes `home` (`agentHome()`) as this agent's own: jobs/, and the content store
+   * and kept workspaces, which so outlast a restart on the same address. Two agents
+   * on one machine never share (or clean up) each other's. `ephemeral` (a port the
+   * system picked, which no restart will get again): the whole home goes when the
+   * agent stops.
    */
-  open(port: number, ephemeral = false): void {
-    const home = `${this.#o.workRoot}/sloth-agent-${port}`;
+  open(home: string, ephemeral = false): void {
     if (ephemeral) this.#ephemeralHome = home;
     const jobs = `${home}/jobs`;
     try {

@@ -17,6 +17,8 @@ Environment:
   SLOTH_AGENT_TOKEN        token sent to agents (agents: the token to require)
   SLOTH_TLS_CA, SLOTH_TLS_CERT, SLOTH_TLS_KEY
                            defaults for --tls-ca, --tls-cert, --tls-key
+  SLOTH_INVENTORY          the inventory of agents and pools, when -i is not given
+  SLOTH_DNS_SERVER         host:port of the name server for dns pools
   SLOTH_LUA_TIMEOUT        longest a workflow file may take to load (default 10s)
   SLOTH_LUA_MEMORY         memory each Lua state may use (default 256M; e.g. 512M, 1G)
   NO_COLOR                 no colours
@@ -40,7 +42,9 @@ table ends every run.
 Remote tasks (\`delegate_to\`, or \`agent\` with a group's \`agents\`) need a running
 agent: \`sloth-runner agent -p 50051\` on that machine. Their token is SLOTH_AGENT_TOKEN
 or the agent definition's \`token_env\`; a loopback agent started by the same user
-needs none.
+needs none. Agents and pools of the inventory (-i FILE, SLOTH_INVENTORY, or
+./sloth-inventory.yaml) are named the same way: delegate_to = "web-1",
+{ pool = "web" } (one member per attempt), { each = "web" } (every member).
 
 Environment:
   SLOTH_AGENT_TOKEN        token for agents whose definition has no token_env
@@ -123,3 +127,22 @@ Examples:
 export const VERSION_HELP = `
 Example:
   sloth-runner version     sloth-runner 0.1.0 (deno 2.9.6); --version prints the number alone`;
+
+export const AGENTS_HELP = `
+Every agent of the inventory, and every member DNS gives a dns pool, asked at once:
+  sloth-runner agents -i fleet.yaml
+  sloth-runner agents -o json | jq '.[] | select(.reachable | not) | .name'
+Each agent's token: its token_env variable, else SLOTH_AGENT_TOKEN.
+Exit code 0 when every agent answers, 1 when any does not (the reason is on its row).`;
+
+export const EXEC_HELP = `
+TARGET is an agent or a pool of the inventory, or host:port. A pool means one
+member (reachable, least loaded), like delegate_to = { pool = ... }; --each means
+every member, like { each = ... }. One argument is a shell line; several are
+quoted and run as one command. Nothing is sent unless --sync DIR; nothing comes back.
+Examples:
+  sloth-runner exec web --each -- uptime
+  sloth-runner exec build-1 -- "df -h / | tail -1"
+  sloth-runner exec web --each --sync ./scripts -- sh check.sh
+Output lines are prefixed with the agent's name; each host's result goes to stderr.
+Exit code 0 when every host succeeded, 1 when any failed, 130 when interrupted.`;

@@ -22,7 +22,9 @@ import { reportError } from "./report.ts";
 import {
   AGENT_HELP,
   AGENT_START_HELP,
+  AGENTS_HELP,
   COMPLETION_HELP,
+  EXEC_HELP,
   LIST_HELP,
   NEW_HELP,
   PING_HELP,
@@ -77,6 +79,11 @@ function names(value: string, previous: string[] | undefined): string[] {
 }
 
 const fileOption = () => new Option("-f, --file <file>", "workflow file").default("workflow.lua");
+const inventoryOption = () =>
+  new Option(
+    "-i, --inventory <file>",
+    "YAML file of agents and pools (else SLOTH_INVENTORY, else ./sloth-inventory.yaml)",
+  );
 const valuesOption = () =>
   new Option("-v, --values <file>", "YAML file whose content becomes the `values` global");
 
@@ -99,6 +106,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
       names,
     )
     .addOption(valuesOption())
+    .addOption(inventoryOption())
     .option(
       "-j, --max-parallel <n>",
       "most tasks running at once",
@@ -135,6 +143,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
         await runCommand(io, {
           file: o.file,
           values: o.values,
+          inventory: o.inventory,
           groups: o.group,
           tasks: o.task,
           maxParallel: o.maxParallel,
@@ -153,20 +162,77 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
     .description("list groups and tasks, their dependencies and where each runs")
     .addOption(fileOption())
     .addOption(valuesOption())
+    .addOption(inventoryOption())
     .addHelpText("after", LIST_HELP)
     .action(async (o) => {
       const { listCommand } = await workflowCommands();
-      setExit(await listCommand(io, { file: o.file, values: o.values }));
+      setExit(await listCommand(io, { file: o.file, values: o.values, inventory: o.inventory }));
     });
 
   program.command("validate")
     .description("check a workflow without running anything or contacting any agent")
     .addOption(fileOption())
     .addOption(valuesOption())
+    .addOption(inventoryOption())
     .addHelpText("after", VALIDATE_HELP)
     .action(async (o) => {
       const { validateCommand } = await workflowCommands();
-      setExit(await validateCommand(io, { file: o.file, values: o.values }));
+      setExit(
+        await validateCommand(io, { file: o.file, values: o.values, inventory: o.inventory }),
+      );
+    });
+
+  program.command("agents")
+    .description("list the inventory's agents (and DNS pools' members): reachable, version, load")
+    .addOption(inventoryOption())
+    .addOption(
+      new Option("-o, --output <format>", "text for people, json for programs")
+        .choices(["text", "json"] as const).default("text" as const),
+    )
+    .option("--timeout <ms>", "how long each agent may take to answer", positiveInt, 1000)
+    .addOption(masterTlsOptions.ca())
+    .addOption(masterTlsOptions.cert())
+    .addOption(masterTlsOptions.key())
+    .addHelpText("after", AGENTS_HELP)
+    .action(async (o) => {
+      const { agentsCommand } = await import("./fleet.ts");
+      setExit(
+        await agentsCommand(io, {
+          inventory: o.inventory,
+          output: o.output,
+          timeoutMs: o.timeout,
+          tls: masterTls(o),
+        }),
+      );
+    });
+
+  program.command("exec")
+    .description("run one command on an agent, a pool's member, or every member (--each)")
+    .argument("<target>", "an agent or pool of the inventory, or host:port")
+    .argument("<command...>", "the command and its arguments, after --")
+    .addOption(inventoryOption())
+    .option("--each", "run on every member of the pool (like delegate_to = { each = POOL })")
+    .option("--sync <dir>", "send this directory as the command's working directory")
+    .option("-j, --max-parallel <n>", "hosts running at once", positiveInt, 16)
+    .option("--timeout <duration>", 'stop the command after this long ("30s", "2m")')
+    .option("--compress", "gzip what goes to and from agents")
+    .addOption(masterTlsOptions.ca())
+    .addOption(masterTlsOptions.cert())
+    .addOption(masterTlsOptions.key())
+    .addHelpText("after", EXEC_HELP)
+    .action(async (target, command, o) => {
+      const { execCommand } = await import("./fleet.ts");
+      setExit(
+        await execCommand(io, target, command, {
+          inventory: o.inventory,
+          each: o.each,
+          sync: o.sync,
+          maxParallel: o.maxParallel,
+          timeout: o.timeout,
+          compress: o.compress,
+          tls: masterTls(o),
+        }),
+      );
     });
 
   const agent = program.command("agent")

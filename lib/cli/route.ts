@@ -1,26 +1,30 @@
-import type { Task } from "../model/mod.ts";
+import { targetText, type Task } from "../model/mod.ts";
 import type { AttemptContext, Gate, TaskExecutor } from "../scheduler/mod.ts";
 
 /**
  * Conditions always run here, on the master; an attempt runs where the task's
- * target says.
+ * target says: here, on an agent, or on a pool's member.
  */
-export function routeByTarget(local: TaskExecutor, remote?: TaskExecutor): TaskExecutor {
+export function routeByTarget(
+  local: TaskExecutor,
+  remote?: TaskExecutor,
+  pool?: TaskExecutor,
+): TaskExecutor {
+  const executorFor = (task: Task) =>
+    task.target.kind === "local" ? local : task.target.kind === "pool" ? pool : remote;
   return {
     gate: (task: Task, inputs: AttemptContext["inputs"], signal: AbortSignal): Promise<Gate> =>
       local.gate(task, inputs, signal),
     attempt: (task, ctx) => {
-      if (task.target.kind === "local") return local.attempt(task, ctx);
-      if (remote) return remote.attempt(task, ctx);
+      const executor = executorFor(task);
+      if (executor) return executor.attempt(task, ctx);
       return Promise.resolve({
         ok: false,
-        error:
-          `remote execution is not available in this build (task wants ${task.target.address})`,
+        error: `remote execution is not available in this build (task wants ${
+          targetText(task.target)
+        })`,
       });
     },
-    beforeRetry: (task, failed, signal) => {
-      const executor = task.target.kind === "local" ? local : remote;
-      return executor?.beforeRetry?.(task, failed, signal);
-    },
+    beforeRetry: (task, failed, signal) => executorFor(task)?.beforeRetry?.(task, failed, signal),
   };
 }

@@ -18,15 +18,33 @@ import {
   type TaskResult,
   type TaskStatus,
 } from "../model/mod.ts";
-import { loadRemoteRunner, LocalRunner, type RemoteRunner } from "../runner/mod.ts";
-import { checkWorkflow, type Plan, planRun, runPlan } from "../scheduler/mod.ts";
-import type { TlsPaths } from "../model/mod.ts";
+import { loadRemoteRunner, LocalRunner, PoolRunner, type RemoteRunner } from "../runner/mod.ts";
+import { checkWorkflow, type Plan, planRun, runPlan, type TaskExecutor } from "../scheduler/mod.ts";
+import type { Inventory, TlsPaths, Workflow } from "../model/mod.ts";
+import {
+  describeTarget,
+  expandFanOut,
+  fanOutPools,
+  findInventory,
+  Fleet,
+  loadInventory,
+  type Member,
+  poolMembers,
+  staticMembers,
+} from "../fleet/mod.ts";
+import { relative } from "node:path";
 import type { Io } from "./io.ts";
 import { routeByTarget } from "./route.ts";
 
 interface LoadOptions {
   file: string;
   values?: string;
+  /** -i: the inventory file (else SLOTH_INVENTORY, else ./sloth-inventory.yaml). */
+  inventory?: string;
+}
+
+interface Loaded extends LoadedWorkflow {
+  inventory?: Inventory;
 }
 
 async function load(
@@ -34,11 +52,46 @@ async function load(
   pool: LuaPool,
   options: LoadOptions,
   onLog?: (level: string, message: string) => void,
-): Promise<LoadedWorkflow> {
+): Promise<Loaded> {
   const values = options.values ? await readValues(options.values, io.cwd) : {};
-  const loaded = await loadWorkflow(pool, { file: options.file, cwd: io.cwd, values, onLog });
+  const inventory = await readInventory(io, options.inventory);
+  const loaded = await loadWorkflow(pool, {
+    file: options.file,
+    cwd: io.cwd,
+    values,
+    onLog,
+    inventory,
+  });
   for (const warning of loaded.warnings) io.err(`warning: ${warning}\n`);
-  return loaded;
+  return { ...loaded, inventory };
+}
+
+/** The inventory, when there is one (fleet/ loads only then). */
+export async function readInventory(io: Io, flag?: string): Promise<Inventory | undefined> {
+  const path = findInventory(flag, io.cwd);
+  if (!path) return undefined;
+  return await loadInventory(path, relative(io.cwd, path) || path);
+}
+
+/**
+ * A fan-out becomes one task per member, the members of DNS pools looked up now;
+ * `staticOnly` (a dry run) leaves a DNS pool's fan-out as it is.
+ */
+async function expandWorkflow(
+  workflow: Workflow,
+  inventory: Inventory | undefined,
+  staticOnly = false,
+): Promise<Workflow> {
+  if (!inventory) return workflow;
+  const members = new Map<string, Member[]>();
+  const pools = fanOutPools(workflow).filter((pool) =>
+    !staticOnly || inventory.pools[pool]?.source.kind !== "dns"
+  );
+  if (pools.length === 0) return workflow;
+  await Promise.all(pools.map(async (pool) => {
+    members.set(pool, await poolMembers(inventory, pool));
+  }));
+  return expandFanOut(workflow, members);
 }
 
 export interface RunCommandOptions extends LoadOptions {
@@ -121,7 +174,8 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
     }
     const topLevelLog = (level: string, line: string) => emit(logEvent(undefined, level, line));
     const loaded = await load(io, pool, options, topLevelLog);
-    const plan = planRun(loaded.workflow, { groups: options.groups, tasks: options.tasks });
+    const workflow = await expandWorkflow(loaded.workflow, loaded.inventory, options.dryRun);
+    const plan = planRun(workflow, { groups: options.groups, tasks: options.tasks });
     if (text) text.qualify = new Set(plan.tasks.map((p) => p.task.group)).size > 1;
     if (options.dryRun) {
       showPlan(io, plan, loaded, options.output);
@@ -153,18 +207,26 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
     });
     await recoverWorkdirs(plan.tasks.map(({ task }) => task.workdir), topLevelLog);
     const local = new LocalRunner({ pool, source: loaded.source, emit });
-    if (plan.tasks.some(({ task }) => task.target.kind === "remote")) {
-      await checkRemoteSettings(plan, options.tls);
+    let poolRunner: TaskExecutor | undefined;
+    if (plan.tasks.some(({ task }) => task.target.kind !== "local")) {
+      await checkRemoteSettings(plan, options.tls, loaded.inventory);
       const RemoteRunner = await loadRemoteRunner();
-      remote = new RemoteRunner({
+      const remoteRunner = remote = new RemoteRunner({
         source: loaded.source,
         files: loaded.files,
         emit,
         tls: options.tls,
         compress: options.compress,
       });
+      if (loaded.inventory && plan.tasks.some(({ task }) => task.target.kind === "pool")) {
+        const fleet = new Fleet(
+          loaded.inventory,
+          (member, deadlineMs) => remoteRunner.ping(member.target, deadlineMs),
+        );
+        poolRunner = new PoolRunner({ fleet, remote: remoteRunner, emit });
+      }
     }
-    const outcome = await runPlan(plan, routeByTarget(local, remote), {
+    const outcome = await runPlan(plan, routeByTarget(local, remote, poolRunner), {
       maxParallel: options.maxParallel,
       signal: interrupt.signal,
       onTaskStart: (task, attempt) =>
@@ -253,13 +315,23 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
 }
 
 /** What remote tasks will need from this side, checked before any task runs. */
-async function checkRemoteSettings(plan: Plan, tls: TlsPaths | undefined): Promise<void> {
+async function checkRemoteSettings(
+  plan: Plan,
+  tls: TlsPaths | undefined,
+  inventory: Inventory | undefined,
+): Promise<void> {
   // TLS files: --tls-* (or SLOTH_TLS_*) when an agent's definition has none, else its own.
   const { checkMasterTls } = await import("../rpc/mod.ts");
   const checked = new Set<string>();
-  for (const { task } of plan.tasks) {
-    if (task.target.kind !== "remote") continue;
-    const files = task.target.tls ?? tls;
+  const targets = plan.tasks.flatMap(({ task }): { tls?: TlsPaths }[] => {
+    if (task.target.kind === "remote") return [task.target];
+    if (task.target.kind !== "pool" || !inventory) return [];
+    const def = inventory.pools[task.target.pool];
+    return staticMembers(inventory, task.target.pool)?.map((m) => m.target) ??
+      [{ tls: def.tls }];
+  });
+  for (const target of targets) {
+    const files = target.tls ?? tls;
     const key = JSON.stringify(files ?? {});
     if (!files || checked.has(key)) continue;
     checked.add(key);
@@ -369,13 +441,18 @@ function footer(
   return text;
 }
 
-function showPlan(io: Io, plan: Plan, loaded: LoadedWorkflow, output: "text" | "json"): void {
+function showPlan(
+  io: Io,
+  plan: Plan,
+  loaded: Loaded,
+  output: "text" | "json",
+): void {
   const rows = plan.tasks.map(({ task }, i) => ({
     step: i + 1,
     id: task.id,
     task: task.name,
     group: task.group,
-    where: targetText(task.target),
+    where: describeTarget(task.target, loaded.inventory),
     async: task.async,
     depends_on: task.dependsOn,
     next_if_fail: task.nextIfFail,
@@ -415,7 +492,7 @@ export async function listCommand(io: Io, options: LoadOptions): Promise<number>
       text += `${group.name}${group.description ? ` — ${group.description}` : ""}\n`;
       const rows = group.tasks.map((t) => [
         t.name,
-        targetText(t.target),
+        describeTarget(t.target, loaded.inventory),
         t.dependsOn.join(", ") || "-",
         t.description,
       ]);
@@ -441,7 +518,7 @@ export async function validateCommand(io: Io, options: LoadOptions): Promise<num
     const loaded = await load(io, pool, options);
     checkWorkflow(loaded.workflow);
     const tasks = allTasks(loaded.workflow);
-    const remote = tasks.filter((t) => t.target.kind === "remote").length;
+    const remote = tasks.filter((t) => t.target.kind !== "local").length;
     const groups = loaded.workflow.groups.length;
     io.out(
       `${options.file} is valid: ${groups} group${groups === 1 ? "" : "s"}, ` +

@@ -70,8 +70,9 @@ const GROUP: Record<GroupField | "tasks", Field> = {
     doc: "Working directory of the group's tasks, relative to the workflow file's directory.",
   },
   delegate_to: {
-    type: "string|sloth.Agent",
-    doc: 'Run the group\'s tasks on an agent: "host:port", a name from `agents`, or a definition.',
+    type: "string|sloth.Agent|sloth.Pool|sloth.FanOut",
+    doc:
+      "Run the group's tasks on an agent (\"host:port\", a name from `agents` or the inventory, or a definition), on a pool's member, or on every member.",
   },
   agents: {
     type: "table<string, sloth.Agent>",
@@ -134,11 +135,14 @@ const TASK: Record<TaskField | "uses", Field> = {
     doc: "Passed to the task's functions, plus `task_name`, `group_name` and `workdir`.",
   },
   delegate_to: {
-    type: "string|sloth.Agent",
+    type: "string|sloth.Agent|sloth.Pool|sloth.FanOut",
     doc:
-      'Run this task on an agent: "host:port", a name from the group\'s `agents`, or a definition.',
+      'Run this task on an agent ("host:port", a name from the group\'s `agents` or the inventory, or a definition), on one member of an inventory pool (`{ pool = "web" }`), or on every member (`{ each = "web" }`).',
   },
-  agent: { type: "string", doc: "Run this task on the group's agent of this name." },
+  agent: {
+    type: "string",
+    doc: "Run this task on the agent of this name (the group's `agents`, then the inventory).",
+  },
   sync_back: {
     type: '"on_success"|"always"|"never"',
     doc: "On an agent: when the files the task changed are copied back (default on_success).",
@@ -160,6 +164,25 @@ const AGENT: Record<AgentField, Field> = {
     type: "boolean",
     doc: "gzip workspaces and change sets to and from this agent (wins over --compress).",
   },
+};
+
+const POOL: Record<string, Field> = {
+  pool: {
+    type: "string",
+    doc:
+      "An inventory pool: each attempt goes to a reachable, least loaded member; an unreachable one is passed over.",
+    required: true,
+  },
+};
+const FAN_OUT: Record<string, Field> = {
+  each: {
+    type: "string",
+    doc:
+      "An inventory pool: the task runs once on every member (`task@member`); dependents get outputs keyed by member.",
+    required: true,
+  },
+  batch: { type: "integer", doc: "Members started at a time, each batch after the last." },
+  max_failures: { type: "integer", doc: "After this many members failed, start no more." },
 };
 
 const TLS: Record<TlsField, Field> = {
@@ -218,6 +241,8 @@ const CLASSES: Class[] = [
   { name: "sloth.Group", doc: "A group of tasks.", fields: GROUP },
   { name: "sloth.Task", doc: "A task: a shell command or a Lua function.", fields: TASK },
   { name: "sloth.Agent", doc: "Where tasks run remotely.", fields: AGENT },
+  { name: "sloth.Pool", doc: "One member of an inventory pool, chosen per attempt.", fields: POOL },
+  { name: "sloth.FanOut", doc: "Every member of an inventory pool.", fields: FAN_OUT },
   { name: "sloth.Tls", doc: "TLS settings of an agent; paths relative to the file.", fields: TLS },
   { name: "sloth.Params", doc: "The `params` a task's functions get.", fields: PARAMS, open: true },
   { name: "sloth.ExecOptions", doc: "Options of `exec.run`.", fields: EXEC_OPTIONS },

@@ -3,7 +3,7 @@
  * states in which a task's functions run.
  */
 import { SlothError } from "../errors.ts";
-import type { Task, Workflow } from "../model/mod.ts";
+import type { Inventory, Task, Workflow } from "../model/mod.ts";
 import type { LuaPool, LuaSession, SessionHooks } from "./pool.ts";
 import { displayName, resolvePath } from "./source.ts";
 
@@ -58,6 +58,8 @@ export async function loadWorkflow(
     quiet?: boolean;
     /** On an agent: do not look at where tasks would run. */
     ignoreTargets?: boolean;
+    /** The fleet's agents and pools, which tasks may name. */
+    inventory?: Inventory;
     onLog?: SessionHooks["onLog"];
     /**
      * Keep the state open for the task functions of the one task it is loaded
@@ -94,6 +96,8 @@ export async function loadWorkflow(
     fileName: displayName(file, options.cwd),
     cwd: options.cwd,
     ignoreTargets: options.ignoreTargets,
+    inventory: options.inventory,
+    inventoryName: options.inventory && displayName(options.inventory.file, options.cwd),
   });
   return {
     workflow,

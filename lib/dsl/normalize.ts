@@ -10,6 +10,7 @@ import type {
   Command,
   Condition,
   Group,
+  Inventory,
   LuaRef,
   Target,
   Task,
@@ -30,6 +31,10 @@ export interface NormalizeOptions {
    * looked at (top-level code may compute addresses from the master's environment).
    */
   ignoreTargets?: boolean;
+  /** The fleet's agents and pools, which `delegate_to` and `agent` may name. */
+  inventory?: Inventory;
+  /** What errors call the inventory file. */
+  inventoryName?: string;
 }
 
 export const TASK_FIELDS = [
@@ -84,8 +89,21 @@ export const agentDef = z.object({
   tls: tlsDef.optional(),
   compress: z.boolean().optional(),
 }).strict();
-const delegateTo = z.union([z.string().min(1), agentDef], {
-  error: 'must be "host:port", an agent name, or { address = "host:port" }',
+const poolRef = z.object({ pool: z.string().min(1) }).strict();
+const count = (what: string) =>
+  z.number({ error: `must be a whole number of ${what}, at least 1` })
+    .int({ error: `must be a whole number of ${what}, at least 1` })
+    .min(1, `must be a whole number of ${what}, at least 1`);
+const eachRef = z.object({
+  each: z.string().min(1),
+  batch: count("hosts").optional(),
+  max_failures: count("failed hosts").optional(),
+}).strict();
+/** The table forms of `delegate_to`, told apart by the key that names what they are. */
+const DELEGATE_FORMS = { pool: poolRef, each: eachRef, address: agentDef } as const;
+const delegateTo = z.union([z.string().min(1), z.record(z.string(), z.unknown())], {
+  error:
+    'must be "host:port", an agent name, { address = "host:port" }, { pool = "NAME" } or { each = "NAME" }',
 });
 const plainTable = z.preprocess(
   (v) => Array.isArray(v) && v.length === 0 ? {} : v,
@@ -252,11 +270,19 @@ function normalizeGroup(
     const timeoutMs = t.timeout === undefined ? undefined : parseDuration(t.timeout);
     const target = resolveTarget(
       { task: t.delegate_to, agent: t.agent, group: g.delegate_to },
-      agents,
+      { agents, options },
       taskLabel,
       problems,
       tlsPaths,
     );
+    if (target?.kind === "each" && t.sync_back !== undefined && t.sync_back !== "never") {
+      problems.push(
+        `${taskLabel}: sync_back = "${t.sync_back}" cannot be kept by a fan-out: the changes ` +
+          "of every host would land in one directory. Its hosts' changes stay on them " +
+          '(sync_back = "never"); pass results on through outputs, or write them where each ' +
+          "host's name keeps them apart.",
+      );
+    }
     tasks.push({
       id: `${raw.name}.${t.name}`,
       name: t.name,
@@ -275,7 +301,7 @@ function normalizeGroup(
       workdir: t.workdir ? resolvePath(baseDir, t.workdir) : groupWorkdir,
       params: t.params ?? {},
       target: target ?? { kind: "local" },
-      syncBack: t.sync_back ?? "on_success",
+      syncBack: target?.kind === "each" ? "never" : t.sync_back ?? "on_success",
     });
   }
   if (problems.length > before) return undefined;
@@ -283,8 +309,8 @@ function normalizeGroup(
 }
 
 function resolveTarget(
-  given: { task?: string | AgentSpec; agent?: string; group?: string | AgentSpec },
-  agents: Record<string, AgentDef>,
+  given: { task?: unknown; agent?: string; group?: unknown },
+  known: { agents: Record<string, AgentDef>; options: NormalizeOptions },
   label: string,
   problems: string[],
   tlsPaths: (t: AgentSpec["tls"]) => AgentDef["tls"],
@@ -295,16 +321,54 @@ function resolveTarget(
   }
   const pick = given.task ?? given.agent ?? given.group;
   if (pick === undefined) return { kind: "local" };
+  const { inventory } = known.options;
   if (typeof pick !== "string") {
-    return {
-      kind: "remote",
-      address: pick.address,
-      tokenEnv: pick.token_env,
-      tls: tlsPaths(pick.tls),
-      compress: pick.compress,
-    };
+    const table = pick as Record<string, unknown>;
+    const form = "each" in table ? "each" : "pool" in table ? "pool" : "address";
+    const parsed = DELEGATE_FORMS[form].safeParse(table);
+    if (!parsed.success) {
+      report(
+        parsed.error,
+        label,
+        problems,
+        ["delegate_to"],
+        Object.keys(DELEGATE_FORMS[form].shape),
+      );
+      return undefined;
+    }
+    if (form === "address") {
+      const spec = parsed.data as AgentSpec;
+      return {
+        kind: "remote",
+        address: spec.address,
+        tokenEnv: spec.token_env,
+        tls: tlsPaths(spec.tls),
+        compress: spec.compress,
+      };
+    }
+    const name = form === "each"
+      ? (parsed.data as z.infer<typeof eachRef>).each
+      : (parsed.data as z.infer<typeof poolRef>).pool;
+    const pools = Object.keys(inventory?.pools ?? {}).sort();
+    if (!inventory?.pools[name]) {
+      problems.push(
+        `${label}: delegate_to names pool "${name}", which ` +
+          (!inventory
+            ? "needs an inventory: none was given (-i FILE, SLOTH_INVENTORY, or ./sloth-inventory.yaml)."
+            : pools.length
+            ? `is not in the inventory ${known.options.inventoryName ?? inventory.file}. ` +
+              `Its pools are: ${pools.join(", ")}.${didYouMean(name, pools)}`
+            : `is not in the inventory ${
+              known.options.inventoryName ?? inventory.file
+            }, which has no pools.`),
+      );
+      return undefined;
+    }
+    if (form === "pool") return { kind: "pool", pool: name };
+    const each = parsed.data as z.infer<typeof eachRef>;
+    return { kind: "each", pool: name, batch: each.batch, maxFailures: each.max_failures };
   }
-  const named = agents[pick];
+  const named = known.agents[pick] ?? inventory?.agents[pick];
   if (named) {
     return {
       kind: "remote",
@@ -324,12 +388,27 @@ function resolveTarget(
       return undefined;
     }
   }
-  const known = Object.keys(agents).sort();
+  const fromGroup = Object.keys(known.agents).sort();
+  const fromInventory = Object.keys(inventory?.agents ?? {}).filter((n) => !known.agents[n])
+    .sort();
+  const sources = [
+    fromGroup.length ? `${fromGroup.join(", ")} (the group's agents table)` : "",
+    fromInventory.length
+      ? `${fromInventory.join(", ")} (inventory ${known.options.inventoryName ?? inventory!.file})`
+      : "",
+  ].filter(Boolean);
+  const isPool = inventory?.pools[pick] !== undefined;
   problems.push(
     `${label}: unknown agent "${pick}".` +
-      (known.length
-        ? ` The group's agents are: ${known.join(", ")}.${didYouMean(pick, known)}`
-        : ' The group has no agents table; define agents = { name = { address = "host:port" } }' +
+      (isPool
+        ? ` "${pick}" is a pool of the inventory: use delegate_to = { pool = "${pick}" } for ` +
+          `one of its members, or { each = "${pick}" } for every one.`
+        : sources.length
+        ? ` Known agents: ${sources.join("; ")}.${
+          didYouMean(pick, [...fromGroup, ...fromInventory])
+        }`
+        : " There is no inventory (-i FILE, SLOTH_INVENTORY, or ./sloth-inventory.yaml) and" +
+          ' the group has no agents table; define agents = { name = { address = "host:port" } }' +
           ' or use delegate_to = "host:port".'),
   );
   return undefined;
@@ -351,12 +430,19 @@ function unknownFields(
   }
 }
 
-function report(error: z.ZodError, label: string, problems: string[]): void {
+function report(
+  error: z.ZodError,
+  label: string,
+  problems: string[],
+  prefix: string[] = [],
+  knownHere?: readonly string[],
+): void {
   for (const issue of error.issues) {
-    const field = issue.path.filter((p) => typeof p === "string").join(".");
+    const path = [...prefix, ...issue.path];
+    const field = path.filter((p) => typeof p === "string").join(".");
     if (issue.code === "unrecognized_keys") {
       // A misspelt key inside a table (an agent's, its tls) is met like one at the top.
-      const known = knownKeysAt(issue.path);
+      const known = issue.path.length === 0 && knownHere ? knownHere : knownKeysAt(path);
       for (const key of issue.keys) {
         problems.push(
           `${label}: ${field ? `${field}: ` : ""}unknown field "${key}".${

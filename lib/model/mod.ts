@@ -10,22 +10,50 @@ export { formatDuration, parseDuration } from "./duration.ts";
 export { formatSize, parseSize } from "./size.ts";
 export { hasAddressShape, isLoopbackHost, parseAddress } from "./address.ts";
 
+export type {
+  FanOut,
+  Inventory,
+  InventoryAgent,
+  PoolDef,
+  PoolSource,
+  PoolTarget,
+} from "./fleet.ts";
+export { agentNameProblem, FAN_OUT_MARK, poolSourceText } from "./fleet.ts";
+import type { FanOut, PoolTarget } from "./fleet.ts";
+
 /** Where a task runs. */
 export type Target =
   | { kind: "local" }
+  | RemoteTarget
+  /** One member of an inventory pool, chosen per attempt. */
+  | PoolTarget
+  /**
+   * Every member of an inventory pool: replaced, before the run is planned, by one
+   * task per member (fleet/expand.ts); never reaches a runner.
+   */
   | {
-    kind: "remote";
-    /** `host:port` of the agent. */
-    address: string;
-    /** The name under the group's `agents` table, when the task picked one by name. */
-    agent?: string;
-    /** Environment variable holding the agent's token. */
-    tokenEnv?: string;
-    /** TLS files for this agent (absolute paths). */
-    tls?: TlsPaths;
-    /** gzip the workspace and the change set (for slow links). */
-    compress?: boolean;
+    kind: "each";
+    pool: string;
+    /** Hosts started at a time, each batch after the previous one finished. */
+    batch?: number;
+    /** After this many hosts failed, no more are started. */
+    maxFailures?: number;
   };
+
+/** One agent, by address. */
+export interface RemoteTarget {
+  kind: "remote";
+  /** `host:port` of the agent. */
+  address: string;
+  /** Its name (the group's `agents` table, the inventory, a DNS pool), when it has one. */
+  agent?: string;
+  /** Environment variable holding the agent's token. */
+  tokenEnv?: string;
+  /** TLS files for this agent (absolute paths). */
+  tls?: TlsPaths;
+  /** gzip the workspace and the change set (for slow links). */
+  compress?: boolean;
+}
 
 export interface TlsPaths {
   ca?: string;
@@ -81,6 +109,8 @@ export interface Task {
   target: Target;
   /** For remote tasks: when the agent's changes come back to this machine. */
   syncBack: SyncBack;
+  /** Set on the per-host tasks a fan-out (`delegate_to = { each = POOL }`) became. */
+  fanOut?: FanOut;
 }
 
 export type SyncBack = "on_success" | "always" | "never";
@@ -99,8 +129,18 @@ export interface Workflow {
 }
 
 export function targetText(target: Target): string {
-  if (target.kind === "local") return "local";
-  return target.agent ? `agent ${target.agent} (${target.address})` : `agent ${target.address}`;
+  switch (target.kind) {
+    case "local":
+      return "local";
+    case "pool":
+      return `pool ${target.pool}`;
+    case "each":
+      return `each of pool ${target.pool}`;
+    default:
+      return target.agent && target.agent !== target.address
+        ? `agent ${target.agent} (${target.address})`
+        : `agent ${target.address}`;
+  }
 }
 
 export function allTasks(workflow: Workflow): Task[] {

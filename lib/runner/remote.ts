@@ -8,6 +8,7 @@ import { hostname } from "node:os";
 import type { WorkflowSource } from "../dsl/mod.ts";
 import type { EmitEvent, LogLevel } from "../log/mod.ts";
 import type { ExitStatus, Task } from "../model/mod.ts";
+import type { PingInfo } from "../fleet/mod.ts";
 import {
   AgentClient,
   CHUNK_BYTES,
@@ -119,6 +120,8 @@ export class RemoteRunner implements TaskExecutor {
         line,
       });
     const spool = new Spool(task.workdir);
+    // Until the whole workspace has gone, the agent cannot have started the command.
+    let uploaded = false;
     try {
       const client = this.#client(target);
       const takesDeltas = await this.#ping(client, target);
@@ -184,6 +187,7 @@ export class RemoteRunner implements TaskExecutor {
           });
         }
         if (nothingToSend) {
+          uploaded = true;
           await call.send({ workspace_end: { bytes: 0 } });
           call.end();
         }
@@ -234,6 +238,7 @@ export class RemoteRunner implements TaskExecutor {
             sentBytes += chunk.length;
             await call.send({ workspace_chunk: chunk });
           }
+          uploaded = true;
           await call.send({ workspace_end: { bytes: sentBytes } });
         }
         if (!nothingToSend) call.end();
@@ -300,7 +305,9 @@ export class RemoteRunner implements TaskExecutor {
       // The agent may come back as another process (another version, another token):
       // the next attempt asks it again.
       if (fault) this.#forgetPing(target);
-      return failure(error, fault);
+      const outcome = failure(error, fault);
+      if (fault === "unreachable" || (fault === "lost" && !uploaded)) outcome.beforeStart = true;
+      return outcome;
     } finally {
       spool.dispose();
     }
@@ -444,7 +451,8 @@ export class RemoteRunner implements TaskExecutor {
     return {
       protocol: options.protocol,
       group: task.group,
-      task: task.name,
+      // A fan-out's copy is the task the agent finds in the workflow.
+      task: task.fanOut?.task ?? task.name,
       // A shell-only task does not load the workflow on the agent: no need to send it.
       files: shellOnly ? [] : await this.#files(),
       main_file: this.#options.source.file,
@@ -459,6 +467,11 @@ export class RemoteRunner implements TaskExecutor {
       workspace_key: workspaceKey(task.workdir),
       compression: compress ? "gzip" : "",
     };
+  }
+
+  /** Pings `target` within `deadlineMs`; rejects with a one-line reason. */
+  ping(target: Remote, deadlineMs: number): Promise<PingInfo> {
+    return pingAgent(target, { deadlineMs, client: this.#client(target) });
   }
 
   close(): void {
@@ -511,6 +524,33 @@ export class RemoteRunner implements TaskExecutor {
     this.#applying.set(key, next.catch(() => {}));
     return await next;
   }
+}
+
+/**
+ * Pings an agent with its own token and TLS (else `tls`) within `deadlineMs`: what it
+ * says of itself, or a rejection with a one-line reason (also for a protocol this
+ * master cannot use).
+ */
+export async function pingAgent(
+  target: Remote,
+  options: { deadlineMs: number; tls?: TlsFiles; client?: AgentClient },
+): Promise<PingInfo> {
+  const client = options.client ??
+    new AgentClient(target.address, {
+      token: tokenFor(target),
+      tls: target.tls ?? options.tls,
+    });
+  const started = performance.now();
+  const reply = await client.ping(options.deadlineMs);
+  checkProtocol(target, reply);
+  return {
+    version: reply.version,
+    protocol: reply.protocol,
+    running: reply.running_jobs,
+    queued: reply.queued_jobs,
+    maxConcurrent: reply.max_concurrent,
+    rttMs: performance.now() - started,
+  };
 }
 
 /**

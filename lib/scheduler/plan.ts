@@ -11,6 +11,11 @@ export interface PlannedTask {
   deps: string[];
   /** Ids of `next_if_fail` tasks; the task runs only if one of them failed. */
   watches: string[];
+  /**
+   * Ids of tasks that must have finished, however they ended, before this one starts:
+   * a fan-out's previous batch of hosts.
+   */
+  after: string[];
 }
 
 export interface Plan {
@@ -96,7 +101,9 @@ export function planRun(workflow: Workflow, selection: Selection = {}): Plan {
     chosen = new Set();
     const names = [...new Set(candidates.map((t) => t.name))];
     for (const name of selection.tasks) {
-      const matches = candidates.filter((t) => t.name === name || t.id === name);
+      const matches = candidates.filter((t) =>
+        t.name === name || t.id === name || t.fanOut?.task === name
+      );
       if (matches.length === 0) {
         throw new SlothError(
           "unknown_task",
@@ -124,8 +131,17 @@ export function planRun(workflow: Workflow, selection: Selection = {}): Plan {
       watches: task.nextIfFail.map((name) => `${task.group}.${name}`).filter((id) =>
         chosen.has(id)
       ),
+      after: previousBatch(task).filter((id) => chosen.has(id)),
     })),
   };
+}
+
+/** A fan-out host's previous batch: hosts `batch` places before it, a batch at a time. */
+function previousBatch(task: Task): string[] {
+  const fanOut = task.fanOut;
+  if (!fanOut?.batch) return [];
+  const first = Math.floor(fanOut.index / fanOut.batch) * fanOut.batch;
+  return fanOut.siblings.slice(Math.max(0, first - fanOut.batch), first);
 }
 
 /**

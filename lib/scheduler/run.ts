@@ -20,7 +20,10 @@ export type Gate =
 
 export interface AttemptContext {
   attempt: number;
-  /** Outputs of each `depends_on` task, by task name. */
+  /**
+   * Outputs of each `depends_on` task, by task name; a fan-out's by task name, then
+   * by member (`inputs.deploy["web-1"]`).
+   */
   inputs: Record<string, Record<string, unknown>>;
   /** Aborted with reason `"timeout"` or `"cancelled"`; the executor must stop the attempt. */
   signal: AbortSignal;
@@ -39,6 +42,10 @@ export interface AttemptResult {
    * reached, or the connection to it was lost), not because of the task.
    */
   agentFault?: "unreachable" | "lost";
+  /** Set with `agentFault` when the agent cannot have started the task (nothing ran). */
+  beforeStart?: boolean;
+  /** Where it ran, when the task's target did not say (a pool's member). */
+  where?: string;
 }
 
 /** What runs a task: locally, or on an agent. */
@@ -110,6 +117,7 @@ class Scheduler {
   #executor: TaskExecutor;
   #options: RunOptions;
   #state = new Map<string, State>();
+  #tasks = new Map<string, Task>();
   #results = new Map<string, TaskResult>();
   /** Tasks that failed, or were skipped because something they needed failed. */
   #blocked = new Set<string>();
@@ -122,7 +130,10 @@ class Scheduler {
     this.#plan = plan;
     this.#executor = executor;
     this.#options = options;
-    for (const { task } of plan.tasks) this.#state.set(task.id, "pending");
+    for (const { task } of plan.tasks) {
+      this.#state.set(task.id, "pending");
+      this.#tasks.set(task.id, task);
+    }
   }
 
   run(): Promise<RunOutcome> {
@@ -141,34 +152,43 @@ class Scheduler {
   }
 
   #schedule(): void {
+    const tasks = this.#plan.tasks;
     let earlierAllDone = true;
-    for (const planned of this.#plan.tasks) {
-      const { task } = planned;
-      const state = this.#state.get(task.id)!;
-      if (state === "running") {
-        earlierAllDone = false;
-        if (!task.async) break;
-        continue;
-      }
-      if (state === "pending") {
+    let full = false;
+    // A unit is a task, or a fan-out's copies (consecutive in the plan): these run side
+    // by side, and a non-async unit waits for, and holds back, the rest as one task does.
+    for (let i = 0; i < tasks.length && !full;) {
+      const end = unitEnd(tasks, i);
+      const unit = tasks.slice(i, end);
+      i = end;
+      const async = unit[0].task.async;
+      if (!async && !earlierAllDone) break;
+      let unitDone = true;
+      for (const planned of unit) {
+        const state = this.#state.get(planned.task.id)!;
+        if (state === "done") continue;
+        unitDone = false;
+        if (state === "running") continue;
         if (this.#stop) {
           this.#skip(planned, this.#stop.reason, false);
           continue;
         }
-        if (!task.async && (!earlierAllDone || this.#running > 0)) break;
+        if (!async && this.#running > this.#runningIn(unit)) break;
         const decision = this.#readiness(planned);
-        if (decision === "wait") {
-          earlierAllDone = false;
-          continue;
-        }
+        if (decision === "wait") continue;
         if (decision !== "ready") {
           this.#skip(planned, decision.reason, decision.blocked);
           continue;
         }
-        if (this.#running >= this.#options.maxParallel) break;
+        if (this.#running >= this.#options.maxParallel) {
+          full = true;
+          break;
+        }
         this.#start(planned);
+      }
+      if (!unitDone && unit.some((p) => this.#state.get(p.task.id) !== "done")) {
         earlierAllDone = false;
-        if (!task.async) break;
+        if (!async) break;
       }
     }
     if (this.#running === 0 && [...this.#state.values()].every((s) => s === "done")) {
@@ -180,11 +200,29 @@ class Scheduler {
     }
   }
 
+  #runningIn(unit: PlannedTask[]): number {
+    return unit.filter((p) => this.#state.get(p.task.id) === "running").length;
+  }
+
   #readiness(
     planned: PlannedTask,
   ): "ready" | "wait" | { reason: string; blocked: boolean } {
-    const waitFor = [...planned.deps, ...planned.watches];
+    const waitFor = [...planned.deps, ...planned.watches, ...planned.after];
     if (waitFor.some((id) => this.#state.get(id) !== "done" && this.#state.has(id))) return "wait";
+    const fanOut = planned.task.fanOut;
+    if (fanOut?.maxFailures !== undefined) {
+      const failed = fanOut.siblings.filter((id) => {
+        const result = this.#results.get(id);
+        return result !== undefined && isFailure(result.status);
+      }).length;
+      if (failed >= fanOut.maxFailures) {
+        return {
+          reason: `not started: ${failed} host${failed === 1 ? "" : "s"} of "${fanOut.task}" ` +
+            `failed (max_failures = ${fanOut.maxFailures})`,
+          blocked: true,
+        };
+      }
+    }
     for (const id of planned.deps) {
       if (this.#blocked.has(id)) {
         const dep = this.#results.get(id)!;
@@ -267,7 +305,14 @@ class Scheduler {
 
     const inputs: AttemptContext["inputs"] = {};
     for (const id of planned.deps) {
-      inputs[id.slice(task.group.length + 1)] = this.#results.get(id)?.outputs ?? {};
+      const outputs = this.#results.get(id)?.outputs ?? {};
+      const fanOut = this.#tasks.get(id)?.fanOut;
+      if (fanOut) {
+        const byHost = (inputs[fanOut.task] ??= {});
+        byHost[fanOut.host] = outputs;
+      } else {
+        inputs[id.slice(task.group.length + 1)] = outputs;
+      }
     }
 
     const gate = await this.#executor.gate(task, inputs, this.#cancel.signal);
@@ -288,11 +333,13 @@ class Scheduler {
       }
       this.#options.onTaskStart?.(task, attempt);
       last = await this.#attempt(task, attempt, inputs);
+      const ranOn = last.where ? { where: last.where } : {};
       if (last.ok) {
         return result("success", attempt, {
           outputs: last.outputs ?? {},
           message: last.message,
           transfer: last.transfer,
+          ...ranOn,
         });
       }
       const status = attemptStatus(last);
@@ -300,6 +347,7 @@ class Scheduler {
         return result("cancelled", attempt, {
           error: this.#stop?.reason ?? "cancelled",
           exit: last.exit,
+          ...ranOn,
         });
       }
       if (attempt < attempts) {
@@ -319,6 +367,7 @@ class Scheduler {
           message: last.message,
           exit: last.exit,
           transfer: last.transfer,
+          ...ranOn,
         });
       }
     }
@@ -353,6 +402,14 @@ class Scheduler {
       this.#cancel.signal.removeEventListener("abort", cancel);
     }
   }
+}
+
+/** Where the unit starting at `start` ends: after a fan-out's last consecutive copy. */
+function unitEnd(tasks: PlannedTask[], start: number): number {
+  const family = tasks[start].task.fanOut?.siblings[0];
+  let end = start + 1;
+  while (family && tasks[end]?.task.fanOut?.siblings[0] === family) end++;
+  return end;
 }
 
 function attemptStatus(outcome: AttemptResult): TaskStatus {

@@ -1,0 +1,142 @@
+/**
+ * A run's view of its pools: who is in each (DNS looked up at the start and
+ * again before a failover), who answered, and what this master has on each.
+ */
+import type { Inventory } from "../model/mod.ts";
+import { type Candidate, type Health, type Ping, rankCandidates } from "./choose.ts";
+import { type DnsResolver, type Member, poolMembers } from "./members.ts";
+
+/** A member's ping deadline when a pool is first used and when a down one is looked at again. */
+export const POOL_PING_MS = 1_000;
+/** A member found down is pinged again (in the background) once its mark is this old. */
+export const DOWN_RECHECK_MS = 2_000;
+
+interface MemberState {
+  member: Member;
+  health?: Health;
+  inFlight: number;
+  checking?: Promise<void>;
+}
+
+export class Fleet {
+  #inventory: Inventory;
+  #ping: Ping;
+  #resolve?: DnsResolver;
+  /** Per pool: its members as last resolved. */
+  #pools = new Map<string, Promise<Member[]>>();
+  /** Per address: a member of any pool. */
+  #states = new Map<string, MemberState>();
+  /** Per task directory: the member that last ran it. */
+  #holder = new Map<string, string>();
+
+  constructor(inventory: Inventory, ping: Ping, resolve?: DnsResolver) {
+    this.#inventory = inventory;
+    this.#ping = ping;
+    this.#resolve = resolve;
+  }
+
+  get inventory(): Inventory {
+    return this.#inventory;
+  }
+
+  /**
+   * The pool's members; `fresh` looks a DNS pool up again (before a failover).
+   * The first call pings every member, so the first choice already knows who is up.
+   */
+  async members(pool: string, options: { fresh?: boolean } = {}): Promise<Member[]> {
+    const isDns = this.#inventory.pools[pool]?.source.kind === "dns";
+    let members = this.#pools.get(pool);
+    if (!members || (options.fresh && isDns)) {
+      const previous = members;
+      const found = poolMembers(this.#inventory, pool, this.#resolve).then(async (list) => {
+        await Promise.all(list.map((m) => this.#check(this.#state(m))));
+        return list;
+      });
+      // A look-up that fails again keeps what the last one found; a first one that fails
+      // is tried again by the next caller.
+      const kept = previous ? found.catch(() => previous) : found;
+      this.#pools.set(pool, kept);
+      if (!previous) {
+        found.catch(() => {
+          if (this.#pools.get(pool) === kept) this.#pools.delete(pool);
+        });
+      }
+      members = kept;
+    }
+    return await members;
+  }
+
+  /** The pool's members, best first, leaving out `exclude` (names already tried). */
+  async rank(pool: string, workdir: string, exclude: Set<string>): Promise<Candidate[]> {
+    const now = Date.now();
+    const candidates: Candidate[] = [];
+    for (const member of await this.members(pool)) {
+      if (exclude.has(member.name)) continue;
+      const state = this.#state(member);
+      if (state.health?.up === false && now - state.health.at >= DOWN_RECHECK_MS) {
+        // Looked at again without making this choice wait for it.
+        void this.#check(state);
+      }
+      candidates.push({
+        member,
+        health: state.health,
+        inFlight: state.inFlight,
+        holdsWorkspace: this.#holder.get(workdir) === member.target.address,
+      });
+    }
+    return rankCandidates(candidates);
+  }
+
+  /** Counts an attempt on `member` until the returned function is called. */
+  begin(member: Member, workdir: string): () => void {
+    const state = this.#state(member);
+    state.inFlight++;
+    this.#holder.set(workdir, member.target.address);
+    let ended = false;
+    return () => {
+      if (!ended) state.inFlight--;
+      ended = true;
+    };
+  }
+
+  /** What an attempt learned: the member could not be reached. */
+  markDown(member: Member, reason: string): void {
+    this.#state(member).health = { up: false, reason, at: Date.now() };
+  }
+
+  /** Pings `member` now and records the answer. */
+  async #check(state: MemberState): Promise<void> {
+    state.checking ??= (async () => {
+      const mine = state.inFlight;
+      try {
+        const info = await this.#ping(state.member, POOL_PING_MS);
+        state.health = {
+          up: true,
+          info,
+          others: Math.max(0, info.running + info.queued - mine),
+          at: Date.now(),
+        };
+      } catch (error) {
+        state.health = {
+          up: false,
+          reason: error instanceof Error ? error.message : String(error),
+          at: Date.now(),
+        };
+      } finally {
+        state.checking = undefined;
+      }
+    })();
+    await state.checking;
+  }
+
+  #state(member: Member): MemberState {
+    const key = member.target.address;
+    let state = this.#states.get(key);
+    if (!state) {
+      state = { member, inFlight: 0 };
+      this.#states.set(key, state);
+    }
+    state.member = member;
+    return state;
+  }
+}

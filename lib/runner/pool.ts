@@ -1,0 +1,89 @@
+/**
+ * Runs attempts of tasks whose `delegate_to` is a pool: each attempt goes to the
+ * best member (fleet/choose.ts); one that cannot be reached, or is lost before the
+ * task could start there, is passed over for the next without spending a retry.
+ */
+import type { EmitEvent } from "../log/mod.ts";
+import { targetText, type Task } from "../model/mod.ts";
+import type { Fleet, Member } from "../fleet/mod.ts";
+import type { AttemptContext, AttemptResult, Gate, TaskExecutor } from "../scheduler/mod.ts";
+
+/** The part of `RemoteRunner` a pool uses. */
+export interface MemberRunner {
+  attempt(task: Task, ctx: AttemptContext): Promise<AttemptResult>;
+}
+
+export class PoolRunner implements TaskExecutor {
+  #fleet: Fleet;
+  #remote: MemberRunner;
+  #emit: EmitEvent;
+
+  constructor(options: { fleet: Fleet; remote: MemberRunner; emit: EmitEvent }) {
+    this.#fleet = options.fleet;
+    this.#remote = options.remote;
+    this.#emit = options.emit;
+  }
+
+  gate(): Promise<Gate> {
+    return Promise.reject(new Error("conditions are evaluated on the master"));
+  }
+
+  async attempt(task: Task, ctx: AttemptContext): Promise<AttemptResult> {
+    if (task.target.kind !== "pool") throw new Error(`${task.id} does not go to a pool`);
+    const pool = task.target.pool;
+    const passed = new Map<string, string>();
+    let looked = false;
+    while (!ctx.signal.aborted) {
+      let ranked;
+      try {
+        ranked = await this.#fleet.rank(pool, task.workdir, new Set(passed.keys()));
+        if (ranked.length === 0 && !looked && passed.size > 0) {
+          // Before giving up: who is in the pool now (DNS), and who answers again.
+          looked = true;
+          await this.#fleet.members(pool, { fresh: true });
+          ranked = await this.#fleet.rank(pool, task.workdir, new Set(passed.keys()));
+        }
+      } catch (error) {
+        return { ok: false, error: `pool "${pool}": ${(error as Error).message}` };
+      }
+      const best = ranked[0];
+      if (!best) break;
+      const member = best.member;
+      const end = this.#fleet.begin(member, task.workdir);
+      let result: AttemptResult;
+      try {
+        result = await this.#remote.attempt({ ...task, target: member.target }, ctx);
+      } finally {
+        end();
+      }
+      if (result.agentFault && result.beforeStart && !ctx.signal.aborted) {
+        const reason = result.error ?? "unreachable";
+        passed.set(member.name, reason);
+        this.#fleet.markDown(member, reason);
+        this.#note(task, member, `pool ${pool}: ${member.name} did not take the task (${reason})`);
+        continue;
+      }
+      return { ...result, where: `${targetText(member.target)}, pool ${pool}` };
+    }
+    if (ctx.signal.aborted) return { ok: false, error: "cancelled" };
+    const reasons = [...passed].map(([name, reason]) => `${name}: ${reason}`);
+    return {
+      ok: false,
+      error: `pool "${pool}": no member could take the task` +
+        (reasons.length ? ` (${reasons.join("; ")})` : ""),
+      exit: { reason: "spawn_failed", code: null, signal: null },
+    };
+  }
+
+  #note(task: Task, member: Member, line: string): void {
+    this.#emit({
+      type: "log",
+      id: task.id,
+      task: task.name,
+      agent: member.name,
+      stream: "log",
+      level: "warn",
+      line,
+    });
+  }
+}
