@@ -27,6 +27,8 @@ export type ErrorCode =
   | "unknown_task"
   | "unknown_dependency"
   | "unknown_agent"
+  | "inventory_invalid"
+  | "dns_failed"
   | "dependency_cycle"
   | "values_invalid"
   | "remote_unsupported"
@@ -43,6 +45,9 @@ const exitCodes: Record<ErrorCode, ExitCode> = {
   unknown_task: ExitCode.usage,
   unknown_dependency: ExitCode.usage,
   unknown_agent: ExitCode.usage,
+  inventory_invalid: ExitCode.usage,
+  // A name server that does not answer is the environment's fault, not the command line's.
+  dns_failed: ExitCode.taskFailed,
   dependency_cycle: ExitCode.usage,
   values_invalid: ExitCode.usage,
   remote_unsupported: ExitCode.usage,
