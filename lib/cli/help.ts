@@ -129,7 +129,8 @@ Example:
   sloth-runner version     sloth-runner 0.1.0 (deno 2.9.6); --version prints the number alone`;
 
 export const AGENTS_HELP = `
-Every agent of the inventory, and every member DNS gives a dns pool, asked at once:
+Every agent of the inventory, and every member DNS gives a dns pool, is asked at once.
+Examples:
   sloth-runner agents -i fleet.yaml
   sloth-runner agents -o json | jq '.[] | select(.reachable | not) | .name'
 Each agent's token: its token_env variable, else SLOTH_AGENT_TOKEN.

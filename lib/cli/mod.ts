@@ -182,6 +182,30 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
       );
     });
 
+  const agent = program.command("agent")
+    .description("run an agent that executes tasks for masters (see `agent start --help`)")
+    .addHelpText("after", AGENT_HELP);
+  withAgentOptions(
+    agent.command("start", { isDefault: true })
+      .description("listen for tasks from masters (the default: `sloth-runner agent -p PORT`)")
+      .addHelpText("after", AGENT_START_HELP),
+  ).action(async (o) => {
+    const { agentStartCommand } = await agentCommands();
+    setExit(await agentStartCommand(io, VERSION, o));
+  });
+  agent.command("ping")
+    .description("check that an agent is reachable; print its version and running jobs")
+    .argument("<address>", "host:port of the agent")
+    .option("--token-file <file>", "file holding the agent's token (else SLOTH_AGENT_TOKEN)")
+    .addOption(masterTlsOptions.ca())
+    .addOption(masterTlsOptions.cert())
+    .addOption(masterTlsOptions.key())
+    .addHelpText("after", PING_HELP)
+    .action(async (address, o) => {
+      const { agentPingCommand } = await agentCommands();
+      setExit(await agentPingCommand(io, address, o));
+    });
+
   program.command("agents")
     .description("list the inventory's agents (and DNS pools' members): reachable, version, load")
     .addOption(inventoryOption())
@@ -233,30 +257,6 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
           tls: masterTls(o),
         }),
       );
-    });
-
-  const agent = program.command("agent")
-    .description("run an agent that executes tasks for masters (see `agent start --help`)")
-    .addHelpText("after", AGENT_HELP);
-  withAgentOptions(
-    agent.command("start", { isDefault: true })
-      .description("listen for tasks from masters (the default: `sloth-runner agent -p PORT`)")
-      .addHelpText("after", AGENT_START_HELP),
-  ).action(async (o) => {
-    const { agentStartCommand } = await agentCommands();
-    setExit(await agentStartCommand(io, VERSION, o));
-  });
-  agent.command("ping")
-    .description("check that an agent is reachable; print its version and running jobs")
-    .argument("<address>", "host:port of the agent")
-    .option("--token-file <file>", "file holding the agent's token (else SLOTH_AGENT_TOKEN)")
-    .addOption(masterTlsOptions.ca())
-    .addOption(masterTlsOptions.cert())
-    .addOption(masterTlsOptions.key())
-    .addHelpText("after", PING_HELP)
-    .action(async (address, o) => {
-      const { agentPingCommand } = await agentCommands();
-      setExit(await agentPingCommand(io, address, o));
     });
 
   program.command("new")

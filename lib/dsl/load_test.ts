@@ -285,7 +285,7 @@ TaskDefinitions = { g = {
   assert.equal(error.code, "workflow_invalid");
   assert.match(
     error.message,
-    /task "a": unknown agent "bulder"\. The group's agents are: builder, tester\. Did you mean "builder"\?/,
+    /task "a": unknown agent "bulder"\. Known agents: builder, tester \(the group's agents table\)\. Did you mean "builder"\?/,
   );
 });
 

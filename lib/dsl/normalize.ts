@@ -243,6 +243,11 @@ function normalizeGroup(
     };
   }
   const groupWorkdir = g.workdir ? resolvePath(baseDir, g.workdir) : options.cwd;
+  const known = { agents, options };
+  // Checked once, here: its problems are the group's, not each of its tasks'.
+  const groupTarget = g.delegate_to === undefined
+    ? { kind: "local" as const }
+    : resolveTarget({ task: g.delegate_to }, known, label, problems, tlsPaths);
 
   const tasks: Task[] = [];
   const seen = new Set<string>();
@@ -268,13 +273,15 @@ function normalizeGroup(
     }
     seen.add(t.name);
     const timeoutMs = t.timeout === undefined ? undefined : parseDuration(t.timeout);
-    const target = resolveTarget(
-      { task: t.delegate_to, agent: t.agent, group: g.delegate_to },
-      { agents, options },
-      taskLabel,
-      problems,
-      tlsPaths,
-    );
+    const target = t.delegate_to === undefined && t.agent === undefined
+      ? groupTarget
+      : resolveTarget(
+        { task: t.delegate_to, agent: t.agent },
+        known,
+        taskLabel,
+        problems,
+        tlsPaths,
+      );
     if (target?.kind === "each" && t.sync_back !== undefined && t.sync_back !== "never") {
       problems.push(
         `${taskLabel}: sync_back = "${t.sync_back}" cannot be kept by a fan-out: the changes ` +
@@ -309,7 +316,7 @@ function normalizeGroup(
 }
 
 function resolveTarget(
-  given: { task?: unknown; agent?: string; group?: unknown },
+  given: { task?: unknown; agent?: string },
   known: { agents: Record<string, AgentDef>; options: NormalizeOptions },
   label: string,
   problems: string[],
@@ -319,7 +326,7 @@ function resolveTarget(
     problems.push(`${label}: set either agent or delegate_to, not both`);
     return undefined;
   }
-  const pick = given.task ?? given.agent ?? given.group;
+  const pick = given.task ?? given.agent;
   if (pick === undefined) return { kind: "local" };
   const { inventory } = known.options;
   if (typeof pick !== "string") {
