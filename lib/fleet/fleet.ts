@@ -66,11 +66,21 @@ export class Fleet {
     return await members;
   }
 
-  /** The pool's members, best first, leaving out `exclude` (names already tried). */
-  async rank(pool: string, workdir: string, exclude: Set<string>): Promise<Candidate[]> {
+  /**
+   * Takes the pool's best member for an attempt in `workdir`, leaving out `exclude`
+   * (names already tried), and counts the attempt on it until `end()` is called; or
+   * undefined when no member is left. Chosen and counted in one step, so attempts
+   * starting together spread over the members.
+   */
+  async choose(
+    pool: string,
+    workdir: string,
+    exclude: Set<string>,
+  ): Promise<{ member: Member; end: () => void } | undefined> {
+    const members = await this.members(pool);
     const now = Date.now();
     const candidates: Candidate[] = [];
-    for (const member of await this.members(pool)) {
+    for (const member of members) {
       if (exclude.has(member.name)) continue;
       const state = this.#state(member);
       if (state.health?.up === false && now - state.health.at >= DOWN_RECHECK_MS) {
@@ -84,19 +94,17 @@ export class Fleet {
         holdsWorkspace: this.#holder.get(workdir) === member.target.address,
       });
     }
-    return rankCandidates(candidates);
-  }
-
-  /** Counts an attempt on `member` until the returned function is called. */
-  begin(member: Member, workdir: string): () => void {
-    const state = this.#state(member);
+    const best = rankCandidates(candidates)[0];
+    if (!best) return undefined;
+    const state = this.#state(best.member);
     state.inFlight++;
-    this.#holder.set(workdir, member.target.address);
+    this.#holder.set(workdir, best.member.target.address);
     let ended = false;
-    return () => {
+    const end = () => {
       if (!ended) state.inFlight--;
       ended = true;
     };
+    return { member: best.member, end };
   }
 
   /** What an attempt learned: the member could not be reached. */

@@ -34,22 +34,20 @@ export class PoolRunner implements TaskExecutor {
     const passed = new Map<string, string>();
     let looked = false;
     while (!ctx.signal.aborted) {
-      let ranked;
+      let chosen;
       try {
-        ranked = await this.#fleet.rank(pool, task.workdir, new Set(passed.keys()));
-        if (ranked.length === 0 && !looked && passed.size > 0) {
+        chosen = await this.#fleet.choose(pool, task.workdir, new Set(passed.keys()));
+        if (!chosen && !looked && passed.size > 0) {
           // Before giving up: who is in the pool now (DNS), and who answers again.
           looked = true;
           await this.#fleet.members(pool, { fresh: true });
-          ranked = await this.#fleet.rank(pool, task.workdir, new Set(passed.keys()));
+          chosen = await this.#fleet.choose(pool, task.workdir, new Set(passed.keys()));
         }
       } catch (error) {
         return { ok: false, error: `pool "${pool}": ${(error as Error).message}` };
       }
-      const best = ranked[0];
-      if (!best) break;
-      const member = best.member;
-      const end = this.#fleet.begin(member, task.workdir);
+      if (!chosen) break;
+      const { member, end } = chosen;
       let result: AttemptResult;
       try {
         result = await this.#remote.attempt({ ...task, target: member.target }, ctx);

@@ -78,8 +78,10 @@ export async function startAgent(options: AgentOptions = {}): Promise<TestAgent>
     })();
     return stopped;
   };
+  const args0 = options.args ?? [];
+  const bind = args0.includes("--bind") ? args0[args0.indexOf("--bind") + 1] : "127.0.0.1";
   return {
-    address: `127.0.0.1:${port}`,
+    address: `${bind}:${port}`,
     port,
     process: child,
     log: () => text,
