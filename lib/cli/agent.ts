@@ -1,6 +1,7 @@
 /** `sloth-runner agent [start|ping]` and the `sloth-agent` entry point. */
 import { readServeConfig, readyLine, SERVE_ENV, startAgent, superviseAgent } from "../agent/mod.ts";
-import { ExitCode, SlothError } from "../errors.ts";
+import { didYouMean, ExitCode, SlothError } from "../errors.ts";
+import { findInventory, loadInventory } from "../fleet/mod.ts";
 import {
   AgentClient,
   checkMasterTls,
@@ -9,7 +10,7 @@ import {
   readLocalToken,
   type ServerTlsFiles,
 } from "../rpc/mod.ts";
-import { parseAddress } from "../model/mod.ts";
+import { type AgentDef, parseAddress } from "../model/mod.ts";
 import { killRecordedTrees } from "../exec/mod.ts";
 import { oneLine } from "../log/mod.ts";
 import { masterTls } from "./options.ts";
@@ -141,16 +142,28 @@ function agentTls(o: AgentStartOptions): ServerTlsFiles | undefined {
 export async function agentPingCommand(
   io: Io,
   address: string,
-  o: { tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string },
+  o: {
+    tokenFile?: string;
+    tlsCa?: string;
+    tlsCert?: string;
+    tlsKey?: string;
+    inventory?: string;
+  },
 ): Promise<number> {
-  if (!parseAddress(address)) {
-    throw new SlothError("usage", `"${address}" is not an agent address`, {
-      hint: "give it as host:port with a port from 1 to 65535, e.g. 127.0.0.1:50051",
-    });
-  }
-  const tls = masterTls(o);
+  const given = address;
+  // An inventory agent's name: its address, token variable and TLS files.
+  const named = parseAddress(address) ? undefined : await inventoryAgent(io, address, o.inventory);
+  if (named) address = named.address;
+  const tls = named?.tls ?? masterTls(o);
   if (tls) await checkMasterTls(tls);
-  const token = (await readToken(o.tokenFile, "master")) ?? readLocalToken(address);
+  const fromEnv = named?.tokenEnv && !o.tokenFile ? Deno.env.get(named.tokenEnv) : undefined;
+  if (named?.tokenEnv && !o.tokenFile && !fromEnv) {
+    throw new SlothError(
+      "usage",
+      `token_env ${named.tokenEnv} is not set (the token for ${given})`,
+    );
+  }
+  const token = fromEnv ?? (await readToken(o.tokenFile, "master")) ?? readLocalToken(address);
   const client = new AgentClient(address, { token, tls });
   try {
     const reply = await client.ping();
@@ -177,6 +190,30 @@ export async function agentPingCommand(
  * `--token-file` wins over `SLOTH_AGENT_TOKEN`; an empty token is an error, not "no token".
  * An agent's missing file can be made anew; a master's must hold the agent's token.
  */
+/** The inventory's agent of this name; a usage error when there is none. */
+async function inventoryAgent(
+  io: Io,
+  name: string,
+  flag: string | undefined,
+): Promise<AgentDef | undefined> {
+  const path = findInventory(flag, io.cwd);
+  const inventory = path ? await loadInventory(path) : undefined;
+  const agent = inventory?.agents[name];
+  if (agent) return agent;
+  const known = Object.keys(inventory?.agents ?? {});
+  throw new SlothError(
+    "usage",
+    `"${name}" is neither an agent address nor an agent of ${
+      path ? `the inventory ${path}` : "an inventory (none was found)"
+    }`,
+    {
+      hint: known.length
+        ? `its agents: ${known.join(", ")}.${didYouMean(name, known)}`
+        : "give it as host:port with a port from 1 to 65535, e.g. 127.0.0.1:50051",
+    },
+  );
+}
+
 export async function readToken(
   file: string | undefined,
   side: "agent" | "master",

@@ -195,7 +195,8 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
   });
   agent.command("ping")
     .description("check that an agent is reachable; print its version and running jobs")
-    .argument("<address>", "host:port of the agent")
+    .argument("<address>", "host:port of the agent, or an agent's name in the inventory")
+    .addOption(inventoryOption())
     .option("--token-file <file>", "file holding the agent's token (else SLOTH_AGENT_TOKEN)")
     .addOption(masterTlsOptions.ca())
     .addOption(masterTlsOptions.cert())

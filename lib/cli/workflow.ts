@@ -224,6 +224,12 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
           (member, deadlineMs) => remoteRunner.ping(member.target, deadlineMs),
         );
         poolRunner = new PoolRunner({ fleet, remote: remoteRunner, emit });
+        // Pools are looked up (DNS) and their members pinged as the run starts, while the
+        // first tasks start; a look-up that fails is said by the tasks that need it.
+        const pools = new Set(
+          plan.tasks.flatMap(({ task }) => task.target.kind === "pool" ? [task.target.pool] : []),
+        );
+        for (const name of pools) fleet.members(name).catch(() => {});
       }
     }
     const outcome = await runPlan(plan, routeByTarget(local, remote, poolRunner), {
@@ -520,10 +526,13 @@ export async function validateCommand(io: Io, options: LoadOptions): Promise<num
     const tasks = allTasks(loaded.workflow);
     const remote = tasks.filter((t) => t.target.kind !== "local").length;
     const groups = loaded.workflow.groups.length;
+    // Tasks that go to a pool or fan out, with the members they would reach now.
+    const fleetLines = tasks.filter((t) => t.target.kind === "pool" || t.target.kind === "each")
+      .map((t) => `  ${t.id}: ${describeTarget(t.target, loaded.inventory)}\n`).join("");
     io.out(
       `${options.file} is valid: ${groups} group${groups === 1 ? "" : "s"}, ` +
         `${tasks.length} task${tasks.length === 1 ? "" : "s"}` +
-        (remote ? ` (${remote} remote)` : "") + "\n",
+        (remote ? ` (${remote} remote)` : "") + "\n" + fleetLines,
     );
     return ExitCode.ok;
   } finally {

@@ -62,6 +62,15 @@ export class Fleet {
         });
       }
       members = kept;
+    } else if (options.fresh) {
+      // Not looked up again (not DNS): asked again, those that did not answer.
+      const list = await members;
+      await Promise.all(
+        list.map((m) => this.#state(m)).filter((s) => s.health?.up === false).map((s) =>
+          this.#check(s)
+        ),
+      );
+      return list;
     }
     return await members;
   }
@@ -76,7 +85,7 @@ export class Fleet {
     pool: string,
     workdir: string,
     exclude: Set<string>,
-  ): Promise<{ member: Member; end: () => void } | undefined> {
+  ): Promise<{ member: Member; end: () => void; down?: string } | undefined> {
     const members = await this.members(pool);
     const now = Date.now();
     const candidates: Candidate[] = [];
@@ -104,7 +113,12 @@ export class Fleet {
       if (!ended) state.inFlight--;
       ended = true;
     };
-    return { member: best.member, end };
+    // Found down just now: the attempt would fail the same way (or worse, on a closed
+    // connection): its reason stands for it.
+    const down = best.health?.up === false && now - best.health.at < DOWN_RECHECK_MS
+      ? best.health.reason
+      : undefined;
+    return { member: best.member, end, down };
   }
 
   /** What an attempt learned: the member could not be reached. */

@@ -31,23 +31,32 @@ export class PoolRunner implements TaskExecutor {
   async attempt(task: Task, ctx: AttemptContext): Promise<AttemptResult> {
     if (task.target.kind !== "pool") throw new Error(`${task.id} does not go to a pool`);
     const pool = task.target.pool;
+    // Why each member did not take it; `excluded`, those not to choose again in this pass.
     const passed = new Map<string, string>();
+    let excluded = new Set<string>();
     let looked = false;
     while (!ctx.signal.aborted) {
       let chosen;
       try {
-        chosen = await this.#fleet.choose(pool, task.workdir, new Set(passed.keys()));
+        chosen = await this.#fleet.choose(pool, task.workdir, excluded);
         if (!chosen && !looked && passed.size > 0) {
-          // Before giving up: who is in the pool now (DNS), and who answers again.
+          // Before giving up, once: who is in the pool now (DNS), and who answers again.
           looked = true;
           await this.#fleet.members(pool, { fresh: true });
-          chosen = await this.#fleet.choose(pool, task.workdir, new Set(passed.keys()));
+          excluded = new Set();
+          chosen = await this.#fleet.choose(pool, task.workdir, excluded);
         }
       } catch (error) {
         return { ok: false, error: `pool "${pool}": ${(error as Error).message}` };
       }
       if (!chosen) break;
-      const { member, end } = chosen;
+      const { member, end, down } = chosen;
+      excluded.add(member.name);
+      if (down !== undefined) {
+        end();
+        passed.set(member.name, down);
+        continue;
+      }
       let result: AttemptResult;
       try {
         result = await this.#remote.attempt({ ...task, target: member.target }, ctx);
