@@ -120,7 +120,8 @@ export class TextRenderer {
 
   #label(id: string | undefined, task: string | undefined, agent?: string): string {
     let name = id === undefined ? "workflow" : this.qualify ? id : task ?? id;
-    if (agent) name += `@${agent}`;
+    // A fan-out's copy is already named after its agent (`deploy@web-1`).
+    if (agent && !name.endsWith(`@${agent}`)) name += `@${agent}`;
     const key = id ?? "";
     if (!this.#colors.has(key)) this.#colors.set(key, palette[this.#colors.size % palette.length]);
     return this.#paint(this.#colors.get(key)!, `[${name}]`);

@@ -22,7 +22,7 @@ export interface TestFleet {
 export async function startFleet(
   prefix: string,
   count: number,
-  options: { args?: string[] } = {},
+  options: { args?: string[]; token?: boolean } = {},
 ): Promise<TestFleet> {
   for (let attempt = 1; attempt <= 4; attempt++) {
     const agents: TestAgent[] = [];
@@ -44,7 +44,8 @@ export async function startFleet(
             "none",
             ...(options.args ?? []),
           ],
-          env: { SLOTH_AGENT_TOKEN: FLEET_TOKEN },
+          // Without a token, each loopback agent writes one for masters of this user.
+          env: options.token === false ? {} : { SLOTH_AGENT_TOKEN: FLEET_TOKEN },
         });
         agents.push(agent);
         port = agent.port;

@@ -19,6 +19,7 @@
  */
 import assert from "node:assert/strict";
 import { startAgent } from "../_helpers/agent.ts";
+import { startFleet } from "../_helpers/fleet.ts";
 import { executable, FIXTURES, ROOT, tempWorkspace } from "../_helpers/mod.ts";
 
 interface Block {
@@ -58,6 +59,8 @@ function blocks(markdown: string): Block[] {
 }
 
 const README = await Deno.readTextFile(`${ROOT}/README.md`);
+/** Where a transcript's `fleet=N` agents listen (127.0.0.0/8 is all this machine). */
+const FLEET_PREFIX = "127.0.90";
 const BLOCKS = blocks(README);
 const LUA = BLOCKS.filter((b) => b.lang === "lua");
 const CONSOLE = BLOCKS.filter((b) => b.lang === "console");
@@ -68,6 +71,9 @@ Deno.test("README: every lua block is a workflow validate accepts (fragments are
   assert.ok(whole.length >= 2, "the README shows whole workflows");
   for (const block of whole) {
     await using ws = await tempWorkspace({ "workflow.lua": block.text });
+    // `files=NAME` (an inventory, say) is there for validate too.
+    const files = block.directive.get("files");
+    if (typeof files === "string") copyDir(`${FIXTURES}/readme/${files}`, ws.dir);
     const run = await shell("sloth-runner validate -f workflow.lua 2>&1", ws.dir);
     assert.equal(run.code, 0, `README.md:${block.line}: validate said:\n${run.output}`);
   }
@@ -96,12 +102,35 @@ async function checkTranscript(block: Block): Promise<void> {
   await using agent = block.directive.has("agent")
     ? await startAgent()
     : { address: "", [Symbol.asyncDispose]: () => Promise.resolve() };
+  // `fleet=N`: N agents where the README puts them, 127.0.0.2:50051 and on, are started
+  // on 127.0.90.2 and on, one free port: the commands and files are rewritten to them,
+  // and what the commands print is written back.
+  const count = Number(block.directive.get("fleet") ?? 0);
+  await using fleet = count
+    ? await startFleet(FLEET_PREFIX, count, { token: false })
+    : { port: 0, [Symbol.asyncDispose]: () => Promise.resolve() };
+  const toFleet = (text: string) =>
+    fleet.port ? text.replace(/127\.0\.0\.(\d+):50051/g, `${FLEET_PREFIX}.$1:${fleet.port}`) : text;
+  const fromFleet = (text: string) =>
+    fleet.port
+      ? text.replace(
+        new RegExp(`${FLEET_PREFIX.replaceAll(".", "\\.")}\\.(\\d+):${fleet.port}`, "g"),
+        "127.0.0.$1:50051",
+      )
+      : text;
+  if (fleet.port) {
+    for (const entry of Deno.readDirSync(ws.dir)) {
+      if (!entry.isFile) continue;
+      const path = `${ws.dir}/${entry.name}`;
+      Deno.writeTextFileSync(path, toFleet(Deno.readTextFileSync(path)));
+    }
+  }
   for (const step of steps(block.text)) {
     const command = agent.address
       ? step.command.replaceAll("127.0.0.1:50051", agent.address)
-      : step.command;
+      : toFleet(step.command);
     const run = await shell(command, ws.dir);
-    const actual = neutral(run.output, ws.dir);
+    const actual = neutral(fromFleet(run.output), ws.dir);
     const expected = neutral(step.expected, ws.dir);
     assert.ok(
       matches(expected, actual),
