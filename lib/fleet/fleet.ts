@@ -75,6 +75,12 @@ export class Fleet {
     return await members;
   }
 
+  /** A DNS pool's members looked up again (before a failover); other pools stay as they are. */
+  async lookAgain(pool: string): Promise<void> {
+    if (this.#inventory.pools[pool]?.source.kind !== "dns") return;
+    await this.members(pool, { fresh: true }).catch(() => {});
+  }
+
   /**
    * Takes the pool's best member for an attempt in `workdir`, leaving out `exclude`
    * (names already tried), and counts the attempt on it until `end()` is called; or

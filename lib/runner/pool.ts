@@ -68,6 +68,8 @@ export class PoolRunner implements TaskExecutor {
         passed.set(member.name, reason);
         this.#fleet.markDown(member, reason);
         this.#note(task, member, `pool ${pool}: ${member.name} did not take the task (${reason})`);
+        // Who is in a DNS pool now: the member may have been replaced (a new pod).
+        await this.#fleet.lookAgain(pool);
         continue;
       }
       return { ...result, where: `${targetText(member.target)}, pool ${pool}` };
