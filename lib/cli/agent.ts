@@ -10,7 +10,7 @@ import {
   readLocalToken,
   type ServerTlsFiles,
 } from "../rpc/mod.ts";
-import { type AgentDef, parseAddress } from "../model/mod.ts";
+import { type AgentDef, findAgent, parseAddress } from "../model/mod.ts";
 import { killRecordedTrees } from "../exec/mod.ts";
 import { oneLine } from "../log/mod.ts";
 import { masterTls } from "./options.ts";
@@ -198,7 +198,7 @@ async function inventoryAgent(
 ): Promise<AgentDef | undefined> {
   const path = findInventory(flag, io.cwd);
   const inventory = path ? await loadInventory(path) : undefined;
-  const agent = inventory?.agents[name];
+  const agent = findAgent(inventory, name);
   if (agent) return agent;
   const known = Object.keys(inventory?.agents ?? {});
   throw new SlothError(

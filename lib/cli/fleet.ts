@@ -13,6 +13,8 @@ import {
 } from "../fleet/mod.ts";
 import type { RunEvent } from "../log/mod.ts";
 import {
+  findAgent,
+  findPool,
   hasAddressShape,
   type Inventory,
   parseAddress,
@@ -300,9 +302,9 @@ export async function execCommand(
 /** An agent's name, a pool's name, or `host:port`; `each` asks for every member. */
 function execTarget(name: string, inventory: Inventory | undefined, each: boolean): Target {
   if (!inventory) return { kind: "remote", address: name };
-  const agent = inventory.agents[name];
+  const agent = findAgent(inventory, name);
   if (agent) return { kind: "remote", agent: name, ...agent };
-  if (inventory.pools[name]) {
+  if (findPool(inventory, name)) {
     return each ? { kind: "each", pool: name } : { kind: "pool", pool: name };
   }
   const known = [

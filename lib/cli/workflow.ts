@@ -12,6 +12,7 @@ import {
 } from "../log/mod.ts";
 import {
   allTasks,
+  findPool,
   JOURNAL_DIR,
   targetText,
   type Task,
@@ -85,7 +86,7 @@ async function expandWorkflow(
   if (!inventory) return workflow;
   const members = new Map<string, Member[]>();
   const pools = fanOutPools(workflow).filter((pool) =>
-    !staticOnly || inventory.pools[pool]?.source.kind !== "dns"
+    !staticOnly || findPool(inventory, pool)?.source.kind !== "dns"
   );
   if (pools.length === 0) return workflow;
   await Promise.all(pools.map(async (pool) => {
@@ -332,7 +333,7 @@ async function checkRemoteSettings(
   const targets = plan.tasks.flatMap(({ task }): { tls?: TlsPaths }[] => {
     if (task.target.kind === "remote") return [task.target];
     if (task.target.kind !== "pool" || !inventory) return [];
-    const def = inventory.pools[task.target.pool];
+    const def = findPool(inventory, task.target.pool)!;
     return staticMembers(inventory, task.target.pool)?.map((m) => m.target) ??
       [{ tls: def.tls }];
   });

@@ -227,7 +227,10 @@ Deno.test("loadWorkflow() meets a misspelt key of { each = ... } with the key it
 
 Deno.test("loadWorkflow() refuses batch and max_failures on { pool = ... }", async () => {
   const [line] = await problems(oneTask('delegate_to = { pool = "web", batch = 2 }'), INVENTORY);
-  assert.match(line, /^group "g" task "t": delegate_to: unknown field "batch"\./);
+  assert.match(
+    line,
+    /^group "g" task "t": delegate_to: batch and max_failures go with \{ each = "web" \} \(every member\)/,
+  );
 });
 
 Deno.test("loadWorkflow() refuses a batch or max_failures that is not a whole number from 1", async () => {
@@ -287,13 +290,6 @@ Deno.test("loadWorkflow() says there is no inventory when a name is unknown and 
 Deno.test({
   name:
     "loadWorkflow() does not say there is no inventory when the inventory has pools but no agents",
-  // BUG: normalize.ts:398-419: the "There is no inventory (-i FILE, SLOTH_INVENTORY, or
-  // ./sloth-inventory.yaml) and the group has no agents table" text is chosen when no
-  // agent name is known, not when no inventory was given: with an inventory of DNS
-  // pools only, `delegate_to = "web-1"` is told there is no inventory, and the file
-  // that was read is not named. Fix: test `inventory === undefined` for that text; with
-  // an inventory, say `inventory FILE names no agents` (and list its pools).
-  ignore: true,
   fn: async () => {
     const [line] = await problems(
       oneTask('delegate_to = "web-1"'),
@@ -336,15 +332,6 @@ Deno.test("loadWorkflow() lists every fleet mistake of the workflow at once, eac
 Deno.test({
   name:
     "loadWorkflow() refuses names that are properties of every object as unknown agents and pools",
-  // BUG: normalize.ts:378 (`known.agents[pick] ?? inventory?.agents[pick]`), :360
-  // (`inventory?.pools[name]`) and :407 look names up on plain objects, so the names
-  // every object inherits are "known": `delegate_to = "constructor"` (even with no
-  // inventory, no agents table) loads as { kind: "remote", agent: "constructor" } with
-  // no address at all, and `{ pool = "toString" }` / `{ each = "hasOwnProperty" }` load
-  // as pools, to fail later with a TypeError (fleet.ts:47 and members.ts:26,45 read
-  // `.source.kind` of Object.prototype's functions). Fix: `Object.hasOwn(...)` for these
-  // look-ups (or build the agent and pool tables with Object.create(null) / Maps).
-  ignore: true,
   fn: async () => {
     const [noInventory] = await problems(oneTask('delegate_to = "constructor"'));
     assert.match(noInventory, /unknown agent "constructor"/);

@@ -16,7 +16,7 @@ import type {
   Task,
   Workflow,
 } from "../model/mod.ts";
-import { hasAddressShape, parseAddress, parseDuration } from "../model/mod.ts";
+import { findAgent, findPool, hasAddressShape, parseAddress, parseDuration } from "../model/mod.ts";
 import { dirname, resolvePath } from "./source.ts";
 
 export interface NormalizeOptions {
@@ -70,10 +70,8 @@ const names = z.union([
   z.string().min(1),
   z.preprocess(emptyAsList, z.array(z.string().min(1), { error: "must list task names" })),
 ], { error: "must be a task name or a list of task names" });
-const address = z.string().refine(hasAddressShape, 'must be "host:port"').refine(
-  (a) => parseAddress(a) !== undefined,
-  "has a port outside 1-65535",
-);
+const address = z.string().refine(hasAddressShape, { error: 'must be "host:port"', abort: true })
+  .refine((a) => parseAddress(a) !== undefined, "has a port outside 1-65535");
 export const tlsDef = z.object({
   ca: z.string().min(1).optional(),
   cert: z.string().min(1).optional(),
@@ -112,7 +110,11 @@ const plainTable = z.preprocess(
 
 const taskSchema = z.object({
   name: z.string({ error: "is missing (every task needs a name)" }).min(1, "must not be empty")
-    .regex(/^[^\s,]+$/, "must not contain spaces or commas"),
+    .regex(/^[^\s,]+$/, "must not contain spaces or commas")
+    .regex(
+      /^[^@]+$/,
+      "must not contain @, which names a fan-out's copy on one host (deploy@web-1)",
+    ),
   description: z.string().optional(),
   command: shellOrFn.optional(),
   depends_on: names.optional(),
@@ -332,6 +334,14 @@ function resolveTarget(
   if (typeof pick !== "string") {
     const table = pick as Record<string, unknown>;
     const form = "each" in table ? "each" : "pool" in table ? "pool" : "address";
+    if (form === "pool" && ("batch" in table || "max_failures" in table)) {
+      problems.push(
+        `${label}: delegate_to: batch and max_failures go with { each = "${
+          String(table.pool)
+        }" } (every member), not { pool = ... } (one member per attempt)`,
+      );
+      return undefined;
+    }
     const parsed = DELEGATE_FORMS[form].safeParse(table);
     if (!parsed.success) {
       report(
@@ -357,7 +367,7 @@ function resolveTarget(
       ? (parsed.data as z.infer<typeof eachRef>).each
       : (parsed.data as z.infer<typeof poolRef>).pool;
     const pools = Object.keys(inventory?.pools ?? {}).sort();
-    if (!inventory?.pools[name]) {
+    if (!findPool(inventory, name)) {
       problems.push(
         `${label}: delegate_to names pool "${name}", which ` +
           (!inventory
@@ -375,7 +385,8 @@ function resolveTarget(
     const each = parsed.data as z.infer<typeof eachRef>;
     return { kind: "each", pool: name, batch: each.batch, maxFailures: each.max_failures };
   }
-  const named = known.agents[pick] ?? inventory?.agents[pick];
+  const named = (Object.hasOwn(known.agents, pick) ? known.agents[pick] : undefined) ??
+    findAgent(inventory, pick);
   if (named) {
     return {
       kind: "remote",
@@ -396,7 +407,9 @@ function resolveTarget(
     }
   }
   const fromGroup = Object.keys(known.agents).sort();
-  const fromInventory = Object.keys(inventory?.agents ?? {}).filter((n) => !known.agents[n])
+  const fromInventory = Object.keys(inventory?.agents ?? {}).filter((n) =>
+    !Object.hasOwn(known.agents, n)
+  )
     .sort();
   const sources = [
     fromGroup.length ? `${fromGroup.join(", ")} (the group's agents table)` : "",
@@ -404,7 +417,7 @@ function resolveTarget(
       ? `${fromInventory.join(", ")} (inventory ${known.options.inventoryName ?? inventory!.file})`
       : "",
   ].filter(Boolean);
-  const isPool = inventory?.pools[pick] !== undefined;
+  const isPool = findPool(inventory, pick) !== undefined;
   problems.push(
     `${label}: unknown agent "${pick}".` +
       (isPool
@@ -414,9 +427,13 @@ function resolveTarget(
         ? ` Known agents: ${sources.join("; ")}.${
           didYouMean(pick, [...fromGroup, ...fromInventory])
         }`
-        : " There is no inventory (-i FILE, SLOTH_INVENTORY, or ./sloth-inventory.yaml) and" +
-          ' the group has no agents table; define agents = { name = { address = "host:port" } }' +
-          ' or use delegate_to = "host:port".'),
+        : (inventory
+          ? ` The inventory ${
+            known.options.inventoryName ?? inventory.file
+          } names no agents and the group has no agents table;`
+          : " There is no inventory (-i FILE, SLOTH_INVENTORY, or ./sloth-inventory.yaml) and" +
+            " the group has no agents table;") +
+          ' define agents = { name = { address = "host:port" } } or use delegate_to = "host:port".'),
   );
   return undefined;
 }

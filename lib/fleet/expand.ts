@@ -37,6 +37,14 @@ export function expandFanOut(workflow: Workflow, members: Map<string, Member[]>)
           throw new SlothError("inventory_invalid", `pool "${pool}" has no members to fan out to`);
         }
         const names = hosts.map((m) => `${task.name}${FAN_OUT_MARK}${m.name}`);
+        const taken = names.find((name) => group.tasks.some((t) => t.name === name));
+        if (taken) {
+          throw new SlothError(
+            "workflow_invalid",
+            `group "${group.name}": the fan-out of "${task.name}" makes a task "${taken}", ` +
+              "and the group has one of that name",
+          );
+        }
         const siblings = names.map((name) => `${group.name}.${name}`);
         copies.set(task.name, names);
         hosts.forEach((member, index) =>

@@ -153,14 +153,6 @@ Deno.test("fanOutPools() names each pool some task fans out to, once", () => {
 
 Deno.test({
   name: "expandFanOut() refuses a copy whose name another task of the group already has",
-  // BUG: expand.ts:39 names copies `${task.name}@${member}` without looking at the
-  // group's other names, and normalize.ts (taskSchema.name: /^[^\s,]+$/) lets a task
-  // be named "deploy@web-1". Both then have the id "g.deploy@web-1": planRun() keeps
-  // both, the scheduler's maps (run.ts, keyed by id) see one, so one of the two never
-  // runs and is reported with the other's result (seen: the local task ran, the copy
-  // for web-1 did not, and both rows said "success"). Fix: refuse "@" in task names
-  // (normalize.ts:115) and/or have expandFanOut throw when a copy's name is taken.
-  ignore: true,
   fn: () => {
     const workflow = flow(["g", [task("deploy@web-1"), task("deploy", each("web"))]]);
     const error = expandError(workflow, new Map([["web", WEB.slice(0, 2)]]));

@@ -2,7 +2,7 @@
  * A run's view of its pools: who is in each (DNS looked up at the start and
  * again before a failover), who answered, and what this master has on each.
  */
-import type { Inventory } from "../model/mod.ts";
+import { findPool, type Inventory } from "../model/mod.ts";
 import { type Candidate, type Health, type Ping, rankCandidates } from "./choose.ts";
 import { type DnsResolver, type Member, poolMembers } from "./members.ts";
 
@@ -44,7 +44,7 @@ export class Fleet {
    * The first call pings every member, so the first choice already knows who is up.
    */
   async members(pool: string, options: { fresh?: boolean } = {}): Promise<Member[]> {
-    const isDns = this.#inventory.pools[pool]?.source.kind === "dns";
+    const isDns = findPool(this.#inventory, pool)?.source.kind === "dns";
     let members = this.#pools.get(pool);
     if (!members || (options.fresh && isDns)) {
       const previous = members;
@@ -77,22 +77,50 @@ export class Fleet {
 
   /** A DNS pool's members looked up again (before a failover); other pools stay as they are. */
   async lookAgain(pool: string): Promise<void> {
-    if (this.#inventory.pools[pool]?.source.kind !== "dns") return;
+    if (findPool(this.#inventory, pool)?.source.kind !== "dns") return;
     await this.members(pool, { fresh: true }).catch(() => {});
+  }
+
+  /** The pool's members, best first, leaving out `exclude` (names already tried). */
+  async rank(pool: string, workdir: string, exclude: Set<string>): Promise<Candidate[]> {
+    return this.#rank(await this.members(pool), workdir, exclude);
   }
 
   /**
    * Takes the pool's best member for an attempt in `workdir`, leaving out `exclude`
    * (names already tried), and counts the attempt on it until `end()` is called; or
-   * undefined when no member is left. Chosen and counted in one step, so attempts
-   * starting together spread over the members.
+   * undefined when no member is left. Ranked and counted with no await between, so
+   * attempts starting together spread over the members.
    */
   async choose(
     pool: string,
     workdir: string,
     exclude: Set<string>,
   ): Promise<{ member: Member; end: () => void; down?: string } | undefined> {
-    const members = await this.members(pool);
+    const best = this.#rank(await this.members(pool), workdir, exclude)[0];
+    if (!best) return undefined;
+    const end = this.begin(best.member, workdir);
+    // Found down just now: the attempt would fail the same way (or worse, on a closed
+    // connection): its reason stands for it.
+    const down = best.health?.up === false && Date.now() - best.health.at < DOWN_RECHECK_MS
+      ? best.health.reason
+      : undefined;
+    return { member: best.member, end, down };
+  }
+
+  /** Counts an attempt on `member` until the returned function is called. */
+  begin(member: Member, workdir: string): () => void {
+    const state = this.#state(member);
+    state.inFlight++;
+    this.#holder.set(workdir, member.target.address);
+    let ended = false;
+    return () => {
+      if (!ended) state.inFlight--;
+      ended = true;
+    };
+  }
+
+  #rank(members: Member[], workdir: string, exclude: Set<string>): Candidate[] {
     const now = Date.now();
     const candidates: Candidate[] = [];
     for (const member of members) {
@@ -109,22 +137,7 @@ export class Fleet {
         holdsWorkspace: this.#holder.get(workdir) === member.target.address,
       });
     }
-    const best = rankCandidates(candidates)[0];
-    if (!best) return undefined;
-    const state = this.#state(best.member);
-    state.inFlight++;
-    this.#holder.set(workdir, best.member.target.address);
-    let ended = false;
-    const end = () => {
-      if (!ended) state.inFlight--;
-      ended = true;
-    };
-    // Found down just now: the attempt would fail the same way (or worse, on a closed
-    // connection): its reason stands for it.
-    const down = best.health?.up === false && now - best.health.at < DOWN_RECHECK_MS
-      ? best.health.reason
-      : undefined;
-    return { member: best.member, end, down };
+    return rankCandidates(candidates);
   }
 
   /** What an attempt learned: the member could not be reached. */
@@ -137,7 +150,8 @@ export class Fleet {
     state.checking ??= (async () => {
       const mine = state.inFlight;
       try {
-        const info = await this.#ping(state.member, POOL_PING_MS);
+        // A ping that throws at once (a token variable not set) is a failed one too.
+        const info = await Promise.resolve().then(() => this.#ping(state.member, POOL_PING_MS));
         state.health = {
           up: true,
           info,

@@ -192,11 +192,6 @@ Deno.test("Fleet.members() refuses a pool the inventory does not have, naming it
 
 Deno.test({
   name: "Fleet.members() refuses a pool named like a property of every object, as unknown",
-  // BUG: fleet.ts:47 `this.#inventory.pools[pool]?.source.kind`: for "constructor" the
-  // look-up finds Object.prototype.constructor, whose `.source` is undefined, and this
-  // throws a TypeError instead of 'no pool named "constructor"' (members.ts:26,45 the
-  // same). Fix: `Object.hasOwn(this.#inventory.pools, pool)` before reading it.
-  ignore: true,
   fn: async () => {
     const fleet = new Fleet(inventory(), fakePing({}).ping);
     await assert.rejects(fleet.members("constructor"), /no pool named "constructor"/);
@@ -258,15 +253,6 @@ Deno.test("Fleet keeps one view of an agent that is in two pools", async () => {
 
 Deno.test({
   name: "Fleet pings a member again after a ping that threw at once instead of rejecting",
-  // BUG: fleet.ts:109-129: `state.checking ??= (async () => { ... finally { state.checking =
-  // undefined } })()`. When `ping` throws synchronously (RemoteRunner.ping does, from
-  // #client() -> tokenFor(), when token_env is unset, runner/remote.ts:473-474), the IIFE
-  // runs to its `finally` before `??=` assigns, so `checking` keeps a settled promise
-  // for good: the member is never pinged again (not after DOWN_RECHECK_MS, not after
-  // a fresh DNS look-up). Fix: start the IIFE with `await Promise.resolve()` (or call
-  // ping as `Promise.resolve().then(() => this.#ping(...))`), or clear `checking` in a
-  // `.finally()` chained on the assigned promise, comparing identity.
-  ignore: true,
   fn: async () => {
     let calls = 0;
     const fleet = new Fleet(

@@ -17,8 +17,10 @@ import {
 } from "../model/mod.ts";
 import { dnsSpecProblem } from "./dns.ts";
 
-const address = z.string({ error: 'must be "host:port"' })
-  .refine(hasAddressShape, 'must be "host:port"')
+const address = z.string({
+  error: (issue) => issue.input === undefined ? "is missing" : 'must be "host:port"',
+})
+  .refine(hasAddressShape, { error: 'must be "host:port"', abort: true })
   .refine((a) => parseAddress(a) !== undefined, "has a port outside 1-65535");
 const tls = z.object({
   ca: z.string().min(1).optional(),

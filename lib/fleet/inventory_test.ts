@@ -165,10 +165,6 @@ Deno.test("parseInventory() refuses an address without a port, naming the file, 
 Deno.test({
   name:
     "parseInventory() says one thing of an address without a port, not also that its port is out of range",
-  // BUG: inventory.ts:20-22: both refinements of `address` run, so "10.0.0.11" is
-  // reported twice, the second time as 'has a port outside 1-65535' though it has
-  // no port at all. (normalize.ts:73-76 has the same schema, the same double report.)
-  ignore: true,
   fn: () => {
     const message = problem({ agents: { "web-1": { address: "10.0.0.11" } } });
     assert.deepEqual(problems(message), ['agents.web-1.address: must be "host:port"']);
@@ -196,10 +192,6 @@ Deno.test("parseInventory() names the missing address of an agent", () => {
 
 Deno.test({
   name: "parseInventory() says a missing address is missing",
-  // BUG (minor): inventory.ts:210 turns "received undefined" into "is missing", but the
-  // schema's own `{ error: 'must be "host:port"' }` (inventory.ts:20) replaces zod's
-  // text, so that branch never runs: an absent address reads 'must be "host:port"'.
-  ignore: true,
   fn: () => {
     assert.deepEqual(problems(problem({ agents: { "web-1": { labels: ["web"] } } })), [
       "agents.web-1.address: is missing",

@@ -2,7 +2,15 @@
  * Who is in a pool: inventory agents by label or by name, or what DNS says now.
  */
 import { SlothError } from "../errors.ts";
-import { type Inventory, type RemoteTarget, type Target, targetText } from "../model/mod.ts";
+import {
+  findPool,
+  type Inventory,
+  type RemoteTarget,
+  type Target,
+  targetText,
+} from "../model/mod.ts";
+
+const byName = new Intl.Collator("en", { numeric: true });
 import { type DnsMember, type DnsOptions, resolveDnsPool } from "./dns.ts";
 
 export interface Member {
@@ -15,7 +23,7 @@ export interface Member {
 export type DnsResolver = (spec: string, options?: DnsOptions) => Promise<DnsMember[]>;
 
 /**
- * A pool's members now, sorted by name: DNS pools are looked up on every call.
+ * A pool's members now: DNS pools are looked up on every call.
  * Throws when the pool has none (a fan-out or a choice over nobody is a mistake).
  */
 export async function poolMembers(
@@ -23,7 +31,7 @@ export async function poolMembers(
   pool: string,
   resolve: DnsResolver = resolveDnsPool,
 ): Promise<Member[]> {
-  const def = inventory.pools[pool];
+  const def = findPool(inventory, pool);
   if (def?.source.kind !== "dns") return staticMembers(inventory, pool)!;
   const found = await resolve(def.source.dns);
   return found.map(({ name, address }) => ({
@@ -42,15 +50,17 @@ export async function poolMembers(
 
 /** A labels or members pool's members, without I/O; undefined for a DNS pool. */
 export function staticMembers(inventory: Inventory, pool: string): Member[] | undefined {
-  const def = inventory.pools[pool];
+  const def = findPool(inventory, pool);
   if (!def) throw new SlothError("unknown_agent", `no pool named "${pool}" in the inventory`);
   const { source } = def;
   if (source.kind === "dns") return undefined;
+  // A members pool keeps the order it was given (a rolling fan-out goes in it); a
+  // labels pool's go by name, web-2 before web-10.
   const names = source.kind === "members"
     ? source.members
     : Object.keys(inventory.agents).filter((name) =>
       source.labels.every((label) => inventory.agents[name].labels.includes(label))
-    );
+    ).sort(byName.compare);
   if (names.length === 0) {
     throw new SlothError(
       "inventory_invalid",
@@ -60,7 +70,7 @@ export function staticMembers(inventory: Inventory, pool: string): Member[] | un
       { hint: `add labels to agents in ${inventory.file}, or change the pool's labels` },
     );
   }
-  return names.sort().map((name) => {
+  return names.map((name) => {
     const agent = inventory.agents[name];
     return {
       name,

@@ -52,6 +52,19 @@ export interface FanOut {
   maxFailures?: number;
 }
 
+/** The inventory's pool of this name; never one of the names every object has ("constructor"). */
+export function findPool(inventory: Inventory | undefined, name: string): PoolDef | undefined {
+  return inventory && Object.hasOwn(inventory.pools, name) ? inventory.pools[name] : undefined;
+}
+
+/** The inventory's agent of this name (own names only, as `findPool`). */
+export function findAgent(
+  inventory: Inventory | undefined,
+  name: string,
+): InventoryAgent | undefined {
+  return inventory && Object.hasOwn(inventory.agents, name) ? inventory.agents[name] : undefined;
+}
+
 /** Between a fan-out task's name and the member's: `deploy@web-1`. */
 export const FAN_OUT_MARK = "@";
 

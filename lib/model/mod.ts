@@ -18,7 +18,7 @@ export type {
   PoolSource,
   PoolTarget,
 } from "./fleet.ts";
-export { agentNameProblem, FAN_OUT_MARK, poolSourceText } from "./fleet.ts";
+export { agentNameProblem, FAN_OUT_MARK, findAgent, findPool, poolSourceText } from "./fleet.ts";
 import type { FanOut, PoolTarget } from "./fleet.ts";
 
 /** Where a task runs. */
