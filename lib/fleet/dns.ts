@@ -19,7 +19,8 @@ export interface DnsMember {
   /**
    * For people and summaries: "10.0.0.5:50051" for A/AAAA, "<srv target without
    * trailing dot>:<port>" for SRV; a target with several addresses gives one member
-   * each, named "<target>:<port> (<ip>)" so that names stay unique.
+   * each, named by its address ("[::1]:6000"), so that names stay unique and hold no
+   * spaces (they become part of a fan-out's task names).
    */
   name: string;
   /** What to dial: "10.0.0.5:50051", "[fd00::5]:50051". */
@@ -154,7 +155,9 @@ async function srvMembers(lookup: Lookup): Promise<DnsMember[]> {
     const host = target.replace(/\.$/, "");
     const ips = await addresses(lookup, host, `SRV target "${host}": `);
     return ips.map((ip) => ({
-      name: ips.length === 1 ? `${host}:${port}` : `${host}:${port} (${ip})`,
+      // Several addresses for one target: each member is named by its own (no spaces:
+      // the name becomes part of a fan-out's task names).
+      name: ips.length === 1 ? `${host}:${port}` : dial(ip, port),
       address: dial(ip, port),
     }));
   }));
