@@ -18,14 +18,17 @@ import * as networking from "npm:kubernetes-models@5.1.0/networking.k8s.io/v1";
 import type { IStatefulSet } from "npm:kubernetes-models@5.1.0/apps/v1/StatefulSet";
 import type { IJob } from "npm:kubernetes-models@5.1.0/batch/v1/Job";
 import type { INetworkPolicy } from "npm:kubernetes-models@5.1.0/networking.k8s.io/v1/NetworkPolicy";
+import type { IConfigMap } from "npm:kubernetes-models@5.1.0/v1/ConfigMap";
 import type { INamespace } from "npm:kubernetes-models@5.1.0/v1/Namespace";
 import type { IPodSpec } from "npm:kubernetes-models@5.1.0/v1/PodSpec";
 import type { ISecret } from "npm:kubernetes-models@5.1.0/v1/Secret";
 import type { IService } from "npm:kubernetes-models@5.1.0/v1/Service";
 import denoJson from "../../deno.json" with { type: "json" };
+import { loadInventory } from "../../lib/fleet/mod.ts";
 import { healthCheck } from "../../lib/rpc/mod.ts";
 import { startAgent, type TestAgent } from "../_helpers/agent.ts";
 import { makeCerts } from "../_helpers/certs.ts";
+import { dnsServerSkip, startDnsServer } from "../_helpers/dns.ts";
 import { cliProcess, hasCommand, ROOT, tempWorkspace, waitFor } from "../_helpers/mod.ts";
 
 const DIR = `${ROOT}/examples/kubernetes`;
@@ -36,7 +39,7 @@ const DIR = `${ROOT}/examples/kubernetes`;
  */
 const KUBERNETES_MODELS = "npm:kubernetes-models@5.1.0";
 /** YAML files of the folder that are not Kubernetes objects (never `kubectl apply`'d). */
-const NOT_OBJECTS = new Set(["sloth-inventory.yaml"]);
+const NOT_OBJECTS = new Set(["sloth-inventory.yaml", "sloth-inventory-tls.yaml"]);
 
 interface KubeObject {
   apiVersion: string;
@@ -125,7 +128,8 @@ const AGENT_FILES = ["agents.yaml", "agents-tls.yaml", "agents-bwrap.yaml"];
 const agents = (file = "agents.yaml") => one<IStatefulSet>(file, "StatefulSet");
 const service = () => one<IService>("service.yaml", "Service");
 const tokenSecret = () => one<ISecret>("token-secret.yaml", "Secret");
-const masterJob = () => one<IJob>("master-ping-job.yaml", "Job");
+const masterJob = () => one<IJob>("master-job.yaml", "Job");
+const inventoryMap = () => one<IConfigMap>("master-job.yaml", "ConfigMap");
 const ingressPolicy = () => one<INetworkPolicy>("network-policy.yaml", "NetworkPolicy");
 const egressPolicy = () => one<INetworkPolicy>("network-policy-egress.yaml", "NetworkPolicy");
 
@@ -320,50 +324,49 @@ Deno.test("no probe is a gRPC one: the agent's health service wants the token, w
   }
 });
 
-Deno.test("the agents read the token from the Secret that token-secret.yaml and the README create", async () => {
+Deno.test("agents and master read the token from the Secret that token-secret.yaml and the README create", async () => {
   const secret = tokenSecret();
+  const keys = Object.keys(secret.stringData ?? secret.data ?? {});
   const readme = await Deno.readTextFile(`${DIR}/README.md`);
   const created = [
     ...readme.matchAll(
       /kubectl -n sloth create secret generic (\S+)((?:\s+(?:\\\s+)?--from-file=\S+)+)/g,
     ),
-  ]
-    .map(([, name, files]) => ({
-      name,
-      keys: [...files.matchAll(/--from-file=([^=\s]+)=/g)].map((m) => m[1]),
-    }));
+  ].map(([, name, files]) => ({
+    name,
+    keys: [...files.matchAll(/--from-file=([^=\s]+)=/g)].map((m) => m[1]),
+  }));
   const readmeToken = created.find((c) => c.name === secret.metadata?.name);
   assert.ok(readmeToken, `the README creates ${secret.metadata?.name}`);
-  for (
-    const owner of [...AGENT_FILES.map((file) => ({ file, spec: podSpec(agents(file)) })), {
-      file: "master-ping-job.yaml",
-      spec: podSpec(masterJob()),
-    }]
-  ) {
-    const [container] = owner.spec.containers;
+  for (const file of AGENT_FILES) {
+    const spec = podSpec(agents(file));
+    const [container] = spec.containers;
     const tokenFile = flag(container.args ?? [], "--token-file");
-    assert.ok(tokenFile, `${owner.file}: --token-file`);
+    assert.ok(tokenFile, `${file}: --token-file`);
     const mount = (container.volumeMounts ?? []).find((m) =>
       tokenFile.startsWith(`${m.mountPath}/`)
     );
-    assert.ok(mount, `${owner.file}: ${tokenFile} is on a volume`);
-    const volume = (owner.spec.volumes ?? []).find((v) => v.name === mount.name);
-    assert.equal(
-      volume?.secret?.secretName,
-      secret.metadata?.name,
-      `${owner.file}: the token Secret`,
-    );
+    assert.ok(mount, `${file}: ${tokenFile} is on a volume`);
+    const volume = (spec.volumes ?? []).find((v) => v.name === mount.name);
+    assert.equal(volume?.secret?.secretName, secret.metadata?.name, `${file}: the token Secret`);
     const item = volume?.secret?.items?.find((i) => `${mount.mountPath}/${i.path}` === tokenFile);
-    assert.ok(item, `${owner.file}: ${tokenFile} is an item of the Secret`);
-    assert.ok(
-      item.key in (secret.stringData ?? secret.data ?? {}),
-      `${owner.file}: key ${item.key}`,
-    );
+    assert.ok(item, `${file}: ${tokenFile} is an item of the Secret`);
+    assert.ok(keys.includes(item.key), `${file}: key ${item.key}`);
     assert.ok(readmeToken.keys.includes(item.key), `the README's command makes key ${item.key}`);
     // Read by the agent's group (fsGroup), not by others.
     assert.equal(volume?.secret?.defaultMode, 0o440);
-    assert.equal(owner.spec.securityContext?.fsGroup, owner.spec.securityContext?.runAsGroup);
+    assert.equal(spec.securityContext?.fsGroup, spec.securityContext?.runAsGroup);
   }
+  // The master: the same Secret and key, in the variable the pool's token_env names.
+  const [pool] = Object.values(
+    (parse(inventoryMap().data!["sloth-inventory.yaml"]) as {
+      pools: Record<string, { token_env: string }>;
+    }).pools,
+  );
+  const env = masterJob().spec?.template.spec?.containers[0].env ?? [];
+  const tokenEnv = env.find((e) => e.name === pool.token_env);
+  assert.equal(tokenEnv?.valueFrom?.secretKeyRef?.name, secret.metadata?.name);
+  assert.ok(keys.includes(tokenEnv?.valueFrom?.secretKeyRef?.key ?? ""));
   // The TLS variant's files: the README's command makes each key it mounts.
   const tls = podSpec(agents("agents-tls.yaml")).volumes?.find((v) => v.name === "tls")?.secret;
   const readmeTls = created.find((c) => c.name === tls?.secretName);
@@ -406,36 +409,52 @@ Deno.test("the optional egress policy takes the network from the agent pods and 
   assert.deepEqual(policy.egress ?? [], []);
 });
 
-Deno.test("the inventory's DNS pool is the headless Service's name and port", async () => {
+Deno.test("the inventory's DNS pool is the headless Service's name and port, and the master Job reads that inventory", async () => {
   const svc = service();
-  const [inventory] = (await readYaml("sloth-inventory.yaml")) as {
-    pools: Record<string, { dns: string; token_env?: string }>;
-  }[];
-  // What a master reads it with: yaml's defaults (YAML 1.2).
-  assert.deepEqual(parse(await Deno.readTextFile(`${DIR}/sloth-inventory.yaml`)), inventory);
+  const name = `${svc.metadata?.name}.${svc.metadata?.namespace}.svc.cluster.local`;
+  const text = await Deno.readTextFile(`${DIR}/sloth-inventory.yaml`);
+  // The real loader, as a master reads it.
+  const inventory = await loadInventory(`${DIR}/sloth-inventory.yaml`);
   const pools = Object.values(inventory.pools);
   assert.equal(pools.length, 1);
-  assert.equal(
-    pools[0].dns,
-    `${svc.metadata?.name}.${svc.metadata?.namespace}.svc.cluster.local:${
-      svc.spec?.ports?.[0].port
-    }`,
-  );
-  assert.match(pools[0].token_env ?? "", /^[A-Z_][A-Z0-9_]*$/);
+  assert.deepEqual(pools[0].source, { kind: "dns", dns: `${name}:${svc.spec?.ports?.[0].port}` });
+  assert.equal(pools[0].tokenEnv, "SLOTH_K8S_TOKEN");
   // The SRV form it mentions names the same Service and its port's name.
-  const srv = (await Deno.readTextFile(`${DIR}/sloth-inventory.yaml`)).match(/dns: "(_[^"]+)"/);
+  assert.equal(text.match(/dns: "(_[^"]+)"/)?.[1], `_${svc.spec?.ports?.[0].name}._tcp.${name}`);
+  // The master Job's inventory is this one, at the path its -i names.
+  const cm = inventoryMap();
+  const spec = podSpec(masterJob());
+  assert.deepEqual(parse(cm.data!["sloth-inventory.yaml"]), parse(text));
+  const volume = spec.volumes?.find((v) => v.configMap?.name === cm.metadata?.name);
+  const mount = spec.containers[0].volumeMounts?.find((m) => m.name === volume?.name);
   assert.equal(
-    srv?.[1],
-    `_${
-      svc.spec?.ports?.[0].name
-    }._tcp.${svc.metadata?.name}.${svc.metadata?.namespace}.svc.cluster.local`,
+    flag(spec.containers[0].args ?? [], "-i"),
+    `${mount?.mountPath}/sloth-inventory.yaml`,
   );
-  // The master Job pings the first pod by its StatefulSet name.
-  const sts = agents();
-  assert.equal(
-    masterJob().spec?.template.spec?.containers[0].args?.[2],
-    `${sts.metadata?.name}-0.${svc.metadata?.name}.${svc.metadata?.namespace}.svc.cluster.local:${agentPort()}`,
+});
+
+Deno.test("the TLS inventory names every pod of agents-tls.yaml by its stable DNS name", async () => {
+  const svc = service();
+  const sts = agents("agents-tls.yaml");
+  const inventory = await loadInventory(`${DIR}/sloth-inventory-tls.yaml`);
+  const names = Array.from(
+    { length: sts.spec?.replicas ?? 0 },
+    (_, i) => `${sts.metadata?.name}-${i}`,
   );
+  assert.ok(names.length > 0);
+  assert.deepEqual(Object.keys(inventory.agents), names);
+  for (const name of names) {
+    const agent = inventory.agents[name];
+    assert.equal(
+      agent.address,
+      `${name}.${svc.metadata?.name}.${svc.metadata?.namespace}.svc.cluster.local:${agentPort()}`,
+    );
+    assert.equal(agent.tokenEnv, "SLOTH_K8S_TOKEN");
+    assert.ok(agent.tls?.ca && agent.tls.cert && agent.tls.key, `${name}: CA and client cert`);
+  }
+  assert.deepEqual(Object.values(inventory.pools).map((p) => p.source), [
+    { kind: "members", members: names },
+  ]);
 });
 
 type PodSecurity = NonNullable<IPodSpec["securityContext"]>;
@@ -595,50 +614,62 @@ Deno.test("the README names only files that exist, and applies them in an order 
 
 // --- the real agent, with the pod's arguments -------------------------------------------------
 
+/** What the tests put in the Secrets and ConfigMaps the pods mount: name → key → content. */
+type VolumeData = Record<string, Record<string, string>>;
+
 /** The files a pod's containers see, laid out under a temp directory. */
 interface PodFiles {
-  root: string;
   /** The pod's path as it is here. */
   path(inPod: string): string;
 }
 
 /**
- * Makes each volume of the pod's first container under `root`: a Secret's items from
- * `secrets` (by Secret name and key; an unknown one fails), an empty directory for
- * an emptyDir. Directories are passable by all, as a task user of an agent run as
- * root (CI) must pass through to its job's directory.
+ * Makes each volume of the pod's first container under `root`: a Secret's or a
+ * ConfigMap's items (or every key) from `data`, by name and key (an unknown one
+ * fails), an empty directory for an emptyDir. Directories are passable by all, as a
+ * task user of an agent run as root (CI) must pass through to its job's directory.
  */
-async function layOut(
-  root: string,
-  spec: IPodSpec,
-  secrets: Record<string, Record<string, string>>,
-): Promise<PodFiles> {
+async function layOut(root: string, spec: IPodSpec, data: VolumeData): Promise<PodFiles> {
   const [container] = spec.containers;
-  const path = (inPod: string) => {
-    const mount = (container.volumeMounts ?? []).find((m) =>
-      inPod === m.mountPath || inPod.startsWith(`${m.mountPath}/`)
-    );
-    assert.ok(mount, `${inPod} is on no volume of the pod`);
-    return `${root}${inPod}`;
-  };
   for (const mount of container.volumeMounts ?? []) {
     const dir = `${root}${mount.mountPath}`;
     await Deno.mkdir(dir, { recursive: true });
     const volume = (spec.volumes ?? []).find((v) => v.name === mount.name);
     assert.ok(volume, `volume ${mount.name}`);
-    if (volume.secret) {
-      const data = secrets[volume.secret.secretName ?? ""];
-      assert.ok(data, `the test has no Secret ${volume.secret.secretName}`);
-      for (const item of volume.secret.items ?? []) {
-        assert.ok(item.key in data, `Secret ${volume.secret.secretName} has no key ${item.key}`);
-        await Deno.writeTextFile(`${dir}/${item.path}`, data[item.key]);
-        await Deno.chmod(`${dir}/${item.path}`, volume.secret.defaultMode ?? 0o644);
+    const source = volume.secret
+      ? {
+        name: volume.secret.secretName,
+        items: volume.secret.items,
+        mode: volume.secret.defaultMode,
       }
-    } else assert.ok(volume.emptyDir, `volume ${mount.name}: a Secret or an emptyDir`);
+      : volume.configMap
+      ? { name: volume.configMap.name, items: volume.configMap.items, mode: undefined }
+      : undefined;
+    if (!source) {
+      assert.ok(volume.emptyDir, `volume ${mount.name}: a Secret, a ConfigMap or an emptyDir`);
+      continue;
+    }
+    const content = data[source.name ?? ""];
+    assert.ok(content, `the test has no Secret or ConfigMap ${source.name}`);
+    for (
+      const { key, path } of source.items ?? Object.keys(content).map((key) => ({ key, path: key }))
+    ) {
+      assert.ok(key in content, `${source.name} has no key ${key}`);
+      await Deno.writeTextFile(`${dir}/${path}`, content[key]);
+      await Deno.chmod(`${dir}/${path}`, source.mode ?? 0o644);
+    }
   }
   await Deno.chmod(root, 0o711);
   for await (const dir of walkDirs(root)) await Deno.chmod(dir, 0o711);
-  return { root, path };
+  return {
+    path: (inPod) => {
+      const mounted = (container.volumeMounts ?? []).some((m) =>
+        inPod === m.mountPath || inPod.startsWith(`${m.mountPath}/`)
+      );
+      assert.ok(mounted, `${inPod} is on no volume of the pod`);
+      return `${root}${inPod}`;
+    },
+  };
 }
 
 async function* walkDirs(dir: string): AsyncGenerator<string> {
@@ -651,16 +682,16 @@ async function* walkDirs(dir: string): AsyncGenerator<string> {
 }
 
 /**
- * The container's arguments as they run here: on 127.0.0.1 (never another address),
- * on a port the system picks (started with -p 0), and the pod's paths in `files`.
+ * The container's arguments as they run here: on a loopback address (never another
+ * one), on the port given separately (started with -p), and the pod's paths in `files`.
  */
-function argsHere(args: readonly string[], files: PodFiles): string[] {
+function argsHere(args: readonly string[], files: PodFiles, bind = "127.0.0.1"): string[] {
   const out: string[] = [];
   for (let i = 0; i < args.length; i++) {
     if (args[i] === "-p" || args[i] === "--port") {
       i++;
     } else if (args[i] === "--bind") {
-      out.push("--bind", "127.0.0.1");
+      out.push("--bind", bind);
       i++;
     } else out.push(args[i].startsWith("/") ? files.path(args[i]) : args[i]);
   }
@@ -671,48 +702,37 @@ function argsHere(args: readonly string[], files: PodFiles): string[] {
 async function startPodAgent(
   file: string,
   root: string,
-  secrets: Record<string, Record<string, string>>,
+  data: VolumeData,
+  where: { bind?: string; port?: number } = {},
 ): Promise<{ agent: TestAgent; files: PodFiles }> {
-  const files = await layOut(root, podSpec(agents(file)), secrets);
+  const files = await layOut(root, podSpec(agents(file)), data);
   const agent = await startAgent({
     entry: "agent",
-    args: argsHere(agentContainer(file).args ?? [], files),
-    port: 0,
+    args: argsHere(agentContainer(file).args ?? [], files, where.bind),
+    port: where.port ?? 0,
   });
   return { agent, files };
 }
 
-/** The master Job's `sloth-runner agent ping`, pointed at `address`. */
-async function masterPing(
-  address: string,
-  secrets: Record<string, Record<string, string>>,
-  extra: string[] = [],
-) {
-  await using pod = await tempWorkspace();
-  const files = await layOut(pod.dir, podSpec(masterJob()), secrets);
-  const args = argsHere(masterJob().spec!.template.spec!.containers[0].args ?? [], files);
-  assert.deepEqual(args.slice(0, 2), ["agent", "ping"]);
-  args[2] = address;
-  return await cliProcess([...args, ...extra], { cwd: pod.dir });
+/** `sloth-runner agent ping`, with the token (and any other flags). */
+async function ping(address: string, token: string, extra: string[] = []) {
+  await using dir = await tempWorkspace({ token });
+  return await cliProcess(["agent", "ping", address, "--token-file", "token", ...extra], {
+    cwd: dir.dir,
+  });
 }
 
 const TOKEN = "k8s-test-" + crypto.randomUUID();
+const TOKEN_SECRET: VolumeData = { "sloth-agent-token": { token: TOKEN } };
 
-Deno.test("agents.yaml's arguments make a real agent that runs a task and answers the master Job's ping", async () => {
+Deno.test("agents.yaml's arguments make a real agent that runs a task with the Secret's token", async () => {
   await using pod = await tempWorkspace();
-  const { agent } = await startPodAgent("agents.yaml", pod.dir, {
-    "sloth-agent-token": { token: TOKEN },
-  });
+  const { agent } = await startPodAgent("agents.yaml", pod.dir, TOKEN_SECRET);
   await using _agent = agent;
   assert.match(
     agent.log(),
     /listening on 127\.0\.0\.1:\d+ \(2 jobs at once, work root \S+\/var\/cache\/sloth-agent, token required, shell sandbox none/,
   );
-
-  const ping = await masterPing(agent.address, { "sloth-agent-token": { token: TOKEN } });
-  assert.equal(ping.code, 0, ping.stderr);
-  assert.match(ping.stdout, /^agent 127\.0\.0\.1:\d+ is reachable: sloth-runner /);
-
   await using ws = await tempWorkspace({
     "workflow.lua": `TaskDefinitions = { pod = { delegate_to = "${agent.address}", tasks = {
       { name = "hello", command = "echo hello from the pod" },
@@ -724,17 +744,84 @@ Deno.test("agents.yaml's arguments make a real agent that runs a task and answer
   });
   assert.equal(run.code, 0, run.stdout + run.stderr);
   assert.match(run.stdout, /hello from the pod/);
-
-  const wrong = await masterPing(agent.address, { "sloth-agent-token": { token: "not it" } });
+  const wrong = await ping(agent.address, "not it");
   assert.equal(wrong.code, 1);
   assert.match(wrong.stderr, /refused the token/);
 });
 
+const dnsSkip = await dnsServerSkip();
+
+Deno.test({
+  name:
+    "the master Job's command finds every agent pod through the DNS pool, by A and by SRV records",
+  ignore: dnsSkip !== undefined,
+}, async () => {
+  // Two pods on loopback addresses of their own, sharing a port as pods share 50051.
+  const addresses = ["127.0.84.2", "127.0.84.3"];
+  await using pod0 = await tempWorkspace();
+  await using pod1 = await tempWorkspace();
+  const first = await startPodAgent("agents.yaml", pod0.dir, TOKEN_SECRET, { bind: addresses[0] });
+  await using _first = first.agent;
+  const port = first.agent.port;
+  const second = await startPodAgent("agents.yaml", pod1.dir, TOKEN_SECRET, {
+    bind: addresses[1],
+    port,
+  });
+  await using _second = second.agent;
+
+  // The cluster's DNS, as the headless Service makes it: a record per ready pod.
+  const svc = service();
+  const name = `${svc.metadata?.name}.${svc.metadata?.namespace}.svc.cluster.local`;
+  const podName = (i: number) => `${agents().metadata?.name}-${i}.${name}`;
+  const dns = await startDnsServer({
+    hosts: { [name]: addresses, [podName(0)]: [addresses[0]], [podName(1)]: [addresses[1]] },
+    srv: [0, 1].map((i) => ({ name: `_grpc._tcp.${name}`, target: podName(i), port })),
+  });
+  if ("skipped" in dns) throw new Error(dns.skipped);
+  await using _dns = dns;
+
+  // The Job's pod: its inventory from the ConfigMap (the Service's port is 50051; these
+  // agents could not all have it here), the token from the Secret, as its env says.
+  const job = podSpec(masterJob());
+  const [container] = job.containers;
+  const inventory = inventoryMap().data!["sloth-inventory.yaml"];
+  const env: Record<string, string> = { SLOTH_DNS_SERVER: dns.server };
+  for (const e of container.env ?? []) {
+    const ref = e.valueFrom?.secretKeyRef;
+    if (ref) env[e.name] = TOKEN_SECRET[ref.name ?? ""][ref.key];
+  }
+  const runJob = async (text: string) => {
+    await using jobPod = await tempWorkspace();
+    const files = await layOut(jobPod.dir, job, {
+      [inventoryMap().metadata!.name!]: { "sloth-inventory.yaml": text },
+    });
+    assert.deepEqual(container.command?.slice(-1), ["/usr/local/bin/sloth-runner"]);
+    return await cliProcess(argsHere(container.args ?? [], files), { cwd: jobPod.dir, env });
+  };
+
+  const byA = await runJob(inventory.replace(`${name}:${agentPort()}`, `${name}:${port}`));
+  assert.equal(byA.code, 0, byA.stdout + byA.stderr);
+  for (const address of addresses) {
+    assert.match(byA.stdout, new RegExp(`${address.replaceAll(".", "\\.")}:${port} .* ok`));
+  }
+  assert.match(byA.stdout, /2 agents: 2 reachable/);
+
+  const srvName = (await Deno.readTextFile(`${DIR}/sloth-inventory.yaml`)).match(
+    /dns: "(_[^"]+)"/,
+  )![1];
+  const bySrv = await runJob(inventory.replace(/dns: "[^"]+"/, `dns: "${srvName}"`));
+  assert.equal(bySrv.code, 0, bySrv.stdout + bySrv.stderr);
+  for (const i of [0, 1]) assert.match(bySrv.stdout, new RegExp(`${podName(i)}:${port}`));
+
+  // Without the token, every member is there and refuses.
+  delete env.SLOTH_K8S_TOKEN;
+  const without = await runJob(inventory.replace(`${name}:${agentPort()}`, `${name}:${port}`));
+  assert.equal(without.code, 1);
+});
+
 Deno.test("the kubelet's TCP probe leaves the agent's log quiet; a gRPC health probe would be refused", async () => {
   await using pod = await tempWorkspace();
-  const { agent } = await startPodAgent("agents.yaml", pod.dir, {
-    "sloth-agent-token": { token: TOKEN },
-  });
+  const { agent } = await startPodAgent("agents.yaml", pod.dir, TOKEN_SECRET);
   await using _agent = agent;
   const before = agent.log();
   for (let i = 0; i < 3; i++) {
@@ -742,8 +829,8 @@ Deno.test("the kubelet's TCP probe leaves the agent's log quiet; a gRPC health p
     probe.close();
   }
   // A round trip after the probes, through the same gate.
-  const ping = await masterPing(agent.address, { "sloth-agent-token": { token: TOKEN } });
-  assert.equal(ping.code, 0, ping.stderr);
+  const answered = await ping(agent.address, TOKEN);
+  assert.equal(answered.code, 0, answered.stderr);
   assert.equal(agent.log(), before, "nothing logged for connections that made no call");
 
   // What a `grpc:` probe does: a health check without the token.
@@ -767,7 +854,7 @@ Deno.test("agents-tls.yaml's arguments make a mutual-TLS agent that a master wit
   const read = (path: string) => Deno.readTextFileSync(path);
   await using pod = await tempWorkspace();
   const { agent } = await startPodAgent("agents-tls.yaml", pod.dir, {
-    "sloth-agent-token": { token: TOKEN },
+    ...TOKEN_SECRET,
     "sloth-agent-tls": {
       "tls.crt": read(certs.agentCert),
       "tls.key": read(certs.agentKey),
@@ -776,6 +863,9 @@ Deno.test("agents-tls.yaml's arguments make a mutual-TLS agent that a master wit
   });
   await using _agent = agent;
   assert.match(agent.log(), /token required, mutual TLS, shell sandbox none/);
+  const before = agent.log();
+  const probe = await Deno.connect({ hostname: "127.0.0.1", port: agent.port });
+  probe.close();
   const client = [
     "--tls-ca",
     certs.ca,
@@ -784,12 +874,9 @@ Deno.test("agents-tls.yaml's arguments make a mutual-TLS agent that a master wit
     "--tls-key",
     certs.clientKey,
   ];
-  const before = agent.log();
-  const probe = await Deno.connect({ hostname: "127.0.0.1", port: agent.port });
-  probe.close();
-  const ping = await masterPing(agent.address, { "sloth-agent-token": { token: TOKEN } }, client);
-  assert.equal(ping.code, 0, ping.stderr);
-  assert.match(ping.stdout, /is reachable/);
+  const answered = await ping(agent.address, TOKEN, client);
+  assert.equal(answered.code, 0, answered.stderr);
+  assert.match(answered.stdout, /is reachable/);
   assert.equal(agent.log(), before, "a probe's connection without a handshake logs nothing");
   const stranger = [
     "--tls-ca",
@@ -799,12 +886,7 @@ Deno.test("agents-tls.yaml's arguments make a mutual-TLS agent that a master wit
     "--tls-key",
     certs.strangerKey,
   ];
-  const refused = await masterPing(
-    agent.address,
-    { "sloth-agent-token": { token: TOKEN } },
-    stranger,
-  );
-  assert.equal(refused.code, 1);
+  assert.equal((await ping(agent.address, TOKEN, stranger)).code, 1);
 });
 
 Deno.test({
@@ -812,9 +894,7 @@ Deno.test({
   ignore: !hasCommand("bwrap"),
 }, async () => {
   await using pod = await tempWorkspace();
-  const { agent, files } = await startPodAgent("agents-bwrap.yaml", pod.dir, {
-    "sloth-agent-token": { token: TOKEN },
-  });
+  const { agent, files } = await startPodAgent("agents-bwrap.yaml", pod.dir, TOKEN_SECRET);
   await using _agent = agent;
   assert.match(agent.log(), /token required, shell sandbox bwrap/);
   const tokenFile = files.path("/run/sloth-agent/token/token");
