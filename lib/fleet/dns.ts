@@ -25,6 +25,8 @@ export interface DnsMember {
   name: string;
   /** What to dial: "10.0.0.5:50051", "[fd00::5]:50051". */
   address: string;
+  /** The name DNS gave the address for (the SRV target, or the name looked up): with TLS, the name its certificate must carry. */
+  host: string;
 }
 
 export type DnsServer = { ipAddr: string; port: number };
@@ -127,8 +129,12 @@ export async function resolveDnsPool(spec: string, options: DnsOptions = {}): Pr
     if (SRV_NAME.test(spec)) return unique(await srvMembers(lookup), lookup);
     const colon = spec.lastIndexOf(":");
     const port = Number(spec.slice(colon + 1));
-    const ips = await addresses(lookup, spec.slice(0, colon));
-    return unique(ips.map((ip) => ({ name: dial(ip, port), address: dial(ip, port) })), lookup);
+    const host = spec.slice(0, colon);
+    const ips = await addresses(lookup, host);
+    return unique(
+      ips.map((ip) => ({ name: dial(ip, port), address: dial(ip, port), host })),
+      lookup,
+    );
   } finally {
     clearTimeout(timer);
   }
@@ -159,6 +165,7 @@ async function srvMembers(lookup: Lookup): Promise<DnsMember[]> {
       // the name becomes part of a fan-out's task names).
       name: ips.length === 1 ? `${host}:${port}` : dial(ip, port),
       address: dial(ip, port),
+      host,
     }));
   }));
   return members.flat();

@@ -34,13 +34,14 @@ export async function poolMembers(
   const def = findPool(inventory, pool);
   if (def?.source.kind !== "dns") return staticMembers(inventory, pool)!;
   const found = await resolve(def.source.dns);
-  return found.map(({ name, address }) => ({
+  return found.map(({ name, address, host }) => ({
     name,
     labels: [],
     target: {
       kind: "remote",
       address,
       agent: name,
+      tlsName: host,
       tokenEnv: def.tokenEnv,
       tls: def.tls,
       compress: def.compress,

@@ -51,6 +51,11 @@ export interface RemoteTarget {
   tokenEnv?: string;
   /** TLS files for this agent (absolute paths). */
   tls?: TlsPaths;
+  /**
+   * With TLS, the name its certificate must carry when that is not the address's host:
+   * a DNS pool's member, dialled by the address DNS gave for this name.
+   */
+  tlsName?: string;
   /** gzip the workspace and the change set (for slow links). */
   compress?: boolean;
 }

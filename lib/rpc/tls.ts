@@ -23,6 +23,11 @@ export interface TlsFiles {
   /** The master's client certificate and key, for agents that require one. */
   cert?: string;
   key?: string;
+  /**
+   * The name the agent's certificate must carry, when it is dialled by another (a DNS
+   * pool's member, dialled by the address DNS gave): also sent as SNI.
+   */
+  serverName?: string;
 }
 
 export interface ServerTlsFiles {
@@ -363,7 +368,7 @@ export function clientCredentials(
   address: string,
   files: TlsFiles,
 ): { credentials: grpc.ChannelCredentials; options: grpc.ChannelOptions } {
-  const host = hostOf(address);
+  const host = files.serverName ?? hostOf(address);
   const ca = files.ca ? readPem(files.ca, "ca") : undefined;
   const cert = files.cert ? readPem(files.cert, "clientCert") : undefined;
   const key = files.key ? readPem(files.key, "clientKey") : undefined;
@@ -374,7 +379,11 @@ export function clientCredentials(
   });
   return {
     credentials,
-    options: ip ? { "grpc.ssl_target_name_override": PLACEHOLDER_NAME } : {},
+    options: files.serverName
+      ? { "grpc.ssl_target_name_override": files.serverName }
+      : ip
+      ? { "grpc.ssl_target_name_override": PLACEHOLDER_NAME }
+      : {},
   };
 }
 
@@ -460,7 +469,7 @@ async function diagnose(
       );
     }
   }
-  const host = hostOf(address);
+  const host = files.serverName ?? hostOf(address);
   const matches = isIP(host) ? peer.cert.checkIP(host) : peer.cert.checkHost(host);
   if (!matches) {
     reasons.push(
@@ -505,7 +514,7 @@ function fetchPeerCertificate(address: string, files: TlsFiles): Promise<CertFac
     const socket = tls.connect({
       host,
       port,
-      servername: isIP(host) ? PLACEHOLDER_NAME : host,
+      servername: files.serverName ?? (isIP(host) ? PLACEHOLDER_NAME : host),
       rejectUnauthorized: false,
       ALPNProtocols: ["h2"],
       cert: files.cert ? readPem(files.cert, "clientCert") : undefined,

@@ -331,7 +331,7 @@ export class RemoteRunner implements TaskExecutor {
   /** Resolves true once the agent answers, false after `AGENT_RETURN_MS` or when `signal` aborts. */
   #agentBack(target: Remote, signal: AbortSignal): Promise<boolean> {
     if (signal.aborted) return Promise.resolve(false);
-    const key = JSON.stringify([target.address, target.tls ?? this.#options.tls]);
+    const key = JSON.stringify([target.address, tlsFor(target, this.#options.tls)]);
     const deadline = Date.now() + AGENT_RETURN_MS;
     let watch = this.#watches.get(key);
     if (watch) {
@@ -481,7 +481,7 @@ export class RemoteRunner implements TaskExecutor {
   }
 
   #key(target: Remote): string {
-    return JSON.stringify([target.address, tokenFor(target), target.tls ?? this.#options.tls]);
+    return JSON.stringify([target.address, tokenFor(target), tlsFor(target, this.#options.tls)]);
   }
 
   #client(target: Remote): AgentClient {
@@ -490,7 +490,7 @@ export class RemoteRunner implements TaskExecutor {
     if (!client) {
       client = new AgentClient(target.address, {
         token: tokenFor(target),
-        tls: target.tls ?? this.#options.tls,
+        tls: tlsFor(target, this.#options.tls),
       });
       this.#clients.set(key, client);
     }
@@ -538,7 +538,7 @@ export async function pingAgent(
   const client = options.client ??
     new AgentClient(target.address, {
       token: tokenFor(target),
-      tls: target.tls ?? options.tls,
+      tls: tlsFor(target, options.tls),
     });
   const started = performance.now();
   const reply = await client.ping(options.deadlineMs);
@@ -569,6 +569,12 @@ function checkProtocol(
     );
   }
   return reply.manifest_delta === true;
+}
+
+/** The agent's TLS files (else `fallback`), with the name its certificate must carry. */
+function tlsFor(target: Remote, fallback: TlsFiles | undefined): TlsFiles | undefined {
+  const files = target.tls ?? fallback;
+  return files && target.tlsName ? { ...files, serverName: target.tlsName } : files;
 }
 
 /** Whether the agent's token comes from the token file a loopback agent writes. */

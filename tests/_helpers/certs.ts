@@ -17,6 +17,8 @@ export interface TestCerts {
   expiredCert: string;
   /** For DNS:elsewhere.example only. */
   wrongNameCert: string;
+  /** The agent's key, for DNS:agents.sloth.test only (a DNS pool's name). */
+  poolCert: string;
   [Symbol.asyncDispose](): Promise<void>;
 }
 
@@ -93,6 +95,12 @@ export async function makeCerts(): Promise<TestCerts> {
   );
   await sign("agent", "ca", undefined, "agent-v1");
   await sign("agent", "ca", "subjectAltName=DNS:elsewhere.example\n", "wrong-name");
+  await sign(
+    "agent",
+    "ca",
+    "subjectAltName=DNS:agents.sloth.test\nextendedKeyUsage=serverAuth\n",
+    "pool",
+  );
   await csr("client", "test master");
   await sign("client", "ca", "extendedKeyUsage=clientAuth\n");
   await csr("stranger", "stranger");
@@ -142,6 +150,7 @@ export async function makeCerts(): Promise<TestCerts> {
     agentV1Cert: p("agent-v1.pem"),
     expiredCert: p("expired.pem"),
     wrongNameCert: p("wrong-name.pem"),
+    poolCert: p("pool.pem"),
     [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
   };
 }

@@ -433,28 +433,16 @@ Deno.test("the inventory's DNS pool is the headless Service's name and port, and
   );
 });
 
-Deno.test("the TLS inventory names every pod of agents-tls.yaml by its stable DNS name", async () => {
+Deno.test("the TLS inventory is the Service's DNS pool with the master's TLS files", async () => {
   const svc = service();
-  const sts = agents("agents-tls.yaml");
   const inventory = await loadInventory(`${DIR}/sloth-inventory-tls.yaml`);
-  const names = Array.from(
-    { length: sts.spec?.replicas ?? 0 },
-    (_, i) => `${sts.metadata?.name}-${i}`,
-  );
-  assert.ok(names.length > 0);
-  assert.deepEqual(Object.keys(inventory.agents), names);
-  for (const name of names) {
-    const agent = inventory.agents[name];
-    assert.equal(
-      agent.address,
-      `${name}.${svc.metadata?.name}.${svc.metadata?.namespace}.svc.cluster.local:${agentPort()}`,
-    );
-    assert.equal(agent.tokenEnv, "SLOTH_K8S_TOKEN");
-    assert.ok(agent.tls?.ca && agent.tls.cert && agent.tls.key, `${name}: CA and client cert`);
-  }
-  assert.deepEqual(Object.values(inventory.pools).map((p) => p.source), [
-    { kind: "members", members: names },
-  ]);
+  const pool = inventory.pools.k8s;
+  assert.deepEqual(pool.source, {
+    kind: "dns",
+    dns: `${svc.metadata?.name}.${svc.metadata?.namespace}.svc.cluster.local:${agentPort()}`,
+  });
+  assert.equal(pool.tokenEnv, "SLOTH_K8S_TOKEN");
+  assert.ok(pool.tls?.ca && pool.tls.cert && pool.tls.key, "CA and client certificate");
 });
 
 type PodSecurity = NonNullable<IPodSpec["securityContext"]>;

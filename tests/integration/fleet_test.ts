@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { findUnderAgent } from "../_helpers/agent.ts";
+import { makeCerts } from "../_helpers/certs.ts";
 import { dnsServerSkip, startDnsServer } from "../_helpers/dns.ts";
 import { FLEET_TOKEN, inventoryYaml, startFleet, type TestFleet } from "../_helpers/fleet.ts";
 import {
@@ -402,5 +403,34 @@ Deno.test({
       new RegExp(`^one\\s+success\\s+1\\s+.*${c.replaceAll(".", "\\.")}`, "m"),
     );
     assert.equal(agentOf(fleet, /\[one@[^\]]+\] (\S+)/.exec(live.stdout)![1]), 2);
+  },
+});
+
+Deno.test({
+  name:
+    "a DNS pool's members are dialled by address and their certificates checked against the pool's name",
+  ignore: dnsSkip !== undefined,
+  fn: async () => {
+    await using certs = await makeCerts();
+    const fleet = await startFleet("127.0.72", 2, {
+      args: ["--tls-cert", certs.poolCert, "--tls-key", certs.agentKey],
+    });
+    await using _ = fleet;
+    const hosts = fleet.agents.map((agent) => agent.address.split(":")[0]);
+    const started = await startDnsServer({ hosts: { "agents.sloth.test": hosts } });
+    if ("skipped" in started) throw new Error(started.skipped);
+    await using dns = started;
+    const env = { ...ENV, SLOTH_DNS_SERVER: dns.server };
+    await using ws = await tempWorkspace({
+      "sloth-inventory.yaml":
+        `pools:\n  tls: { dns: "agents.sloth.test:${fleet.port}", tls: { ca: ${
+          JSON.stringify(certs.ca)
+        } } }\n`,
+      "workflow.lua": `TaskDefinitions = { g = { tasks = {
+        { name = "both", delegate_to = { each = "tls" }, command = "echo over tls" } } } }`,
+    });
+    const run = await cliProcess(["run", "--plain"], { cwd: ws.dir, env });
+    assert.equal(run.code, 0, run.stdout + run.stderr);
+    assert.equal(run.stdout.match(/\] over tls$/gm)?.length, 2);
   },
 });
