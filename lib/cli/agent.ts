@@ -10,7 +10,7 @@ import {
   readLocalToken,
   type ServerTlsFiles,
 } from "../rpc/mod.ts";
-import { type AgentDef, findAgent, parseAddress } from "../model/mod.ts";
+import { type AgentDef, findAgent, findPool, parseAddress } from "../model/mod.ts";
 import { killRecordedTrees } from "../exec/mod.ts";
 import { oneLine } from "../log/mod.ts";
 import { masterTls } from "./options.ts";
@@ -156,7 +156,9 @@ export async function agentPingCommand(
   if (named) address = named.address;
   const tls = named?.tls ?? masterTls(o);
   if (tls) await checkMasterTls(tls);
-  const fromEnv = named?.tokenEnv && !o.tokenFile ? Deno.env.get(named.tokenEnv) : undefined;
+  const fromEnv = named?.tokenEnv && !o.tokenFile
+    ? Deno.env.get(named.tokenEnv)?.trim()
+    : undefined;
   if (named?.tokenEnv && !o.tokenFile && !fromEnv) {
     throw new SlothError(
       "usage",
@@ -197,15 +199,24 @@ async function inventoryAgent(
   flag: string | undefined,
 ): Promise<AgentDef | undefined> {
   const path = findInventory(flag, io.cwd);
-  const inventory = path ? await loadInventory(path) : undefined;
+  if (!path) {
+    throw new SlothError("usage", `"${name}" is not an agent address`, {
+      hint: "give it as host:port with a port from 1 to 65535, e.g. 127.0.0.1:50051 " +
+        "(or an agent's name, with an inventory: -i FILE)",
+    });
+  }
+  const inventory = await loadInventory(path);
   const agent = findAgent(inventory, name);
   if (agent) return agent;
   const known = Object.keys(inventory?.agents ?? {});
+  if (findPool(inventory, name)) {
+    throw new SlothError("usage", `"${name}" is a pool, not an agent`, {
+      hint: `sloth-runner agents pings every agent (and every member of a DNS pool)`,
+    });
+  }
   throw new SlothError(
     "usage",
-    `"${name}" is neither an agent address nor an agent of ${
-      path ? `the inventory ${path}` : "an inventory (none was found)"
-    }`,
+    `"${name}" is neither an agent address nor an agent of the inventory ${path}`,
     {
       hint: known.length
         ? `its agents: ${known.join(", ")}.${didYouMean(name, known)}`
@@ -246,6 +257,8 @@ export async function readToken(
     }
     return token;
   }
-  const fromEnv = Deno.env.get("SLOTH_AGENT_TOKEN");
+  // Trimmed like a token file: a token passed through `$(cat file)` or a Secret may end
+  // in a newline, which no gRPC header can carry.
+  const fromEnv = Deno.env.get("SLOTH_AGENT_TOKEN")?.trim();
   return fromEnv === undefined || fromEnv === "" ? undefined : fromEnv;
 }

@@ -77,9 +77,15 @@ export async function agentsCommand(io: Io, options: AgentsOptions): Promise<num
         return false;
       }
     });
-  const members: Member[] = [];
+  // Keyed by row: a DNS member is a row of each pool that finds it (each pool has its
+  // own token and TLS name for it).
+  const members = new Map<string, Member>();
   for (const [name, agent] of Object.entries(inventory.agents)) {
-    members.push({ name, labels: agent.labels, target: { kind: "remote", agent: name, ...agent } });
+    members.set(name, {
+      name,
+      labels: agent.labels,
+      target: { kind: "remote", agent: name, ...agent },
+    });
     rows.set(name, {
       name,
       address: agent.address,
@@ -93,13 +99,9 @@ export async function agentsCommand(io: Io, options: AgentsOptions): Promise<num
   await Promise.all(dnsPools.map(async ([pool, def]) => {
     try {
       for (const member of await poolMembers(inventory, pool)) {
-        const known = rows.get(member.name);
-        if (known) {
-          known.pools.push(pool);
-          continue;
-        }
-        members.push(member);
-        rows.set(member.name, {
+        const key = `${pool}\0${member.name}`;
+        members.set(key, member);
+        rows.set(key, {
           name: member.name,
           address: member.target.address,
           labels: [],
@@ -108,7 +110,7 @@ export async function agentsCommand(io: Io, options: AgentsOptions): Promise<num
         });
       }
     } catch (error) {
-      rows.set(`pool ${pool}`, {
+      rows.set(`${pool}\0`, {
         name: `pool ${pool}`,
         address: def.source.kind === "dns" ? def.source.dns : "",
         labels: [],
@@ -120,8 +122,8 @@ export async function agentsCommand(io: Io, options: AgentsOptions): Promise<num
   }));
 
   const pingAgent = await loadPingAgent();
-  await Promise.all(members.map(async (member) => {
-    const row = rows.get(member.name)!;
+  await Promise.all([...members].map(async ([key, member]) => {
+    const row = rows.get(key)!;
     try {
       const info: PingInfo = await pingAgent(member.target, { deadlineMs, tls: options.tls });
       Object.assign(row, {
@@ -158,10 +160,15 @@ function agentsTable(rows: AgentRow[]): string {
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
   const line = (c: string[]) => c.map((v, i) => v.padEnd(widths[i])).join("  ").trimEnd() + "\n";
-  const down = rows.filter((r) => !r.reachable).length;
+  // A DNS pool that could not be looked up is a row of its own, not an agent.
+  const unresolved = rows.filter((r) => r.name.startsWith("pool ")).length;
+  const agents = rows.filter((r) => !r.name.startsWith("pool "));
+  const down = agents.filter((r) => !r.reachable).length;
   return [header, ...cells].map(line).join("") +
-    `${rows.length} agent${rows.length === 1 ? "" : "s"}: ${rows.length - down} reachable` +
-    (down ? `, ${down} not` : "") + "\n";
+    `${agents.length} agent${agents.length === 1 ? "" : "s"}: ${agents.length - down} reachable` +
+    (down ? `, ${down} not` : "") +
+    (unresolved ? `; ${unresolved} DNS pool${unresolved === 1 ? "" : "s"} not looked up` : "") +
+    "\n";
 }
 
 /** The reason without the agent's address, which its row already shows. */
@@ -191,7 +198,7 @@ export async function execCommand(
   command: string[],
   options: ExecOptions,
 ): Promise<number> {
-  if (command.length === 0) {
+  if (command.length === 0 || command.every((part) => part.trim() === "")) {
     throw new SlothError("usage", "exec needs a command after the target", {
       hint: 'sloth-runner exec web -- uptime   (or one quoted shell line: -- "df -h | tail -1")',
     });
@@ -305,6 +312,8 @@ function execTarget(name: string, inventory: Inventory | undefined, each: boolea
   const agent = findAgent(inventory, name);
   if (agent) return { kind: "remote", agent: name, ...agent };
   if (findPool(inventory, name)) {
+    // A pool with no member is said now, as a usage error, not as a failed host.
+    staticMembers(inventory, name);
     return each ? { kind: "each", pool: name } : { kind: "pool", pool: name };
   }
   const known = [
@@ -320,7 +329,8 @@ function execTarget(name: string, inventory: Inventory | undefined, each: boolea
 function hostOf(task: Task, where: string): string {
   if (task.fanOut) return task.fanOut.host;
   if (task.target.kind === "remote") return task.target.agent ?? task.target.address;
-  return where;
+  // A pool's member: "agent web-1 (10.0.0.11:50051), pool web".
+  return /^agent (\S+)/.exec(where)?.[1] ?? where;
 }
 
 function execOutput(io: Io, event: RunEvent): void {

@@ -10,6 +10,7 @@ import {
 import { completionScript, SHELLS } from "./completion.ts";
 import denoJson from "../../deno.json" with { type: "json" };
 import { ExitCode } from "../errors.ts";
+import { parseDuration } from "../model/mod.ts";
 import { defaultIo, type Io } from "./io.ts";
 import {
   DEFAULT_AGENT_PORT,
@@ -70,6 +71,14 @@ function reports(
   const match = /^(junit|json)=(.+)$/.exec(value);
   if (!match) throw new InvalidArgumentError("expected junit=FILE or json=FILE.");
   return [...(previous ?? []), { format: match[1] as "junit" | "json", file: match[2] }];
+}
+
+function durationMs(value: string): number {
+  const ms = parseDuration(value);
+  if (ms === undefined || ms <= 0) {
+    throw new InvalidArgumentError('expected a duration such as "800ms" or "2s".');
+  }
+  return ms;
 }
 
 function names(value: string, previous: string[] | undefined): string[] {
@@ -214,7 +223,12 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
       new Option("-o, --output <format>", "text for people, json for programs")
         .choices(["text", "json"] as const).default("text" as const),
     )
-    .option("--timeout <ms>", "how long each agent may take to answer", positiveInt, 1000)
+    .option(
+      "--timeout <duration>",
+      'how long each agent may take to answer ("800ms", "2s")',
+      durationMs,
+      1000,
+    )
     .addOption(masterTlsOptions.ca())
     .addOption(masterTlsOptions.cert())
     .addOption(masterTlsOptions.key())

@@ -12,6 +12,7 @@ import {
 } from "../log/mod.ts";
 import {
   allTasks,
+  FAN_OUT_MARK,
   findPool,
   JOURNAL_DIR,
   targetText,
@@ -20,9 +21,17 @@ import {
   type TaskStatus,
 } from "../model/mod.ts";
 import { loadRemoteRunner, LocalRunner, PoolRunner, type RemoteRunner } from "../runner/mod.ts";
-import { checkWorkflow, type Plan, planRun, runPlan, type TaskExecutor } from "../scheduler/mod.ts";
+import {
+  checkWorkflow,
+  type Plan,
+  planRun,
+  runPlan,
+  type Selection,
+  type TaskExecutor,
+} from "../scheduler/mod.ts";
 import type { Inventory, TlsPaths, Workflow } from "../model/mod.ts";
 import {
+  checkPools,
   describeTarget,
   expandFanOut,
   fanOutPools,
@@ -64,6 +73,7 @@ async function load(
     inventory,
   });
   for (const warning of loaded.warnings) io.err(`warning: ${warning}\n`);
+  checkPools(loaded.workflow, inventory);
   return { ...loaded, inventory };
 }
 
@@ -75,19 +85,27 @@ export async function readInventory(io: Io, flag?: string): Promise<Inventory | 
 }
 
 /**
- * A fan-out becomes one task per member, the members of DNS pools looked up now;
- * `staticOnly` (a dry run) leaves a DNS pool's fan-out as it is.
+ * A fan-out the run selects becomes one task per member, the members of DNS pools
+ * looked up now (a pool only other tasks use is not); `staticOnly` (a dry run)
+ * leaves a DNS pool's fan-out as it is.
  */
 async function expandWorkflow(
   workflow: Workflow,
   inventory: Inventory | undefined,
+  selection: Selection,
   staticOnly = false,
 ): Promise<Workflow> {
   if (!inventory) return workflow;
   const members = new Map<string, Member[]>();
-  const pools = fanOutPools(workflow).filter((pool) =>
-    !staticOnly || findPool(inventory, pool)?.source.kind !== "dns"
-  );
+  // `-t deploy@web-1` names a copy that is made below: `deploy` is selected here.
+  const selected = planRun(workflow, {
+    ...selection,
+    tasks: selection.tasks?.map((name) => name.split(FAN_OUT_MARK)[0]),
+  });
+  const pools = fanOutPools({
+    ...workflow,
+    groups: [{ name: "", description: "", agents: {}, tasks: selected.tasks.map((p) => p.task) }],
+  }).filter((pool) => !staticOnly || findPool(inventory, pool)?.source.kind !== "dns");
   if (pools.length === 0) return workflow;
   await Promise.all(pools.map(async (pool) => {
     members.set(pool, await poolMembers(inventory, pool));
@@ -175,8 +193,14 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
     }
     const topLevelLog = (level: string, line: string) => emit(logEvent(undefined, level, line));
     const loaded = await load(io, pool, options, topLevelLog);
-    const workflow = await expandWorkflow(loaded.workflow, loaded.inventory, options.dryRun);
-    const plan = planRun(workflow, { groups: options.groups, tasks: options.tasks });
+    const selection = { groups: options.groups, tasks: options.tasks };
+    const workflow = await expandWorkflow(
+      loaded.workflow,
+      loaded.inventory,
+      selection,
+      options.dryRun,
+    );
+    const plan = planRun(workflow, selection);
     if (text) text.qualify = new Set(plan.tasks.map((p) => p.task.group)).size > 1;
     if (options.dryRun) {
       showPlan(io, plan, loaded, options.output);

@@ -87,13 +87,14 @@ export const agentDef = z.object({
   tls: tlsDef.optional(),
   compress: z.boolean().optional(),
 }).strict();
-const poolRef = z.object({ pool: z.string().min(1) }).strict();
+const poolName = z.string({ error: "must be the name of a pool of the inventory" }).min(1);
+const poolRef = z.object({ pool: poolName }).strict();
 const count = (what: string) =>
   z.number({ error: `must be a whole number of ${what}, at least 1` })
     .int({ error: `must be a whole number of ${what}, at least 1` })
     .min(1, `must be a whole number of ${what}, at least 1`);
 const eachRef = z.object({
-  each: z.string().min(1),
+  each: poolName,
   batch: count("hosts").optional(),
   max_failures: count("failed hosts").optional(),
 }).strict();
@@ -288,8 +289,8 @@ function normalizeGroup(
       problems.push(
         `${taskLabel}: sync_back = "${t.sync_back}" cannot be kept by a fan-out: the changes ` +
           "of every host would land in one directory. Its hosts' changes stay on them " +
-          '(sync_back = "never"); pass results on through outputs, or write them where each ' +
-          "host's name keeps them apart.",
+          '(sync_back = "never"); pass results on through outputs, which the tasks that ' +
+          "depend on it get keyed by host.",
       );
     }
     tasks.push({

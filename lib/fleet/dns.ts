@@ -26,7 +26,7 @@ export interface DnsMember {
   /** What to dial: "10.0.0.5:50051", "[fd00::5]:50051". */
   address: string;
   /** The name DNS gave the address for (the SRV target, or the name looked up): with TLS, the name its certificate must carry. */
-  host: string;
+  host?: string;
 }
 
 export type DnsServer = { ipAddr: string; port: number };
@@ -129,8 +129,9 @@ export async function resolveDnsPool(spec: string, options: DnsOptions = {}): Pr
     if (SRV_NAME.test(spec)) return unique(await srvMembers(lookup), lookup);
     const colon = spec.lastIndexOf(":");
     const port = Number(spec.slice(colon + 1));
-    const host = spec.slice(0, colon);
-    const ips = await addresses(lookup, host);
+    const name = spec.slice(0, colon);
+    const host = name.replace(/\.$/, "");
+    const ips = await addresses(lookup, name);
     return unique(
       ips.map((ip) => ({ name: dial(ip, port), address: dial(ip, port), host })),
       lookup,

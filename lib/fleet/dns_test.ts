@@ -34,9 +34,9 @@ Deno.test({
       { hosts: { "agents.sloth.test": ["127.0.0.3", "127.0.0.10", "127.0.0.2"] } },
       async (dns) => {
         assert.deepEqual(await resolveDnsPool("agents.sloth.test:50051", { server: dns.server }), [
-          { name: "127.0.0.2:50051", address: "127.0.0.2:50051" },
-          { name: "127.0.0.3:50051", address: "127.0.0.3:50051" },
-          { name: "127.0.0.10:50051", address: "127.0.0.10:50051" },
+          { name: "127.0.0.2:50051", address: "127.0.0.2:50051", host: "agents.sloth.test" },
+          { name: "127.0.0.3:50051", address: "127.0.0.3:50051", host: "agents.sloth.test" },
+          { name: "127.0.0.10:50051", address: "127.0.0.10:50051", host: "agents.sloth.test" },
         ]);
       },
     ),
@@ -50,11 +50,11 @@ Deno.test({
       hosts: { "six.sloth.test": ["::1"], "both.sloth.test": ["127.0.0.2", "fd00::5"] },
     }, async (dns) => {
       assert.deepEqual(await resolveDnsPool("six.sloth.test:7000", { server: dns.server }), [
-        { name: "[::1]:7000", address: "[::1]:7000" },
+        { name: "[::1]:7000", address: "[::1]:7000", host: "six.sloth.test" },
       ]);
       assert.deepEqual(await resolveDnsPool("both.sloth.test.:7000", { server: dns.server }), [
-        { name: "[fd00::5]:7000", address: "[fd00::5]:7000" },
-        { name: "127.0.0.2:7000", address: "127.0.0.2:7000" },
+        { name: "[fd00::5]:7000", address: "[fd00::5]:7000", host: "both.sloth.test" },
+        { name: "127.0.0.2:7000", address: "127.0.0.2:7000", host: "both.sloth.test" },
       ]);
     }),
 });
@@ -80,11 +80,11 @@ Deno.test({
       ],
     }, async (dns) => {
       assert.deepEqual(await resolveDnsPool("_sloth._tcp.sloth.test", { server: dns.server }), [
-        { name: "[::1]:6000", address: "[::1]:6000" },
-        { name: "127.0.0.4:6000", address: "127.0.0.4:6000" },
-        { name: "a.sloth.test:50051", address: "127.0.0.2:50051" },
-        { name: "a.sloth.test:50055", address: "127.0.0.2:50055" },
-        { name: "b.sloth.test:50052", address: "127.0.0.3:50052" },
+        { name: "[::1]:6000", address: "[::1]:6000", host: "multi.sloth.test" },
+        { name: "127.0.0.4:6000", address: "127.0.0.4:6000", host: "multi.sloth.test" },
+        { name: "a.sloth.test:50051", address: "127.0.0.2:50051", host: "a.sloth.test" },
+        { name: "a.sloth.test:50055", address: "127.0.0.2:50055", host: "a.sloth.test" },
+        { name: "b.sloth.test:50052", address: "127.0.0.3:50052", host: "b.sloth.test" },
       ]);
     }),
 });
@@ -194,7 +194,7 @@ Deno.test({
       try {
         Deno.env.set("SLOTH_DNS_SERVER", dns.server);
         assert.deepEqual(await resolveDnsPool("agents.sloth.test:1"), [
-          { name: "127.0.0.2:1", address: "127.0.0.2:1" },
+          { name: "127.0.0.2:1", address: "127.0.0.2:1", host: "agents.sloth.test" },
         ]);
         Deno.env.set("SLOTH_DNS_SERVER", silent.server);
         assert.equal(

@@ -19,7 +19,10 @@ export function fanOutPools(workflow: Workflow): string[] {
   return [...pools];
 }
 
-/** The workflow with every fan-out task replaced by its copies; `members` has each pool's. */
+/**
+ * The workflow with every fan-out task to a pool of `members` replaced by its copies;
+ * a fan-out to a pool `members` does not have is left as it is.
+ */
 export function expandFanOut(workflow: Workflow, members: Map<string, Member[]>): Workflow {
   return {
     ...workflow,
@@ -33,7 +36,12 @@ export function expandFanOut(workflow: Workflow, members: Map<string, Member[]>)
         }
         const { pool, batch, maxFailures } = task.target;
         const hosts = members.get(pool);
-        if (!hosts?.length) {
+        // A pool not looked up (no task of the run fans out to it) stays as it is.
+        if (!hosts) {
+          tasks.push(task);
+          continue;
+        }
+        if (!hosts.length) {
           throw new SlothError("inventory_invalid", `pool "${pool}" has no members to fan out to`);
         }
         const names = hosts.map((m) => `${task.name}${FAN_OUT_MARK}${m.name}`);

@@ -131,12 +131,16 @@ Deno.test("expandFanOut() leaves the workflow it was given as it was", () => {
   assert.deepEqual(input, before);
 });
 
-Deno.test("expandFanOut() refuses a pool with no members, or none looked up, naming the pool", () => {
+Deno.test("expandFanOut() refuses a pool with no members, naming it, and leaves a pool not looked up as it is", () => {
   const workflow = flow(["g", [task("deploy", each("web"))]]);
-  for (const members of [new Map([["web", []]]), new Map<string, Member[]>()]) {
-    const error = expandError(workflow, members);
-    assert.equal(error.message, 'pool "web" has no members to fan out to');
-  }
+  const error = expandError(workflow, new Map([["web", []]]));
+  assert.equal(error.message, 'pool "web" has no members to fan out to');
+  // No task of the run fans out to it: it was not looked up, and stays a fan-out.
+  const untouched = expandFanOut(workflow, new Map<string, Member[]>());
+  assert.deepEqual(untouched.groups[0].tasks.map((t) => [t.name, t.target.kind]), [[
+    "deploy",
+    "each",
+  ]]);
 });
 
 Deno.test("fanOutPools() names each pool some task fans out to, once", () => {

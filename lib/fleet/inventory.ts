@@ -31,9 +31,15 @@ const tls = z.object({
     (t) => (t.cert === undefined) === (t.key === undefined),
     "needs both cert and key, or neither",
   );
-const labels = z.array(z.string().min(1), { error: "must be a list of labels" });
+const labels = z.array(
+  z.string({ error: "must be a label (a string)" }).min(1, "must not be empty"),
+  {
+    error: "must be a list of labels",
+  },
+);
 const settings = {
-  token_env: z.string().min(1).optional(),
+  token_env: z.string({ error: "must be the name of an environment variable" })
+    .min(1, "must not be empty").optional(),
   tls: tls.optional(),
   compress: z.boolean({ error: "must be true or false" }).optional(),
 };
@@ -61,7 +67,7 @@ const TLS_FIELDS = ["ca", "cert", "key"];
 export async function loadInventory(path: string, shownAs = path): Promise<Inventory> {
   let text: string;
   try {
-    text = await Deno.readTextFile(path);
+    text = await readCapped(path, MAX_INVENTORY_BYTES);
   } catch (error) {
     throw new SlothError(
       "inventory_invalid",
@@ -74,10 +80,32 @@ export async function loadInventory(path: string, shownAs = path): Promise<Inven
   } catch (error) {
     throw new SlothError(
       "inventory_invalid",
-      `inventory ${shownAs} is not valid YAML: ${(error as Error).message.split("\n")[0]}`,
+      `inventory ${shownAs} is not valid YAML: ${
+        (error as Error).message.split("\n")[0].replace(/:$/, "")
+      }`,
     );
   }
   return parseInventory(raw, { file: path, shownAs });
+}
+
+/** Far more than any fleet's inventory; a bound on what a mistaken -i (a device, a log) costs. */
+export const MAX_INVENTORY_BYTES = 4 << 20;
+
+async function readCapped(path: string, limit: number): Promise<string> {
+  const file = await Deno.open(path);
+  try {
+    const buffer = new Uint8Array(limit + 1);
+    let size = 0;
+    while (size <= limit) {
+      const n = await file.read(buffer.subarray(size));
+      if (n === null) break;
+      size += n;
+    }
+    if (size > limit) throw new Error(`it is larger than ${limit >> 20} MiB`);
+    return new TextDecoder().decode(buffer.subarray(0, size));
+  } finally {
+    file.close();
+  }
 }
 
 /** Checks an inventory's parsed YAML; relative TLS paths are taken from `file`'s directory. */
@@ -88,6 +116,13 @@ export function parseInventory(raw: unknown, where: { file: string; shownAs: str
   if (!top.success) {
     collect(top.error, "", [["", ["agents", "pools"]]], at);
     throw invalid(where.shownAs, problems);
+  }
+  // Parsing a record drops a "__proto__" key without a word: said here instead.
+  for (const section of ["agents", "pools"] as const) {
+    const table = (raw as Record<string, unknown>)[section];
+    if (table && typeof table === "object" && Object.hasOwn(table, "__proto__")) {
+      at(`${section}.__proto__`, `the name ${agentNameProblem("__proto__")}`);
+    }
   }
   const base = dirname(where.file);
   const paths = (t: z.infer<typeof tls> | undefined): TlsPaths | undefined =>

@@ -481,5 +481,5 @@ Deno.test("findInventory() refuses a missing SLOTH_INVENTORY file, saying the va
 Deno.test("findInventory() refuses a directory given with -i", async () => {
   await using ws = await tempWorkspace({ "conf/x": "" });
   const error = findError("conf", ws.dir, undefined);
-  assert.match(error.message, /^inventory conf not found \(given by -i\/--inventory\)/);
+  assert.match(error.message, /^inventory conf is not a file \(given by -i\/--inventory\)/);
 });

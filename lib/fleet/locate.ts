@@ -16,22 +16,22 @@ export function findInventory(flag: string | undefined, cwd: string): string | u
   const given = flag ?? (Deno.env.get("SLOTH_INVENTORY") || undefined);
   if (given !== undefined) {
     const path = resolvePath(cwd, given);
-    let isFile = false;
+    let what = "not found";
     try {
-      isFile = Deno.statSync(path).isFile;
+      // A pipe (-i <(...)) is read like a file.
+      const info = Deno.statSync(path);
+      if (info.isFile || info.isFifo) return path;
+      what = "is not a file";
     } catch {
-      // Said below.
+      // Not there.
     }
-    if (!isFile) {
-      throw new SlothError(
-        "inventory_invalid",
-        `inventory ${given} not found (given by ${
-          flag !== undefined ? "-i/--inventory" : "SLOTH_INVENTORY"
-        })`,
-        { hint: "-i takes a YAML file of agents and pools, relative to the current directory" },
-      );
-    }
-    return path;
+    throw new SlothError(
+      "inventory_invalid",
+      `inventory ${given} ${what} (given by ${
+        flag !== undefined ? "-i/--inventory" : "SLOTH_INVENTORY"
+      })`,
+      { hint: "-i takes a YAML file of agents and pools, relative to the current directory" },
+    );
   }
   const local = resolvePath(cwd, DEFAULT_INVENTORY);
   try {

@@ -8,6 +8,7 @@ import {
   type RemoteTarget,
   type Target,
   targetText,
+  type Workflow,
 } from "../model/mod.ts";
 
 const byName = new Intl.Collator("en", { numeric: true });
@@ -33,7 +34,13 @@ export async function poolMembers(
 ): Promise<Member[]> {
   const def = findPool(inventory, pool);
   if (def?.source.kind !== "dns") return staticMembers(inventory, pool)!;
-  const found = await resolve(def.source.dns);
+  let found: DnsMember[];
+  try {
+    found = await resolve(def.source.dns);
+  } catch (error) {
+    if (!(error instanceof SlothError)) throw error;
+    throw new SlothError(error.code, `pool "${pool}": ${error.message}`, { hint: error.hint });
+  }
   return found.map(({ name, address, host }) => ({
     name,
     labels: [],
@@ -41,7 +48,7 @@ export async function poolMembers(
       kind: "remote",
       address,
       agent: name,
-      tlsName: host,
+      ...(host ? { tlsName: host } : {}),
       tokenEnv: def.tokenEnv,
       tls: def.tls,
       compress: def.compress,
@@ -86,6 +93,22 @@ export function staticMembers(inventory: Inventory, pool: string): Member[] | un
       },
     };
   });
+}
+
+/**
+ * Every pool a task of `workflow` goes to or fans out to has members (DNS pools are
+ * looked up only when the run starts): a workflow that names an empty pool does not
+ * load, rather than validating and then failing its run.
+ */
+export function checkPools(workflow: Workflow, inventory: Inventory | undefined): void {
+  if (!inventory) return;
+  for (const group of workflow.groups) {
+    for (const task of group.tasks) {
+      if (task.target.kind === "pool" || task.target.kind === "each") {
+        staticMembers(inventory, task.target.pool);
+      }
+    }
+  }
 }
 
 /** A task's target for `list` and `--dry-run`: a pool's members, or when DNS finds them. */

@@ -11,6 +11,7 @@ export async function loadInventory(path: string, shownAs = path): Promise<Inven
 }
 export { type DnsMember, type DnsOptions, resolveDnsPool } from "./dns.ts";
 export {
+  checkPools,
   describeTarget,
   type DnsResolver,
   type Member,

@@ -185,6 +185,17 @@ export class AgentClient {
         { deadline: Date.now() + timeoutMs, waitForReady: options.waitForReady ?? false },
         (error, response) => {
           done();
+          if (error?.code === grpc.status.DEADLINE_EXCEEDED) {
+            // Said with the deadline this ping had, not the default.
+            return reject(
+              new RpcError(
+                "unreachable",
+                `agent ${this.address} unreachable: no answer within ${
+                  timeoutMs < 1000 ? `${timeoutMs}ms` : `${timeoutMs / 1000}s`
+                } (check the address, the agent's --bind and any firewall between)`,
+              ),
+            );
+          }
           if (error) {
             return this.#describeFirstContact(error).then(
               reject,

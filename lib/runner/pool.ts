@@ -47,7 +47,11 @@ export class PoolRunner implements TaskExecutor {
           chosen = await this.#fleet.choose(pool, task.workdir, excluded);
         }
       } catch (error) {
-        return { ok: false, error: `pool "${pool}": ${(error as Error).message}` };
+        const message = (error as Error).message;
+        return {
+          ok: false,
+          error: message.includes(`pool "${pool}"`) ? message : `pool "${pool}": ${message}`,
+        };
       }
       if (!chosen) break;
       const { member, end, down } = chosen;

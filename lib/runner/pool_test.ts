@@ -263,7 +263,7 @@ Deno.test("PoolRunner.attempt() fails naming the pool when it has no members", a
   const result = await runner.attempt(poolTask({}, "gpu"), ctx());
   assert.deepEqual(members.calls, []);
   assert.equal(result.ok, false);
-  assert.match(result.error ?? "", /^pool "gpu": pool "gpu" has no members/);
+  assert.match(result.error ?? "", /^pool "gpu" has no members/);
 });
 
 Deno.test("PoolRunner.attempt() refuses a task that does not go to a pool", async () => {

@@ -124,7 +124,8 @@ export class RemoteRunner implements TaskExecutor {
     let uploaded = false;
     try {
       const client = this.#client(target);
-      const takesDeltas = await this.#ping(client, target);
+      // An agent that does not answer must not hold up a cancel (Ctrl-C) until its deadline.
+      const takesDeltas = await untilAborted(this.#ping(client, target), ctx.signal);
       if (ctx.signal.aborted) return { ok: false, error: "cancelled" };
       await this.#recover(task.workdir, (line) => log("log", line, "warn"));
       const manifest = await this.#manifest(task.workdir);
@@ -583,21 +584,47 @@ function usesLocalToken(target: Remote): boolean {
     readLocalToken(target.address) !== undefined;
 }
 
-/** The token for an agent: its `token_env` variable, else `SLOTH_AGENT_TOKEN`. */
+/**
+ * The token for an agent: its `token_env` variable, else `SLOTH_AGENT_TOKEN`, without
+ * the spaces and newline around it (as an agent reads its --token-file: a token made
+ * with `base64 > file` and passed through a Secret ends with one).
+ */
 function tokenFor(target: Remote): string | undefined {
   if (target.tokenEnv) {
-    const value = Deno.env.get(target.tokenEnv);
+    const value = Deno.env.get(target.tokenEnv)?.trim();
     if (value === undefined || value === "") {
       throw new RpcError(
         "auth",
         `token_env ${target.tokenEnv} is not set (the token for agent ${target.address})`,
       );
     }
-    return value;
+    return checkedToken(value, target.tokenEnv);
   }
-  const fromEnv = Deno.env.get("SLOTH_AGENT_TOKEN");
-  if (fromEnv) return fromEnv;
+  const fromEnv = Deno.env.get("SLOTH_AGENT_TOKEN")?.trim();
+  if (fromEnv) return checkedToken(fromEnv, "SLOTH_AGENT_TOKEN");
   return readLocalToken(target.address);
+}
+
+/** A token a gRPC header can carry; else an error that names where it came from, not it. */
+function checkedToken(token: string, from: string): string {
+  if (!/^[\x20-\x7e]+$/.test(token)) {
+    throw new RpcError(
+      "auth",
+      `the token in ${from} holds a character a gRPC header cannot carry ` +
+        "(a control character or non-ASCII); tokens are printable ASCII",
+    );
+  }
+  return token;
+}
+
+/** `work`, or undefined as soon as `signal` aborts (the work goes on, unheeded). */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
+  if (signal.aborted) return Promise.resolve(undefined);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => resolve(undefined);
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }
 
 function fromWire(result: {

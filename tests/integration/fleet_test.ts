@@ -434,3 +434,100 @@ Deno.test({
     assert.equal(run.stdout.match(/\] over tls$/gm)?.length, 2);
   },
 });
+
+Deno.test("a token with a trailing newline (base64 > file, a Secret) works; a bad one is refused without being printed", async () => {
+  const { fleet, inventory } = await threeAgents("127.0.73");
+  await using _ = fleet;
+  await using ws = await tempWorkspace({
+    "sloth-inventory.yaml": inventory,
+    "workflow.lua": `TaskDefinitions = { g = { tasks = {
+      { name = "x", delegate_to = "web-1", command = "echo ok" } } } }`,
+  });
+  const good = await cliProcess(["run", "--plain"], {
+    cwd: ws.dir,
+    env: { SLOTH_AGENT_TOKEN: `${FLEET_TOKEN}\n` },
+  });
+  assert.equal(good.code, 0, good.stdout + good.stderr);
+  const secret = "s3cr3t-with-a-\u0007-bell";
+  const bad = await cliProcess(["agents"], { cwd: ws.dir, env: { SLOTH_AGENT_TOKEN: secret } });
+  assert.equal(bad.code, 1);
+  assert.match(
+    bad.stdout,
+    /the token in SLOTH_AGENT_TOKEN holds a character a gRPC header cannot carry/,
+  );
+  assert.ok(!(bad.stdout + bad.stderr).includes("s3cr3t"), "the token is never printed");
+});
+
+Deno.test("a pool with no members fails validate (exit 2); a DNS pool only unselected tasks use is not looked up", async () => {
+  const { fleet, inventory } = await threeAgents("127.0.74");
+  await using _ = fleet;
+  await using ws = await tempWorkspace({
+    "sloth-inventory.yaml": inventory +
+      `  db: { labels: [db] }\n  nx: { dns: "nowhere.invalid:1" }\n`,
+    "empty.lua": `TaskDefinitions = { g = { tasks = {
+      { name = "x", delegate_to = { pool = "db" }, command = "true" } } } }`,
+    "workflow.lua": `TaskDefinitions = { g = { tasks = {
+      { name = "here", delegate_to = { each = "web" }, command = "true" },
+      { name = "there", delegate_to = { each = "nx" }, command = "true" } } } }`,
+  });
+  const validate = await cliProcess(["validate", "-f", "empty.lua"], { cwd: ws.dir, env: ENV });
+  assert.equal(validate.code, 2);
+  assert.match(
+    validate.stderr,
+    /pool "db" has no members: no agent of the inventory carries every label of \[db\]/,
+  );
+  // A silent name server: a look-up of "nx" would fail; -t here never looks.
+  const run = await cliProcess(["run", "-t", "here", "-o", "json"], {
+    cwd: ws.dir,
+    env: { ...ENV, SLOTH_DNS_SERVER: "127.0.0.1:9" },
+  });
+  assert.equal(run.code, 0, run.stderr);
+  assert.deepEqual([...events(run.stdout).finished.keys()].sort(), ["here@web-1", "here@web-2"]);
+  const all = await cliProcess(["run"], {
+    cwd: ws.dir,
+    env: { ...ENV, SLOTH_DNS_SERVER: "127.0.0.1:9" },
+  });
+  assert.equal(all.code, 1);
+  assert.match(all.stderr, /pool "nx": cannot resolve DNS pool "nowhere\.invalid:1"/);
+});
+
+Deno.test("Ctrl-C does not wait for a member that takes connections and never answers", async () => {
+  const { fleet, inventory } = await threeAgents("127.0.75");
+  await using _ = fleet;
+  // Takes TCP connections on a loopback address and says nothing.
+  const silent = Deno.listen({ hostname: "127.0.75.9", port: fleet.port });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const conn of silent) held.push(conn);
+  })();
+  try {
+    const seconds = uniqueSeconds();
+    await using ws = await tempWorkspace({
+      "sloth-inventory.yaml": inventory.replace(
+        "pools:\n",
+        `  mute: { address: "127.0.75.9:${fleet.port}", labels: [web] }\npools:\n`,
+      ).replace(/^agents:\n/, "agents:\n"),
+      "workflow.lua": `TaskDefinitions = { g = { tasks = {
+        { name = "long", delegate_to = { each = "web" }, command = "sleep ${seconds}" } } } }`,
+    });
+    const child = spawnCli(["run", "--plain"], { cwd: ws.dir, env: ENV });
+    const live = new LiveOutput(child);
+    await waitFor(
+      () => [fleet.agents[0], fleet.agents[1]].every((a) => findUnderAgent(a, ["sleep", seconds])),
+      15_000,
+    );
+    const sent = Date.now();
+    child.kill("SIGINT");
+    const status = await child.status;
+    const took = Date.now() - sent;
+    await live.done();
+    assert.equal(status.code, 130, live.stdout + live.stderr);
+    assert.match(live.stdout, /^long@mute\s+cancelled/m);
+    // The silent member's ping deadline is 5 s: the cancel did not wait for it.
+    assert.ok(took < 4000, `the run ended ${took} ms after Ctrl-C`);
+  } finally {
+    silent.close();
+    for (const conn of held) conn.close();
+    await accepting.catch(() => {});
+  }
+});
