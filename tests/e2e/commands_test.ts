@@ -162,7 +162,7 @@ Deno.test("agent start-up errors say what failed, why, and what to do", async ()
     address.stderr,
     'error: "localhost" is not an agent address\n' +
       "hint: give it as host:port with a port from 1 to 65535, e.g. 127.0.0.1:50051 " +
-        "(or an agent's name, with an inventory: -i FILE)\n",
+      "(or an agent's name, with an inventory: -i FILE)\n",
   );
   const range = await cliProcess(["agent", "ping", "127.0.0.1:99999"], { cwd: ROOT });
   assert.equal(range.code, 2);
