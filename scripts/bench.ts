@@ -3,12 +3,14 @@
  * machine. Medians (and p99 where latency matters) over repeated runs, ratios to
  * the baseline, and whether each target is met. Writes BENCHMARKS.md.
  *
- *   deno task bench            everything (about 7 minutes on 2 cores)
+ *   deno task bench            everything (about 10 minutes on 2 cores)
  *   deno task bench -- --only=dispatch,warm   some of it, table only (names below)
  *
- * Parts: local, dispatch, chain, throughput, sync, warm, memory, startup, ansible.
+ * Parts: local, dispatch, chain, throughput, sync, warm, memory, startup, ansible, fleet.
  * Issue 13's targets are ratios to a baseline taken in the same run (this machine's
  * speed swings 2×), so each target row carries its own baseline.
+ *
+ * Issue 14's fleet part starts 30 agents on 127.0.0.2 ... 127.0.0.31 (about 5 GB).
  *
  * Every run is back-to-back (no pauses), so the VM's memory give-back
  * (MACHINE-NOTES.md) affects baseline and subject alike.
@@ -100,6 +102,7 @@ async function sloth(
 interface Event {
   type: string;
   task?: string;
+  where?: string;
   duration_ms?: number;
   transfer?: { sent_bytes: number; received_bytes: number };
   status?: string;
@@ -163,6 +166,129 @@ function agentCpuMs(agent: TestAgent): number {
   // After the ")", field 3 (state) is index 0, so utime (14) is index 11.
   const ticks = fields.slice(11, 15).reduce((sum, f) => sum + Number(f), 0);
   return ticks * 1000 / CLK_TCK;
+}
+
+/** Tasks running at once in the throughput runs (`run -j`). */
+const THROUGHPUT_JOBS = 16;
+
+/** The throughput workload: `count` async no-op shell tasks; `where(i)` places task i. */
+function noopTasks(count: number, where: (i: number) => string = () => ""): string[] {
+  return Array.from(
+    { length: count },
+    (_, i) => `{ name = "t${i}", async = true, ${where(i)}command = "true" }`,
+  );
+}
+
+/** The throughput row's workflow: the tasks alternate between two agents, a and b. */
+function twoAgentWorkflow(count: number, a: string, b: string): string {
+  const tasks = noopTasks(count, (i) => `agent = "${i % 2 ? "a" : "b"}", `);
+  return `TaskDefinitions = { bench = { agents = { a = { address = "${a}" }, b = { address = "${b}" } },
+      tasks = {\n${tasks.join(",\n")}\n} } }`;
+}
+
+interface Throughput {
+  /** Tasks a second over the run (run_started to run_finished: no start-up, no loading). */
+  rate: number;
+  /** The master's user + system CPU, start-up and loading included (/usr/bin/time). */
+  cpuMs: number;
+  /** CPU the given agents' serving processes (and the commands they reaped) used meanwhile. */
+  agentsMs: number;
+  /** The master's peak RSS (/usr/bin/time, as the memory row). */
+  maxRssBytes: number;
+  /** Where the tasks ran: how many distinct places (agents, or this machine). */
+  hosts: number;
+  /** Workspace bytes the master sent, all tasks together. */
+  sentBytes: number;
+}
+
+/**
+ * One `run -j THROUGHPUT_JOBS -o json` of `file` in `dir`, whose `count` tasks must all
+ * succeed.
+ */
+async function throughput(
+  dir: string,
+  file: string,
+  count: number,
+  options: { agents?: TestAgent[]; args?: string[] } = {},
+): Promise<Throughput> {
+  const agents = options.agents ?? [];
+  const before = agents.map(agentCpuMs);
+  const r = await sloth(
+    ["run", "-f", file, "-j", String(THROUGHPUT_JOBS), "-o", "json", ...options.args ?? []],
+    dir,
+  );
+  if (r.code !== 0) throw new Error(r.stdout + r.stderr);
+  const done = finished(r.stdout);
+  if (done.filter((e) => e.status === "success").length !== count) {
+    throw new Error(`${file}: not every task succeeded`);
+  }
+  return {
+    rate: count / (runDuration(r.stdout) / 1000),
+    cpuMs: r.cpu ? r.cpu.userMs + r.cpu.sysMs : NaN,
+    agentsMs: agents.reduce((sum, agent, i) => sum + agentCpuMs(agent) - before[i], 0),
+    maxRssBytes: (r.maxRssKb ?? NaN) * 1024,
+    hosts: new Set(done.map((e) => e.where)).size,
+    sentBytes: done.reduce((sum, e) => sum + (e.transfer?.sent_bytes ?? 0), 0),
+  };
+}
+
+/**
+ * What start-up and loading a workflow cost the master, to read a per-task CPU figure
+ * without them: `validate` of the same file, median of 3 (it imports less than `run`,
+ * so an underestimate).
+ */
+async function validateCpuMs(dir: string, file: string, args: string[] = []): Promise<number> {
+  const runs: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const v = await sloth(["validate", "-f", file, ...args], dir);
+    if (v.code !== 0 || !v.cpu) throw new Error(v.stdout + v.stderr);
+    runs.push(v.cpu.userMs + v.cpu.sysMs);
+  }
+  return median(runs);
+}
+
+/**
+ * A TCP port free on every one of `hosts` now (loopback addresses), for agents that
+ * share it; the first host's kernel picks it, at most 20 tries.
+ */
+function freePortOn(hosts: string[]): number {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const first = Deno.listen({ hostname: hosts[0], port: 0 });
+    const port = (first.addr as Deno.NetAddr).port;
+    const held = [first];
+    try {
+      for (const hostname of hosts.slice(1)) held.push(Deno.listen({ hostname, port }));
+      return port;
+    } catch {
+      // Taken on one of them: another port.
+    } finally {
+      for (const listener of held) listener.close();
+    }
+  }
+  throw new Error(`no port free on all of ${hosts[0]} ... ${hosts.at(-1)}`);
+}
+
+/**
+ * Stops an agent (SIGTERM); one still there after `ms` is killed, its serving process
+ * with it (the supervisor would not be there to end it).
+ */
+async function stopWithin(agent: TestAgent, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<"late">((resolve) => timer = setTimeout(() => resolve("late"), ms));
+  const stopped = agent.stop();
+  try {
+    if (await Promise.race([stopped, late]) !== "late") return;
+    for (const pid of [agent.servingPid(), agent.process.pid]) {
+      try {
+        if (pid) Deno.kill(pid, "SIGKILL");
+      } catch {
+        // Gone meanwhile.
+      }
+    }
+    await stopped;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 // 1. Local overhead ----------------------------------------------------------
@@ -387,46 +513,26 @@ if (want("chain")) {
 }
 
 // 3. Throughput --------------------------------------------------------------
+/** The 2-agent throughput row's tasks a second, for the fleet part (when both run). */
+let twoAgentRate: number | undefined;
 if (want("throughput")) {
   // Without the sandbox, as for dispatch; one run with it follows, for information.
   await using a = await startAgent({ args: ["--sandbox", "none"] });
   await using b = await startAgent({ args: ["--sandbox", "none"] });
   const dir = await scratch();
-  const tasks = Array.from(
-    { length: 1000 },
-    (_, i) => `{ name = "t${i}", async = true, agent = "${i % 2 ? "a" : "b"}", command = "true" }`,
-  );
-  await Deno.writeTextFile(
-    `${dir}/w.lua`,
-    `TaskDefinitions = { bench = { agents = { a = { address = "${a.address}" }, b = { address = "${b.address}" } },
-      tasks = {\n${tasks.join(",\n")}\n} } }`,
-  );
-  const localTasks = tasks.map((t) => t.replace(/agent = "\w", /, ""));
-  await Deno.writeTextFile(`${dir}/local.lua`, workflow(localTasks));
-  const once = async (file: string) => {
-    const before = [agentCpuMs(a), agentCpuMs(b)];
-    const r = await sloth(["run", "-f", file, "-j", "16", "-o", "json"], dir);
-    if (r.code !== 0) throw new Error(r.stdout + r.stderr);
-    if (finished(r.stdout).filter((e) => e.status === "success").length !== 1000) {
-      throw new Error(`${file}: not every task succeeded`);
-    }
-    return {
-      rate: 1000 / (runDuration(r.stdout) / 1000),
-      cpuMs: r.cpu ? r.cpu.userMs + r.cpu.sysMs : NaN,
-      agentsMs: agentCpuMs(a) - before[0] + agentCpuMs(b) - before[1],
-    };
-  };
+  await Deno.writeTextFile(`${dir}/w.lua`, twoAgentWorkflow(1000, a.address, b.address));
+  await Deno.writeTextFile(`${dir}/local.lua`, workflow(noopTasks(1000)));
   // Interleaved (local, remote, ...) so both see the same machine.
-  const remoteRuns: { rate: number; cpuMs: number; agentsMs: number }[] = [];
-  const localRuns: { rate: number; cpuMs: number }[] = [];
+  const remoteRuns: Throughput[] = [];
+  const localRuns: Throughput[] = [];
   for (let i = 0; i < 3; i++) {
-    localRuns.push(await once("local.lua"));
-    remoteRuns.push(await once("w.lua"));
+    localRuns.push(await throughput(dir, "local.lua", 1000));
+    remoteRuns.push(await throughput(dir, "w.lua", 1000, { agents: [a, b] }));
   }
-  const rate = median(remoteRuns.map((r) => r.rate));
+  const rate = twoAgentRate = median(remoteRuns.map((r) => r.rate));
   const localRate = median(localRuns.map((r) => r.rate));
   rows.push({
-    name: "Throughput: 1,000 no-op remote shell tasks, 2 agents, -j 16",
+    name: `Throughput: 1,000 no-op remote shell tasks, 2 agents, -j ${THROUGHPUT_JOBS}`,
     subject: `${rate.toFixed(0)} tasks/s`,
     baseline: `${localRate.toFixed(0)} tasks/s (same tasks, local)`,
     ratio: rate / localRate,
@@ -437,15 +543,7 @@ if (want("throughput")) {
   // start-up and loading the 1,000-task workflow included; the local run's figure also
   // holds its 1,000 `sh` children. The agents' (serving processes and the commands they
   // reaped) from /proc, for comparison.
-  // What start-up and loading the workflow cost, to read the per-task figure without
-  // them: `validate` of the same file (it imports less than `run`, so an underestimate).
-  const validateCpu: number[] = [];
-  for (let i = 0; i < 3; i++) {
-    const v = await sloth(["validate", "-f", "w.lua"], dir);
-    if (v.code !== 0 || !v.cpu) throw new Error(v.stdout + v.stderr);
-    validateCpu.push(v.cpu.userMs + v.cpu.sysMs);
-  }
-  const startupPerTask = median(validateCpu) / 1000;
+  const startupPerTask = await validateCpuMs(dir, "w.lua") / 1000;
   const cpuPerTask = median(remoteRuns.map((r) => r.cpuMs)) / 1000;
   const localCpuPerTask = median(localRuns.map((r) => r.cpuMs)) / 1000;
   const agentsPerTask = median(remoteRuns.map((r) => r.agentsMs)) / 1000;
@@ -459,12 +557,11 @@ if (want("throughput")) {
   });
   await using sa = await startAgent({ args: ["--sandbox", "bwrap"] });
   await using sb = await startAgent({ args: ["--sandbox", "bwrap"] });
-  const sandboxed = (await Deno.readTextFile(`${dir}/w.lua`))
-    .replace(a.address, sa.address).replace(b.address, sb.address);
-  await Deno.writeTextFile(`${dir}/sandboxed.lua`, sandboxed);
-  const s = await sloth(["run", "-f", "sandboxed.lua", "-j", "16", "-o", "json"], dir);
-  if (s.code !== 0) throw new Error(s.stderr);
-  const sandboxedRate = 1000 / (runDuration(s.stdout) / 1000);
+  await Deno.writeTextFile(
+    `${dir}/sandboxed.lua`,
+    twoAgentWorkflow(1000, sa.address, sb.address),
+  );
+  const sandboxedRate = (await throughput(dir, "sandboxed.lua", 1000)).rate;
   rows.push({
     name: "Throughput as above, bubblewrap sandbox (one run)",
     subject: `${sandboxedRate.toFixed(0)} tasks/s`,
@@ -706,6 +803,211 @@ if (want("ansible")) {
   }
 }
 
+// 9. Fleet (issue 14) --------------------------------------------------------------
+if (want("fleet")) {
+  // 30 agents on 127.0.0.2 ... 127.0.0.31, one port, `--sandbox none` as in the
+  // throughput row (the targets are about the master, and a pool's throughput is
+  // compared with that row's). Each idle agent is two Deno processes of about 85 MB.
+  const SIZE = 30;
+  const hosts = Array.from({ length: SIZE }, (_, i) => `127.0.0.${i + 2}`);
+  const names = hosts.map((_, i) => `a${String(i + 1).padStart(2, "0")}`);
+  const root = await scratch();
+  const dir = await scratch();
+  const agents: TestAgent[] = [];
+  try {
+    const port = freePortOn(hosts);
+    // Four at a time: an agent's start-up is ~0.4 s of CPU, and there are two cores.
+    for (let i = 0; i < SIZE; i += 4) {
+      const batch = await Promise.allSettled(
+        hosts.slice(i, i + 4).map((host) =>
+          startAgent({
+            port,
+            args: ["--bind", host, "--sandbox", "none", "--work-root", root],
+          })
+        ),
+      );
+      for (const b of batch) if (b.status === "fulfilled") agents.push(b.value);
+      const failed = batch.find((b) => b.status === "rejected");
+      if (failed) throw (failed as PromiseRejectedResult).reason;
+    }
+    await Deno.writeTextFile(
+      `${dir}/fleet.yaml`,
+      "agents:\n" +
+        names.map((n, i) => `  ${n}: { address: "${hosts[i]}:${port}", labels: [bench] }\n`)
+          .join("") +
+        "pools:\n  all: { labels: [bench] }\n  two: { members: [a01, a02] }\n",
+    );
+    const inv = ["-i", "fleet.yaml"];
+    /** One run of the CLI in `dir`, which must exit 0 and pass `check`. */
+    const ok = async (args: string[], check?: (r: SlothRun) => void) => {
+      const r = await sloth(args, dir);
+      if (r.code !== 0) throw new Error(`${args.join(" ")} (${r.code}):\n${r.stdout}${r.stderr}`);
+      check?.(r);
+      return r;
+    };
+    const wall = (runs: SlothRun[]) => median(runs.map((r) => r.wallMs));
+
+    // (1) `agents` over 30, against `version` (Deno's and the CLI's start-up) and
+    // `agent ping` of one of them (the gRPC modules, one connection, one ping).
+    // Interleaved (version, ping, agents, ...).
+    const version: SlothRun[] = [];
+    const ping: SlothRun[] = [];
+    const listing: SlothRun[] = [];
+    for (let i = 0; i < 7; i++) {
+      version.push(await ok(["version"]));
+      ping.push(await ok(["agent", "ping", `${hosts[0]}:${port}`]));
+      listing.push(
+        await ok(["agents", ...inv, "-o", "json"], (r) => {
+          const list: { reachable: boolean }[] = JSON.parse(r.stdout);
+          if (list.length !== SIZE || !list.every((a) => a.reachable)) {
+            throw new Error(`agents: not all ${SIZE} reachable:\n${r.stdout}`);
+          }
+        }),
+      );
+    }
+    const rtts = listing.map((r) =>
+      Math.max(...JSON.parse(r.stdout).map((a: { rtt_ms: number }) => a.rtt_ms))
+    );
+    rows.push({
+      name: `Fleet: \`agents\` over ${SIZE} agents, wall time`,
+      subject: `${ms(wall(listing))} (${ms(wall(listing) - wall(version))} over \`version\`; ` +
+        `slowest ping ${ms(median(rtts))})`,
+      baseline: `${ms(wall(version))} (\`version\`); ${ms(wall(ping))} (\`agent ping\` of a01)`,
+      ratio: wall(listing) / wall(version),
+      target: "≤ 1 s",
+      met: wall(listing) <= 1000,
+    });
+
+    // (2) A fan-out of a no-op to all 30 (-j 30: every copy at once), against the same
+    // workflow with one local no-op task (start-up, loading), and with that task on a01
+    // (the remote runner's modules and one connection too). One unmeasured fan-out
+    // first: an agent's first job makes what it then keeps (job directories, the kept
+    // workspace). Interleaved (local, one remote, fan-out, ...).
+    const noop = (where = "") => workflow([`{ name = "noop", ${where}command = "true" }`]);
+    await Deno.writeTextFile(`${dir}/each.lua`, noop(`delegate_to = { each = "all" }, `));
+    await Deno.writeTextFile(`${dir}/one.lua`, noop());
+    await Deno.writeTextFile(`${dir}/remote.lua`, noop(`delegate_to = "a01", `));
+    const fan = ["-j", String(SIZE), "-o", "json", ...inv];
+    const succeeded = (count: number) => (r: SlothRun) => {
+      if (finished(r.stdout).filter((e) => e.status === "success").length !== count) {
+        throw new Error(`not every task succeeded:\n${r.stdout}`);
+      }
+    };
+    const first = await ok(["run", "-f", "each.lua", ...fan], succeeded(SIZE));
+    const fanRuns: SlothRun[] = [];
+    const oneRuns: SlothRun[] = [];
+    const remoteRuns: SlothRun[] = [];
+    for (let i = 0; i < 5; i++) {
+      oneRuns.push(await ok(["run", "-f", "one.lua", ...fan], succeeded(1)));
+      remoteRuns.push(await ok(["run", "-f", "remote.lua", ...fan], succeeded(1)));
+      fanRuns.push(await ok(["run", "-f", "each.lua", ...fan], succeeded(SIZE)));
+    }
+    const inRun = median(fanRuns.map((r) => runDuration(r.stdout)));
+    const cpu = (runs: SlothRun[]) => median(runs.map((r) => r.cpu!.userMs + r.cpu!.sysMs));
+    rows.push({
+      name: `Fleet: fan-out of a no-op shell task to ${SIZE} agents ` +
+        `(delegate_to = { each = "all" }, -j ${SIZE}), run wall time`,
+      subject: `${ms(wall(fanRuns))} (${ms(inRun)} from run_started to run_finished; ` +
+        `master CPU ${ms(cpu(fanRuns))}; first run ${ms(first.wallMs)})`,
+      baseline: `${ms(wall(oneRuns))} (the same run of one local no-op task; ` +
+        `${ms(wall(remoteRuns))}, CPU ${ms(cpu(remoteRuns))}, with it on a01)`,
+      ratio: wall(fanRuns) / wall(oneRuns),
+      target: "≤ 1 s",
+      met: wall(fanRuns) <= 1000,
+    });
+    const exec = (target: string) => ["exec", target, ...inv, "-j", String(SIZE), "--", "true"];
+    const execOne: SlothRun[] = [];
+    const execEach: SlothRun[] = [];
+    for (let i = 0; i < 5; i++) {
+      execOne.push(await ok(exec("a01")));
+      execEach.push(await ok([...exec("all"), "--each"]));
+    }
+    rows.push({
+      name: `Fleet: \`exec all --each -- true\` on ${SIZE} agents (-j ${SIZE}), wall time`,
+      subject: ms(wall(execEach)),
+      baseline: `${ms(wall(execOne))} (\`exec a01 -- true\`, one agent)`,
+      ratio: wall(execEach) / wall(execOne),
+      target: "≤ 1 s",
+      met: wall(execEach) <= 1000,
+    });
+
+    // (3) 2,000 no-op tasks over a pool of 30, against the same 2,000 tasks in the
+    // throughput row's workflow (alternating between two agents, here a01 and a02), and,
+    // to tell the pool's own cost from that of spreading, over a pool of those two.
+    // Interleaved (two agents, pool of two, pool of 30, ...).
+    const POOLED = 2000;
+    const pooled = (pool: string) =>
+      workflow(noopTasks(POOLED, () => `delegate_to = { pool = "${pool}" }, `));
+    await Deno.writeTextFile(`${dir}/pool.lua`, pooled("all"));
+    await Deno.writeTextFile(`${dir}/pool2.lua`, pooled("two"));
+    await Deno.writeTextFile(
+      `${dir}/two.lua`,
+      twoAgentWorkflow(POOLED, `${hosts[0]}:${port}`, `${hosts[1]}:${port}`),
+    );
+    const poolRuns: Throughput[] = [];
+    const pool2Runs: Throughput[] = [];
+    const twoRuns: Throughput[] = [];
+    for (let i = 0; i < 3; i++) {
+      twoRuns.push(await throughput(dir, "two.lua", POOLED, { agents: agents.slice(0, 2) }));
+      pool2Runs.push(
+        await throughput(dir, "pool2.lua", POOLED, { agents: agents.slice(0, 2), args: inv }),
+      );
+      poolRuns.push(await throughput(dir, "pool.lua", POOLED, { agents, args: inv }));
+    }
+    const rate = (runs: Throughput[]) => median(runs.map((r) => r.rate));
+    const poolRate = rate(poolRuns);
+    const twoRate = rate(twoRuns);
+    // The master's CPU a task without its start-up and loading (`validate`), to show
+    // whether it grows with the number of agents; the agents' (their serving processes
+    // and the commands they reaped).
+    const masterPerTask = async (runs: Throughput[], file: string, args: string[] = []) =>
+      (median(runs.map((r) => r.cpuMs)) - await validateCpuMs(dir, file, args)) / POOLED;
+    const agentsPerTask = (runs: Throughput[]) => median(runs.map((r) => r.agentsMs)) / POOLED;
+    const cpuText = async (runs: Throughput[], file: string, args: string[] = []) =>
+      `CPU a task: master ${ms(await masterPerTask(runs, file, args))} without start-up, ` +
+      `agents ${ms(agentsPerTask(runs))}; ${mb(median(runs.map((r) => r.sentBytes)))} sent`;
+    const poolCpu = await cpuText(poolRuns, "pool.lua", inv);
+    const pool2Cpu = await cpuText(pool2Runs, "pool2.lua", inv);
+    const twoCpu = await cpuText(twoRuns, "two.lua");
+    const earlier = twoAgentRate === undefined
+      ? ""
+      : `; the throughput part's 1,000: ${twoAgentRate.toFixed(0)} tasks/s`;
+    rows.push({
+      name: `Fleet: ${POOLED.toLocaleString("en")} no-op shell tasks over a pool of ${SIZE} ` +
+        `(delegate_to = { pool = "all" }), -j ${THROUGHPUT_JOBS}`,
+      subject: `${poolRate.toFixed(0)} tasks/s on ${median(poolRuns.map((r) => r.hosts))} ` +
+        `members (${poolCpu})`,
+      baseline: `${twoRate.toFixed(0)} tasks/s (the same tasks as in the throughput row, ` +
+        `on a01 and a02; ${twoCpu}${earlier})`,
+      ratio: poolRate / twoRate,
+      target: "≥ the 2-agent throughput",
+      met: poolRate >= twoRate,
+    });
+    rows.push({
+      name: `Fleet: the same ${POOLED.toLocaleString("en")} tasks over a pool of two ` +
+        `(a01, a02), -j ${THROUGHPUT_JOBS}`,
+      subject: `${rate(pool2Runs).toFixed(0)} tasks/s (${pool2Cpu})`,
+      baseline: `${twoRate.toFixed(0)} tasks/s (on a01 and a02 by name, above)`,
+      ratio: rate(pool2Runs) / twoRate,
+      note: "for information",
+    });
+    const peak = Math.max(...poolRuns.map((r) => r.maxRssBytes));
+    const twoPeak = Math.max(...twoRuns.map((r) => r.maxRssBytes));
+    rows.push({
+      name: "Fleet: the master's peak RSS in the pool runs (largest of 3)",
+      subject: mb(peak),
+      baseline: `${mb(twoPeak)} (the same tasks on a01 and a02)`,
+      target: "≤ 300 MB",
+      met: peak <= 300e6,
+    });
+  } finally {
+    // Whatever happened: no agent outlives the bench.
+    await Promise.allSettled(agents.map((a) => stopWithin(a, 10_000)));
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
 // Report ---------------------------------------------------------------------------
 const deno = Deno.version.deno;
 const cpus = navigator.hardwareConcurrency;
@@ -738,15 +1040,19 @@ ${cpus} CPUs, ${memGb} GiB, Linux ${kernel}, Deno ${deno}. Medians over repeated
 (5 for local tasks, shell and Lua interleaved; 200 dispatches; 5 chains each way,
 local and remote interleaved, after one unmeasured pair; 3 throughput runs each way,
 interleaved; 3 warm syncs; 5 cold syncs each interleaved with its baseline; 10 for
-start-up), all back-to-back (no pauses; see MACHINE-NOTES.md on memory give-back).
+start-up; for the fleet, 7 \`agents\` runs, 5 fan-outs and 5 \`exec --each\` runs, 3 pool runs,
+each interleaved with its baselines), all back-to-back (no pauses; see MACHINE-NOTES.md
+on memory give-back).
 Baselines run in the same invocation, on the same data; issue 13's targets are ratios
-to them. Dispatch, chain and throughput targets are for sloth-runner's own overhead,
-so their agents run with \`--sandbox none\`; the bubblewrap figures are rows of their own.
+to them. Dispatch, chain, throughput and fleet targets are for sloth-runner's own
+overhead, so their agents run with \`--sandbox none\`; the bubblewrap figures are rows of
+their own. The fleet is 30 agents on 127.0.0.2 ... 127.0.0.31 sharing one port, on the
+same two cores as the master.
 
 ${table}
 
-Reproduce: \`deno task bench\` (about 7 minutes;
-\`-- --only=local,dispatch,chain,throughput,sync,warm,memory,startup,ansible\` runs those
+Reproduce: \`deno task bench\` (about 10 minutes;
+\`-- --only=local,dispatch,chain,throughput,sync,warm,memory,startup,ansible,fleet\` runs those
 parts and prints the table without writing this file). Chains are 100 tasks, each
 \`depends_on\` the one before, timed from start to exit of
 \`sloth-runner run -f workflow.lua\`; "extra a task" is (remote − local)
