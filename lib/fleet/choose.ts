@@ -35,12 +35,15 @@ export interface Candidate {
   inFlight: number;
   /** It ran this task's directory last in this run (its content store makes the sync warm). */
   holdsWorkspace: boolean;
+  /** When this master last chose it (a sequence number; 0: never): ties go round. */
+  lastChosen?: number;
 }
 
 /**
  * Best first: reachable (or not yet known) before unreachable; then the least
  * loaded (running jobs over the jobs it runs at once); among equals the one that
- * holds the workspace; then by name, so a choice is the same every time.
+ * holds the workspace, then the one chosen least recently (so work goes round the
+ * pool rather than piling on its first names), then by name.
  */
 export function rankCandidates(candidates: Candidate[]): Candidate[] {
   const down = (c: Candidate) => c.health?.up === false ? 1 : 0;
@@ -48,6 +51,7 @@ export function rankCandidates(candidates: Candidate[]): Candidate[] {
     down(a) - down(b) ||
     load(a) - load(b) ||
     Number(b.holdsWorkspace) - Number(a.holdsWorkspace) ||
+    (a.lastChosen ?? 0) - (b.lastChosen ?? 0) ||
     (a.member.name < b.member.name ? -1 : a.member.name > b.member.name ? 1 : 0)
   );
 }

@@ -106,3 +106,16 @@ Deno.test("load() counts only this master's attempts for a member not pinged, or
   assert.equal(load(candidate("a", { health: down, inFlight: 1 })), 1);
   assert.equal(load(candidate("a")), 0);
 });
+
+Deno.test("rankCandidates() sends work round equally loaded members, least recently chosen first", () => {
+  const c = (name: string, lastChosen: number) => ({
+    member: { name, labels: [], target: { kind: "remote" as const, address: `${name}:1` } },
+    inFlight: 0,
+    holdsWorkspace: false,
+    lastChosen,
+  });
+  assert.deepEqual(
+    rankCandidates([c("a", 3), c("b", 0), c("c", 1)]).map((x) => x.member.name),
+    ["b", "c", "a"],
+  );
+});

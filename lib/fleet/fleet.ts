@@ -10,11 +10,18 @@ import { type DnsResolver, type Member, poolMembers } from "./members.ts";
 export const POOL_PING_MS = 1_000;
 /** A member found down is pinged again (in the background) once its mark is this old. */
 export const DOWN_RECHECK_MS = 2_000;
+/**
+ * A member that answered is pinged again (in the background) once its answer is this
+ * old: the jobs other masters have there change.
+ */
+export const LOAD_RECHECK_MS = 5_000;
 
 interface MemberState {
   member: Member;
   health?: Health;
   inFlight: number;
+  /** This master's sequence number of the last choice of it. */
+  lastChosen: number;
   checking?: Promise<void>;
 }
 
@@ -28,6 +35,7 @@ export class Fleet {
   #states = new Map<string, MemberState>();
   /** Per task directory: the member that last ran it. */
   #holder = new Map<string, string>();
+  #choices = 0;
 
   constructor(inventory: Inventory, ping: Ping, resolve?: DnsResolver) {
     this.#inventory = inventory;
@@ -112,6 +120,7 @@ export class Fleet {
   begin(member: Member, workdir: string): () => void {
     const state = this.#state(member);
     state.inFlight++;
+    state.lastChosen = ++this.#choices;
     this.#holder.set(workdir, member.target.address);
     let ended = false;
     return () => {
@@ -126,7 +135,8 @@ export class Fleet {
     for (const member of members) {
       if (exclude.has(member.name)) continue;
       const state = this.#state(member);
-      if (state.health?.up === false && now - state.health.at >= DOWN_RECHECK_MS) {
+      const age = state.health ? now - state.health.at : 0;
+      if (age >= (state.health?.up ? LOAD_RECHECK_MS : DOWN_RECHECK_MS)) {
         // Looked at again without making this choice wait for it.
         void this.#check(state);
       }
@@ -135,6 +145,7 @@ export class Fleet {
         health: state.health,
         inFlight: state.inFlight,
         holdsWorkspace: this.#holder.get(workdir) === member.target.address,
+        lastChosen: state.lastChosen,
       });
     }
     return rankCandidates(candidates);
@@ -175,7 +186,7 @@ export class Fleet {
     const key = member.target.address;
     let state = this.#states.get(key);
     if (!state) {
-      state = { member, inFlight: 0 };
+      state = { member, inFlight: 0, lastChosen: 0 };
       this.#states.set(key, state);
     }
     state.member = member;

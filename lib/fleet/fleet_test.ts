@@ -147,8 +147,8 @@ Deno.test("Fleet.rank() prefers, among equals, the member that last ran the task
   assert.deepEqual(await ranked(fleet, "web", "/w"), ["b", "a", "c"]);
   const list = await fleet.rank("web", "/w", new Set());
   assert.deepEqual(list.map((c) => c.holdsWorkspace), [true, false, false]);
-  // Another directory: no one holds it.
-  assert.deepEqual(await ranked(fleet, "web", "/other"), ["a", "b", "c"]);
+  // Another directory: no one holds it; b was chosen last, so it goes after the others.
+  assert.deepEqual(await ranked(fleet, "web", "/other"), ["a", "c", "b"]);
 });
 
 Deno.test("Fleet.markDown() puts a member last with the reason the attempt gave", async () => {
