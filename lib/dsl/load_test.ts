@@ -275,6 +275,34 @@ TaskDefinitions = {
   });
 });
 
+Deno.test("loadWorkflow() meets a misspelt field whose value is a function by its name, and a function where none goes by where it is", async () => {
+  const error = await loadError({
+    "workflow.lua": `
+TaskDefinitions = {
+  g = {
+    on_sucess = function() end,
+    description = function() end,
+    tasks = {
+      { name = "a", command = "true", post_exce = function() return true end },
+      { name = "b", command = "true", timeout = function() end },
+    },
+  },
+}`,
+  });
+  const m = error.message;
+  assert.match(m, /group "g" task "a": unknown field "post_exce"\. Did you mean "post_exec"\?/);
+  assert.match(m, /group "g": unknown field "on_sucess"\./);
+  assert.match(
+    m,
+    /group "g": description is a function \(workflow\.lua:5\); it takes no function here/,
+  );
+  assert.match(
+    m,
+    /group "g" task "b": timeout is a function \(workflow\.lua:8\); it takes no function here/,
+  );
+  assert.doesNotMatch(m, /only strings, numbers, booleans and tables can be kept/);
+});
+
 Deno.test("loadWorkflow() names the unknown agent and lists the known ones", async () => {
   const error = await loadError({
     "workflow.lua": `

@@ -101,6 +101,19 @@ Deno.test("exec.run returns stdout, stderr, exit_code and success, in the task's
   assert.equal(out.sub, `${r.dir}/sub\n`);
 });
 
+Deno.test("exec.run gives output byte for byte: no newline added, CRs kept, none at the end when none was written", async () => {
+  const r = await runLua(
+    `
+    local hi = exec.run("printf hi")
+    local crlf = exec.run("printf 'a\\r\\nb\\r\\n'")
+    local err = exec.run("printf oops >&2")
+    local empty = exec.run("true")
+    return true, "", { hi = hi.stdout, n = #hi.stdout, crlf = crlf.stdout, err = err.stderr,
+      empty = empty.stdout }`,
+  );
+  assert.deepEqual(r.outputs, { hi: "hi", n: 2, crlf: "a\r\nb\r\n", err: "oops", empty: "" });
+});
+
 Deno.test("exec.run stops a command at its timeout", async () => {
   const started = Date.now();
   const r = await runLua(`local res = exec.run("sleep 20", { timeout = "200ms" })

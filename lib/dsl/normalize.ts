@@ -223,6 +223,7 @@ function normalizeGroup(
     delete fields.agents;
   }
   unknownFields(fields, GROUP_FIELDS, label, problems);
+  functionsWhereNone(fields, [], label, problems);
   const parsed = groupSchema.safeParse(fields);
   if (!parsed.success) {
     report(parsed.error, label, problems);
@@ -264,6 +265,7 @@ function normalizeGroup(
       delete taskFields.agent;
     }
     unknownFields(taskFields, TASK_FIELDS, taskLabel, problems);
+    functionsWhereNone(taskFields, FUNCTION_FIELDS, taskLabel, problems);
     const parsedTask = taskSchema.safeParse(taskFields);
     if (!parsedTask.success) {
       report(parsedTask.error, taskLabel, problems);
@@ -452,6 +454,30 @@ function unknownFields(
       delete fields[key];
       problems.push(`${label}: unknown field "${key}".${didYouMean(key, known)}`);
     }
+  }
+}
+
+/** The task fields whose value may be a Lua function. */
+const FUNCTION_FIELDS = ["command", "pre_exec", "post_exec", "run_if", "abort_if"];
+
+/**
+ * A known field given a function where it takes none: said so, with where the
+ * function is, rather than as a type the user never wrote.
+ */
+function functionsWhereNone(
+  fields: Record<string, unknown>,
+  allowed: readonly string[],
+  label: string,
+  problems: string[],
+): void {
+  for (const [key, value] of Object.entries(fields)) {
+    if (allowed.includes(key) || !isRecord(value) || typeof value.__lua_function !== "string") {
+      continue;
+    }
+    delete fields[key];
+    problems.push(
+      `${label}: ${key} is a function (${value.__lua_function}); it takes no function here`,
+    );
   }
 }
 

@@ -385,7 +385,9 @@ function __sloth_collect(one_group, one_task)
     if type(group) ~= "table" then error(gpath .. " must be a table, got " .. type(group), 0) end
     local g = { name = gname, fields = {}, tasks = {} }
     for k, v in pairs(group) do
-      if k ~= "tasks" then g.fields[k] = plain(v, gpath .. "." .. tostring(k), {}, false, problems) end
+      -- A function here is kept as a reference: a misspelt field is then met by its name
+      -- ("unknown field ... did you mean"), not by what its value is.
+      if k ~= "tasks" then g.fields[k] = plain(v, gpath .. "." .. tostring(k), {}, type(v) == "function", problems) end
     end
     local tasks = rawget(group, "tasks")
     if type(tasks) == "table" then
@@ -408,7 +410,9 @@ function __sloth_collect(one_group, one_task)
             registry[key(gname, name, k)] = v
           end
           if type(k) ~= "string" then error(tpath .. " has a " .. type(k) .. " key; field names must be strings", 0) end
-          t.fields[k] = plain(v, tpath .. "." .. k, {}, FUNCTION_FIELDS[k], problems)
+          -- Any field's function is kept as a reference (only FUNCTION_FIELDS' are called):
+          -- a misspelt hook (post_exce) is then an unknown field, said with "did you mean".
+          t.fields[k] = plain(v, tpath .. "." .. k, {}, FUNCTION_FIELDS[k] or type(v) == "function", problems)
         end
         if t.fields.name == nil and name ~= nil then t.fields.name = name end
         g.tasks[#g.tasks + 1] = t

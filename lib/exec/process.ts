@@ -95,10 +95,12 @@ export async function runShell(script: string, options: RunOptions): Promise<Pro
 
   const pumps = Promise.all(
     (["stdout", "stderr"] as const).map((stream) =>
-      pumpLines(child[stream], (line) => {
-        if (options.capture) captured[stream].add(line);
-        return options.onLine?.(stream, line);
-      })
+      pumpLines(
+        child[stream],
+        (line) => options.onLine?.(stream, line),
+        // What is kept is the bytes as they came: no newline added, CRs and all.
+        options.capture ? (chunk) => captured[stream].add(chunk) : undefined,
+      )
     ),
   );
 
@@ -199,11 +201,13 @@ function spawnFailed(error: unknown, cwd: string): ExitStatus {
 async function pumpLines(
   stream: ReadableStream<Uint8Array>,
   onLine: (line: string) => void | Promise<void>,
+  onBytes?: (chunk: Uint8Array) => void,
 ): Promise<void> {
   const decoder = new TextDecoder();
   let pending = "";
   const emit = (line: string) => onLine(line.endsWith("\r") ? line.slice(0, -1) : line);
   for await (const chunk of stream) {
+    onBytes?.(chunk);
     pending += decoder.decode(chunk, { stream: true });
     let start = 0;
     let newline: number;
@@ -228,24 +232,30 @@ async function pumpLines(
   if (pending.length > 0) await emit(pending);
 }
 
+/** A stream's bytes as they came, up to CAPTURE_LIMIT. */
 class Capture {
-  #lines: string[] = [];
+  #chunks: Uint8Array[] = [];
   #size = 0;
   #truncated = false;
 
-  add(line: string): void {
-    if (this.#size > CAPTURE_LIMIT) {
-      this.#truncated = true;
-      return;
-    }
-    this.#lines.push(line);
-    this.#size += line.length + 1;
+  add(chunk: Uint8Array): void {
+    const room = CAPTURE_LIMIT - this.#size;
+    if (chunk.length > room) this.#truncated = true;
+    if (room <= 0) return;
+    const kept = chunk.length > room ? chunk.subarray(0, room) : chunk;
+    this.#chunks.push(kept.slice());
+    this.#size += kept.length;
   }
 
   text(): string {
-    if (this.#lines.length === 0) return "";
-    const text = this.#lines.join("\n") + "\n";
-    return this.#truncated ? text + "[output truncated]\n" : text;
+    const all = new Uint8Array(this.#size);
+    let at = 0;
+    for (const chunk of this.#chunks) {
+      all.set(chunk, at);
+      at += chunk.length;
+    }
+    const text = new TextDecoder().decode(all);
+    return this.#truncated ? text + "\n[output truncated]\n" : text;
   }
 }
 
