@@ -320,6 +320,7 @@ const MODULES: Module[] = [
       log("info", "An info line."),
       log("warn", "A warning line."),
       log("error", "An error line (it does not fail the task)."),
+      log("success", "An info line (the Go sloth-runner's log.success)."),
     ],
   },
   {
@@ -469,6 +470,13 @@ const FUNCTIONS: Fn[] = [
     returns: ["any"],
   },
   {
+    name: "require",
+    doc:
+      'A built-in module ("log", "exec", "fs", "data", "net"), or a Lua file relative to this one ("lib/utils" or "lib.utils" is lib/utils.lua), run once per Lua state like import.',
+    params: [p("name", "string")],
+    returns: ["any"],
+  },
+  {
     name: "os.getenv",
     doc: "An environment variable, including the task's SLOTH_TASK, SLOTH_GROUP, SLOTH_WORKDIR.",
     params: [p("name", "string")],
@@ -558,7 +566,6 @@ const FUNCTIONS: Fn[] = [
   unavailable("io.tmpfile", "fs.tmpname()"),
   unavailable("dofile", 'import("path.lua")'),
   unavailable("loadfile", 'import("path.lua")'),
-  unavailable("require", 'import("path.lua")'),
 ];
 
 /** Global values: `name = value`, after a `---@type` unless LuaLS can tell from the value. */

@@ -397,3 +397,24 @@ Deno.test("loadWorkflow() says what is wrong with a delegate_to address whose po
     /task "a": delegate_to "127\.0\.0\.1:99999" has a port outside 1-65535/,
   );
 });
+
+Deno.test("loadWorkflow() skips a #! first line, keeping line numbers, and require gives built-in modules and files", async () => {
+  const { workflow, logs } = await load({
+    "workflow.lua": `#!/usr/bin/env sloth-runner
+local log = require("log")
+local utils = require("lib/utils")
+log.success(utils.name .. " " .. tostring(require("lib.utils") == utils) .. " " .. tostring(require("exec") == exec))
+TaskDefinitions = { g = { tasks = { { name = utils.name, command = "true" } } } }`,
+    "lib/utils.lua": `loads = (loads or 0) + 1; return { name = "from_utils" .. loads }`,
+  });
+  assert.equal(workflow.groups[0].tasks[0].name, "from_utils1");
+  assert.deepEqual(logs, ["info:from_utils1 true true"]);
+  const error = await loadError({
+    "workflow.lua":
+      `#!/usr/bin/env sloth-runner\nlocal p = require("pulumi")\nTaskDefinitions = {}`,
+  });
+  assert.match(
+    error.message,
+    /^workflow\.lua:2: require: no module "pulumi" here \(built in: log, exec, fs, data, net\) and no file pulumi\.lua; what a module of the Go sloth-runner did, exec\.run\("\.\.\."\) can do/,
+  );
+});

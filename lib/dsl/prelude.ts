@@ -150,6 +150,8 @@ log = {}
 for _, level in ipairs({ "debug", "info", "warn", "error" }) do
   log[level] = function(...) emit(level, text(...)) end
 end
+-- The Go sloth-runner's log.success: an info line.
+log.success = function(...) emit("info", text(...)) end
 function print(...) emit("print", text(...)) end
 
 -- warn("@on") and friends are Lua's controls; every other warning is a log line.
@@ -283,16 +285,13 @@ debug = { traceback = debug.traceback, getinfo = debug.getinfo }
 package.loaded.debug = debug
 dofile = unavailable("dofile", "import(\"path.lua\")")
 loadfile = unavailable("loadfile", "import(\"path.lua\")")
-require = unavailable("require", "import(\"path.lua\")")
-
 local imported, importing = {}, {}
-function import(path)
-  if type(path) ~= "string" then error(caller() .. "import: expected a file path, got " .. type(path), 0) end
+-- from: the requiring chunk's debug info; at: where errors say the call was.
+local function load_file(what, path, from, at)
   local why = too_big(path, "the path")
-  if why then error(caller() .. "import: " .. why, 0) end
-  local from = getinfo(2, "S")
-  local file = unwrap("import", H.resolve_import(from and from.source or "=?", path))
-  if importing[file.id] then error(caller() .. "import: " .. file.name .. " imports itself (import cycle)", 0) end
+  if why then error(at .. what .. ": " .. why, 0) end
+  local file = unwrap(what, H.resolve_import(from and from.source or "=?", path))
+  if importing[file.id] then error(at .. what .. ": " .. file.name .. " imports itself (import cycle)", 0) end
   if imported[file.id] ~= nil then return imported[file.id].value end
   local chunk, err = load(file.source, "@" .. file.name, "t")
   if not chunk then error(err, 0) end
@@ -302,6 +301,32 @@ function import(path)
   if not ok then error(value, 0) end
   imported[file.id] = { value = value }
   return value
+end
+
+function import(path)
+  if type(path) ~= "string" then error(caller() .. "import: expected a file path, got " .. type(path), 0) end
+  return load_file("import", path, getinfo(2, "S"), caller())
+end
+
+-- require("log") and the other built-in modules give them; require("lib/utils") (or
+-- "lib.utils") loads lib/utils.lua relative to the requiring file, once, as import does.
+local BUILTIN_MODULES = { log = true, exec = true, fs = true, data = true, net = true }
+function require(name)
+  if type(name) ~= "string" then error(caller() .. "require: expected a module name, got " .. type(name), 0) end
+  if BUILTIN_MODULES[name] then return rawget(_G, name) end
+  local path = name
+  if not (path:match("%.lua$") or path:match("%.sloth$")) then
+    if not path:find("/", 1, true) then path = path:gsub("%.", "/") end
+    path = path .. ".lua"
+  end
+  local from, at = getinfo(2, "S"), caller()
+  local ok, value = pcall(load_file, "require", path, from, at)
+  if ok then return value end
+  if type(value) == "string" and value:find("not found", 1, true) and not name:find("[/.]") then
+    error(at .. "require: no module \"" .. name .. "\" here (built in: log, exec, fs, data, net)" ..
+      " and no file " .. path .. "; what a module of the Go sloth-runner did, exec.run(\"...\") can do", 0)
+  end
+  error(value, 0)
 end
 
 -- Walking TaskDefinitions ---------------------------------------------------

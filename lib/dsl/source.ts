@@ -11,6 +11,16 @@ const MODERN_DSLS = /^([ \t]*)Modern DSLs([ \t]*=[ \t]*\{)/m;
  * `TaskDefinitions` that is not valid Lua. Exactly that header is read as
  * `TaskDefinitions = {`; line numbers stay the same.
  */
+/**
+ * A first line starting with `#!` (`#!/usr/bin/env sloth-runner` atop a .sloth file)
+ * is skipped, as standard Lua skips it; the line stays, empty, so line numbers hold.
+ */
+export function skipShebang(source: string): string {
+  if (!source.startsWith("#!")) return source;
+  const end = source.indexOf("\n");
+  return end < 0 ? "" : source.slice(end);
+}
+
 export function fixModernDsls(source: string): { source: string; line?: number } {
   const match = MODERN_DSLS.exec(source);
   if (!match) return { source };

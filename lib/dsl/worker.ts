@@ -18,6 +18,7 @@ import {
   fixModernDsls,
   parseLuaLocation,
   resolvePath,
+  skipShebang,
   sortBySource,
   sourceContext,
 } from "./source.ts";
@@ -143,7 +144,7 @@ class Sources {
     const name = displayName(path, this.cwd);
     const known = this.byName.get(name);
     if (known) return { id: path, name, source: known.text };
-    const fixed = fixModernDsls(this.#readText(path));
+    const fixed = fixModernDsls(skipShebang(this.#readText(path)));
     if (fixed.line !== undefined) {
       this.warnings.push(
         `${name}:${fixed.line}: "Modern DSLs = {" is not valid Lua; reading it as "TaskDefinitions = {"`,
