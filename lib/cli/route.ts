@@ -26,5 +26,7 @@ export function routeByTarget(
       });
     },
     beforeRetry: (task, failed, signal) => executorFor(task)?.beforeRetry?.(task, failed, signal),
+    // Outcome hooks run here, like run_if and abort_if, wherever the task ran.
+    settle: local.settle?.bind(local),
   };
 }

@@ -14,6 +14,8 @@ import {
   allTasks,
   FAN_OUT_MARK,
   findPool,
+  type Group,
+  isFailure,
   JOURNAL_DIR,
   targetText,
   type Task,
@@ -25,6 +27,7 @@ import {
   checkWorkflow,
   type Plan,
   planRun,
+  type RunOutcome,
   runPlan,
   type Selection,
   type TaskExecutor,
@@ -156,6 +159,86 @@ async function recoverWorkdirs(
   }
 }
 
+/**
+ * The `on_start` of each group in the run, in order, before its first task; the
+ * first that fails (false or an error) stops the run before anything starts.
+ */
+async function startGroups(
+  local: LocalRunner,
+  groups: Group[],
+  signal: AbortSignal,
+  log: (level: string, line: string) => void,
+): Promise<string | undefined> {
+  for (const group of groups) {
+    if (!group.onStart) continue;
+    const { error } = await local.callGroup(group, "on_start", [], signal, log);
+    if (error !== undefined) {
+      const reason = `on_start of workflow "${group.name}" failed: ${error}`;
+      log("error", reason);
+      return reason;
+    }
+  }
+  return undefined;
+}
+
+/** Every task skipped: an `on_start` failed. */
+function notStarted(plan: Plan, reason: string): RunOutcome {
+  return {
+    aborted: reason,
+    interrupted: false,
+    results: plan.tasks.map(({ task }) => ({
+      id: task.id,
+      status: "skipped" as const,
+      attempts: 0,
+      durationMs: 0,
+      where: targetText(task.target),
+      error: "not started: an on_start failed",
+      outputs: {},
+    })),
+  };
+}
+
+/**
+ * The `on_complete(success, results)` of each group in the run, after its last
+ * task; true when one of them failed (the run then fails too).
+ */
+async function completeGroups(
+  local: LocalRunner,
+  groups: Group[],
+  plan: Plan,
+  outcome: RunOutcome,
+  { signal, log }: { signal: AbortSignal; log: (level: string, line: string) => void },
+): Promise<boolean> {
+  let failed = false;
+  const byId = new Map(outcome.results.map((r) => [r.id, r]));
+  for (const group of groups) {
+    if (!group.onComplete) continue;
+    const results: Record<string, unknown> = {};
+    let success = !outcome.interrupted && !outcome.aborted;
+    for (const { task } of plan.tasks) {
+      const result = byId.get(task.id);
+      if (task.group !== group.name || !result) continue;
+      if (isFailure(result.status)) success = false;
+      results[task.name] = {
+        status: result.status,
+        success: result.status === "success",
+        error: result.error,
+        message: result.message,
+        outputs: result.outputs,
+        attempts: result.attempts,
+        duration_ms: Math.round(result.durationMs),
+        where: result.where,
+      };
+    }
+    const { error } = await local.callGroup(group, "on_complete", [success, results], signal, log);
+    if (error !== undefined) {
+      log("error", `on_complete of workflow "${group.name}" failed: ${error}`);
+      failed = true;
+    }
+  }
+  return failed;
+}
+
 export async function runCommand(io: Io, options: RunCommandOptions): Promise<number> {
   // A report that cannot be written is found now, not after the run.
   if (options.reports?.length && !options.dryRun) await checkReports(io, options.reports);
@@ -207,11 +290,17 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
       return ExitCode.ok;
     }
     // A run whose Lua all happens on agents needs no Lua worker here after loading.
-    const luaHere = plan.tasks.some(({ task }) =>
-      task.runIf?.kind === "lua" || task.abortIf?.kind === "lua" ||
-      (task.target.kind === "local" &&
-        (task.command?.kind === "lua" || task.preExec !== undefined || task.postExec !== undefined))
-    );
+    const planned = new Set(plan.tasks.map(({ task }) => task.group));
+    const groups = workflow.groups.filter((g) => planned.has(g.name));
+    const luaHere = groups.some((g) => g.onStart || g.onComplete) ||
+      plan.tasks.some(({ task }) =>
+        task.runIf?.kind === "lua" || task.abortIf?.kind === "lua" ||
+        task.onSuccess !== undefined || task.onFailure !== undefined ||
+        task.onTimeout !== undefined ||
+        (task.target.kind === "local" &&
+          (task.command?.kind === "lua" || task.preExec !== undefined ||
+            task.postExec !== undefined))
+      );
     if (luaHere) pool.warm();
     else pool.drain();
     if (text && io.terminal && !options.plain) {
@@ -257,35 +346,43 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
         for (const name of pools) fleet.members(name).catch(() => {});
       }
     }
-    const outcome = await runPlan(plan, routeByTarget(local, remote, poolRunner), {
-      maxParallel: options.maxParallel,
-      signal: interrupt.signal,
-      onTaskStart: (task, attempt) =>
-        emit({
-          type: "task_started",
-          id: task.id,
-          task: task.name,
-          group: task.group,
-          attempt,
-          where: targetText(task.target),
-        }),
-      onRetry: (task, attempt, error, pause) =>
-        emit({
-          ...logEvent(
-            task,
-            "warn",
-            `attempt ${attempt} of ${task.retries + 1} failed: ${error}; ` +
-              ("delayMs" in pause
-                ? `retrying in ${pause.delayMs}ms`
-                : `waiting for ${pause.waitingFor}, then retrying`),
-          ),
-        }),
-      onTaskFinish: (task, result) =>
-        emit({ type: "task_finished", task: task.name, group: task.group, result }),
+    const startError = await startGroups(local, groups, interrupt.signal, topLevelLog);
+    const outcome = startError !== undefined
+      ? notStarted(plan, startError)
+      : await runPlan(plan, routeByTarget(local, remote, poolRunner), {
+        maxParallel: options.maxParallel,
+        signal: interrupt.signal,
+        onTaskStart: (task, attempt) =>
+          emit({
+            type: "task_started",
+            id: task.id,
+            task: task.name,
+            group: task.group,
+            attempt,
+            where: targetText(task.target),
+          }),
+        onRetry: (task, attempt, error, pause) =>
+          emit({
+            ...logEvent(
+              task,
+              "warn",
+              `attempt ${attempt} of ${task.retries + 1} failed: ${error}; ` +
+                ("delayMs" in pause
+                  ? `retrying in ${pause.delayMs}ms`
+                  : `waiting for ${pause.waitingFor}, then retrying`),
+            ),
+          }),
+        onTaskFinish: (task, result) =>
+          emit({ type: "task_finished", task: task.name, group: task.group, result }),
+      });
+    // After Ctrl-C, on_complete still runs, for 10 s at most.
+    const completeFailed = await completeGroups(local, groups, plan, outcome, {
+      signal: interrupt.signal.aborted ? AbortSignal.timeout(10_000) : interrupt.signal,
+      log: topLevelLog,
     });
 
     const counts = countStatuses(outcome.results);
-    const failed = counts.failed + counts.timeout + counts.cancelled > 0;
+    const failed = completeFailed || counts.failed + counts.timeout + counts.cancelled > 0;
     const status = outcome.interrupted
       ? "interrupted"
       : outcome.aborted

@@ -78,6 +78,25 @@ const GROUP: Record<GroupField | "tasks", Field> = {
     type: "table<string, sloth.Agent>",
     doc: "Named agents, for `delegate_to` and `agent`.",
   },
+  version: { type: "string", doc: "A workflow's version, shown by `sloth-runner list`." },
+  config: {
+    type: "sloth.WorkflowConfig",
+    doc: "Defaults for the group's tasks: timeout, retries, workdir.",
+  },
+  on_start: {
+    type: "sloth.OnStart",
+    doc: "Runs on this machine before the run's first task; false or an error stops the run.",
+  },
+  on_complete: {
+    type: "sloth.OnComplete",
+    doc: "Runs on this machine after the run's last task, with `success` and `results`.",
+  },
+};
+
+const WORKFLOW_CONFIG: Record<string, Field> = {
+  timeout: { type: DURATION, doc: "The timeout of each task that sets none." },
+  retries: { type: "integer", doc: "The retries of each task that sets none." },
+  workdir: { type: "string", doc: "Working directory of the tasks (the group's `workdir`)." },
 };
 
 const TASK: Record<TaskField | "uses", Field> = {
@@ -150,6 +169,34 @@ const TASK: Record<TaskField | "uses", Field> = {
   uses: {
     type: "sloth.Task",
     doc: "Another task table to start from; this task's fields override it.",
+  },
+  retry_strategy: {
+    type: '"exponential"|"linear"|"fixed"',
+    doc: "Wait between attempts: 250ms doubling (default), 1s more each time, or 1s; at most 10s.",
+  },
+  on_success: {
+    type: "sloth.OnOutcome",
+    doc:
+      "Runs on this machine after the last attempt succeeded, with the outputs; false or an error fails the task.",
+  },
+  on_failure: {
+    type: "sloth.OnOutcome",
+    doc: "Runs on this machine after the last attempt failed or timed out, with the error message.",
+  },
+  on_timeout: {
+    type: "sloth.OnOutcome",
+    doc:
+      "Runs on this machine after the last attempt timed out, with the error message (before on_failure).",
+  },
+  artifacts: {
+    type: "string|string[]",
+    doc:
+      "Paths or patterns (`*`, `?`, `**`) inside the workdir the task must leave; one matching nothing fails it.",
+  },
+  user: {
+    type: "string",
+    doc:
+      "The user (name or uid) its commands must run as where it runs; anywhere else the task fails, never running as someone else.",
   },
 };
 
@@ -231,6 +278,90 @@ const DOWNLOAD: Record<string, Field> = {
   path: { type: "string", doc: "Absolute path of the file written.", required: true },
 };
 
+/** The builder DSL (prelude.ts): each method returns the builder. */
+const fnField = (params: string, doc: string, returns = "sloth.TaskBuilder"): Field => ({
+  type: `fun(self: ${returns}${params ? `, ${params}` : ""}): ${returns}`,
+  doc,
+  required: true,
+});
+const TASK_BUILDER: Record<string, Field> = {
+  description: fnField("text: string", "Shown by `sloth-runner list`."),
+  command: fnField(
+    "command: string|sloth.BuilderFunction",
+    "A shell command, or `function(this, params)` returning `ok[, message[, outputs]]` (nothing = ok).",
+  ),
+  timeout: fnField("duration: sloth.Duration", "Per attempt."),
+  retries: fnField(
+    'count: integer, strategy?: "exponential"|"linear"|"fixed"',
+    "Extra attempts after a failure, and the wait between them.",
+  ),
+  depends_on: fnField("names: string|string[]", "Tasks that run first and must succeed."),
+  next_if_fail: fnField("names: string|string[]", "Runs only if one of these failed."),
+  async: fnField("async?: boolean", "May run alongside other tasks (no argument = true)."),
+  workdir: fnField("dir: string", "Working directory, relative to the workflow file."),
+  run_if: fnField(
+    "condition: string|sloth.BuilderCondition",
+    "A shell command (exit 0 = true) or `function(this, params)`; false skips the task.",
+  ),
+  abort_if: fnField(
+    "condition: string|sloth.BuilderCondition",
+    "A shell command (exit 0 = true) or `function(this, params)`; true stops the run.",
+  ),
+  pre_hook: fnField(
+    "hook: sloth.BuilderFunction",
+    "Runs before the command where the task runs; false fails the task (the table form's pre_exec).",
+  ),
+  post_hook: fnField(
+    "hook: sloth.BuilderAfter",
+    "Runs after a successful command where the task runs, with its outputs (the table form's post_exec).",
+  ),
+  on_success: fnField("hook: sloth.BuilderAfter", "See the task field on_success."),
+  on_failure: fnField("hook: sloth.BuilderAfter", "See the task field on_failure."),
+  on_fail: fnField("hook: sloth.BuilderAfter", "Another name of :on_failure."),
+  on_timeout: fnField("hook: sloth.BuilderAfter", "See the task field on_timeout."),
+  delegate_to: fnField(
+    "target: string|sloth.Agent|sloth.Pool|sloth.FanOut|fun(): (string|table)",
+    "Where the task runs; a function is called once, as the file loads.",
+  ),
+  agent: fnField("name: string", "Run on the agent of this name."),
+  params: fnField("params: table<string, any>", "Added to the task's params."),
+  artifacts: fnField("paths: string|string[]", "See the task field artifacts."),
+  user: fnField("user: string", "See the task field user."),
+  sync_back: fnField(
+    'mode: "on_success"|"always"|"never"',
+    "On an agent: when changed files come back.",
+  ),
+  build: {
+    type: "fun(self: sloth.TaskBuilder): sloth.Task",
+    doc: "The task, for workflow.define or TaskDefinitions (a builder given there is built).",
+    required: true,
+  },
+};
+const wfField = (params: string, doc: string) => fnField(params, doc, "sloth.WorkflowBuilder");
+const WORKFLOW_BUILDER: Record<string, Field> = {
+  description: wfField("text: string", "Shown by `sloth-runner list`."),
+  version: wfField("version: string", "Shown by `sloth-runner list`."),
+  tasks: wfField("tasks: (sloth.Task|sloth.TaskBuilder)[]", "The workflow's tasks."),
+  config: wfField("config: sloth.WorkflowConfig", "Defaults for the tasks."),
+  on_start: wfField("hook: sloth.OnStart", "See the group field on_start."),
+  on_complete: wfField("hook: sloth.OnComplete", "See the group field on_complete."),
+  delegate_to: wfField(
+    "target: string|sloth.Agent|sloth.Pool|sloth.FanOut",
+    "Where the tasks run.",
+  ),
+  workdir: wfField("dir: string", "Working directory of the tasks."),
+  agents: wfField("agents: table<string, sloth.Agent>", "Named agents."),
+};
+const THIS: Record<string, Field> = {
+  name: { type: "string", doc: "The task's name.", required: true },
+  workflow: { type: "string", doc: "The workflow (group) it belongs to.", required: true },
+  group: { type: "string", doc: "Same as `workflow`.", required: true },
+  workdir: { type: "string", doc: "Its working directory (absolute).", required: true },
+  params: { type: "sloth.Params", doc: "The same table as `params`.", required: true },
+  inputs: { type: "sloth.Inputs", doc: "Its dependencies' outputs, by task name.", required: true },
+  deps: { type: "sloth.Inputs", doc: "Same as `inputs`.", required: true },
+};
+
 const CLASSES: Class[] = [
   {
     name: "sloth.TaskDefinitions",
@@ -254,6 +385,40 @@ const CLASSES: Class[] = [
     fields: HTTP_RESPONSE,
   },
   { name: "sloth.Download", doc: "What `net.download` returns.", fields: DOWNLOAD },
+  {
+    name: "sloth.WorkflowConfig",
+    doc: "A workflow's `config`: defaults for its tasks.",
+    fields: WORKFLOW_CONFIG,
+  },
+  { name: "sloth.TaskBuilder", doc: 'What `task("name")` returns.', fields: TASK_BUILDER },
+  {
+    name: "sloth.WorkflowBuilder",
+    doc: "What `workflow.define` returns.",
+    fields: WORKFLOW_BUILDER,
+  },
+  {
+    name: "sloth.This",
+    doc: "What a builder task's functions get first: the task.",
+    fields: THIS,
+  },
+  {
+    name: "sloth.WorkflowSpec",
+    doc: "The table form of `workflow.define(name, { ... })`.",
+    fields: {
+      description: { type: "string", doc: "Shown by `sloth-runner list`." },
+      version: { type: "string", doc: "Shown by `sloth-runner list`." },
+      tasks: { type: "(sloth.Task|sloth.TaskBuilder)[]", doc: "The workflow's tasks." },
+      config: { type: "sloth.WorkflowConfig", doc: "Defaults for the tasks." },
+      on_start: { type: "sloth.OnStart", doc: "See the group field on_start." },
+      on_complete: { type: "sloth.OnComplete", doc: "See the group field on_complete." },
+      delegate_to: {
+        type: "string|sloth.Agent|sloth.Pool|sloth.FanOut",
+        doc: "Where the tasks run.",
+      },
+      workdir: { type: "string", doc: "Working directory of the tasks." },
+      agents: { type: "table<string, sloth.Agent>", doc: "Named agents." },
+    },
+  },
 ];
 
 // How lib/runner/local.ts calls a task's functions, and what prelude.ts's
@@ -294,6 +459,39 @@ const ALIASES: { name: string; doc: string; type: string }[] = [
     doc: "run_if / abort_if as a function: must return a boolean.",
     type: "fun(params: sloth.Params, inputs: sloth.Inputs): boolean",
   },
+  {
+    name: "sloth.OnOutcome",
+    doc:
+      "on_success (with the outputs), on_failure and on_timeout (with the error); nothing or true = ok.",
+    type: "fun(params: sloth.Params, value: any, inputs: sloth.Inputs): boolean?, string?",
+  },
+  {
+    name: "sloth.OnStart",
+    doc: "A workflow's on_start: false (with a message) or an error stops the run.",
+    type: "fun(): boolean?, string?",
+  },
+  {
+    name: "sloth.OnComplete",
+    doc:
+      "A workflow's on_complete: `results[task]` has status, success, error, message, outputs, attempts, duration_ms, where.",
+    type: "fun(success: boolean, results: table<string, table>): boolean?, string?",
+  },
+  {
+    name: "sloth.BuilderFunction",
+    doc:
+      "A builder task's command or pre_hook: nothing or true = ok; false or nil, message = failed.",
+    type: "fun(this: sloth.This, params: sloth.Params): boolean?, string?, sloth.Outputs?",
+  },
+  {
+    name: "sloth.BuilderCondition",
+    doc: "A builder task's run_if / abort_if: must return a boolean.",
+    type: "fun(this: sloth.This, params: sloth.Params): boolean",
+  },
+  {
+    name: "sloth.BuilderAfter",
+    doc: "A builder task's post_hook and on_success (outputs), on_failure and on_timeout (error).",
+    type: "fun(this: sloth.This, params: sloth.Params, value: any): boolean?, string?",
+  },
 ];
 
 const p = (name: string, type: string, optional = false): Param => ({ name, type, optional });
@@ -312,6 +510,17 @@ const log = (level: string, doc: string): Fn => ({
 
 // prelude.ts builds these from the host functions of host.ts.
 const MODULES: Module[] = [
+  {
+    name: "workflow",
+    doc: "Workflows of the builder DSL: each is a group, like one of TaskDefinitions.",
+    functions: [{
+      name: "workflow.define",
+      doc:
+        "Defines a workflow (a group): add to it with the builder's methods, or give the table form. Names must be unique, also against TaskDefinitions.",
+      params: [p("name", "string"), p("spec", "sloth.WorkflowSpec", true)],
+      returns: ["sloth.WorkflowBuilder"],
+    }],
+  },
   {
     name: "log",
     doc: "Log lines for the task; the arguments are joined with spaces.",
@@ -462,6 +671,12 @@ const FUNCTIONS: Fn[] = [
     doc: "A line on the task's stdout; the arguments are joined with spaces.",
     params: [anything],
     returns: [],
+  },
+  {
+    name: "task",
+    doc: 'A task builder (the Go sloth-runner\'s DSL): task("name"):command("make"):build().',
+    params: [p("name", "string")],
+    returns: ["sloth.TaskBuilder"],
   },
   {
     name: "import",

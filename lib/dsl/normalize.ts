@@ -55,8 +55,23 @@ export const TASK_FIELDS = [
   "delegate_to",
   "agent",
   "sync_back",
+  "retry_strategy",
+  "on_success",
+  "on_failure",
+  "on_timeout",
+  "artifacts",
+  "user",
 ] as const;
-export const GROUP_FIELDS = ["description", "workdir", "delegate_to", "agents"] as const;
+export const GROUP_FIELDS = [
+  "description",
+  "workdir",
+  "delegate_to",
+  "agents",
+  "version",
+  "config",
+  "on_start",
+  "on_complete",
+] as const;
 
 /** Lua's empty table arrives as `{}`; where a list is expected it means an empty list. */
 const emptyAsList = (value: unknown) =>
@@ -109,6 +124,16 @@ const plainTable = z.preprocess(
   z.record(z.string(), z.unknown(), { error: "must be a table of name = value" }),
 );
 
+const artifactPath = z.string().min(1, "must not be empty").refine(
+  (p) => !p.startsWith("/") && !p.split("/").includes(".."),
+  {
+    error: (issue) =>
+      `${
+        JSON.stringify(issue.input)
+      } must be a path inside the task's workdir (no leading / or ..)`,
+  },
+);
+
 const taskSchema = z.object({
   name: z.string({ error: "is missing (every task needs a name)" }).min(1, "must not be empty")
     .regex(/^[^\s,]+$/, "must not contain spaces or commas")
@@ -145,10 +170,40 @@ const taskSchema = z.object({
   sync_back: z.enum(["on_success", "always", "never"], {
     error: 'must be "on_success", "always" or "never"',
   }).optional(),
+  retry_strategy: z.enum(["exponential", "linear", "fixed"], {
+    error: 'must be "exponential", "linear" or "fixed"',
+  }).optional(),
+  on_success: fnRef.optional(),
+  on_failure: fnRef.optional(),
+  on_timeout: fnRef.optional(),
+  artifacts: z.union([artifactPath, z.preprocess(emptyAsList, z.array(artifactPath))], {
+    error: "must be a path (or pattern such as dist/*.tar.gz) or a list of them",
+  }).optional(),
+  user: z.string({ error: "must be a user name or uid" }).min(1, "must not be empty").optional(),
 });
+
+/** A workflow's `config` (workflow.define): what it may set for all of its tasks. */
+const workflowConfig = z.object({
+  timeout: z.union([z.string(), z.number()]).refine((v) => parseDuration(v) !== undefined, {
+    error: (issue) =>
+      `${
+        JSON.stringify(issue.input)
+      } is not a duration (use "500ms", "30s", "2m" or a number of seconds)`,
+  }).optional(),
+  retries: z.number({ error: "must be a whole number of extra attempts, 0 to 100" }).int()
+    .min(0).max(100).optional(),
+  workdir: z.string().min(1).optional(),
+}, { error: "must be a table { timeout = ..., retries = ..., workdir = ... }" }).strict();
 
 const groupSchema = z.object({
   description: z.string().optional(),
+  version: z.union([z.string(), z.number()], { error: "must be a version string" }).optional(),
+  config: z.preprocess(
+    (v) => Array.isArray(v) && v.length === 0 ? {} : v,
+    workflowConfig,
+  ).optional(),
+  on_start: fnRef.optional(),
+  on_complete: fnRef.optional(),
   workdir: z.string().min(1).optional(),
   delegate_to: delegateTo.optional(),
   agents: z.preprocess(
@@ -177,9 +232,14 @@ export function normalizeWorkflow(description: unknown, options: NormalizeOption
     problems?: unknown;
   };
   if (desc.missing) {
-    throw new SlothError("workflow_invalid", `${fileName} does not define TaskDefinitions`, {
-      hint: "Define a global table: TaskDefinitions = { my_group = { tasks = { ... } } }",
-    });
+    throw new SlothError(
+      "workflow_invalid",
+      `${fileName} does not define TaskDefinitions or any workflow.define(...)`,
+      {
+        hint: "Define a global table: TaskDefinitions = { my_group = { tasks = { ... } } }, " +
+          'or workflow.define("my_group", { tasks = { ... } })',
+      },
+    );
   }
   if (desc.invalid) {
     throw new SlothError(
@@ -223,7 +283,7 @@ function normalizeGroup(
     delete fields.agents;
   }
   unknownFields(fields, GROUP_FIELDS, label, problems);
-  functionsWhereNone(fields, [], label, problems);
+  functionsWhereNone(fields, ["on_start", "on_complete"], label, problems);
   const parsed = groupSchema.safeParse(fields);
   if (!parsed.success) {
     report(parsed.error, label, problems);
@@ -246,7 +306,12 @@ function normalizeGroup(
       compress: def.compress,
     };
   }
-  const groupWorkdir = g.workdir ? resolvePath(baseDir, g.workdir) : options.cwd;
+  const config = g.config ?? {};
+  if (g.workdir !== undefined && config.workdir !== undefined) {
+    problems.push(`${label}: set workdir or config.workdir, not both`);
+  }
+  const workdirGiven = g.workdir ?? config.workdir;
+  const groupWorkdir = workdirGiven ? resolvePath(baseDir, workdirGiven) : options.cwd;
   const known = { agents, options };
   // Checked once, here: its problems are the group's, not each of its tasks'.
   const groupTarget = g.delegate_to === undefined
@@ -277,7 +342,8 @@ function normalizeGroup(
       continue;
     }
     seen.add(t.name);
-    const timeoutMs = t.timeout === undefined ? undefined : parseDuration(t.timeout);
+    const timeout = t.timeout ?? config.timeout;
+    const timeoutMs = timeout === undefined ? undefined : parseDuration(timeout);
     const target = t.delegate_to === undefined && t.agent === undefined
       ? groupTarget
       : resolveTarget(
@@ -303,7 +369,7 @@ function normalizeGroup(
       command: t.command === undefined ? undefined : command(t.command),
       dependsOn: list(t.depends_on),
       nextIfFail: list(t.next_if_fail),
-      retries: t.retries ?? 0,
+      retries: t.retries ?? config.retries ?? 0,
       timeoutMs,
       async: t.async ?? false,
       preExec: t.pre_exec && lua(t.pre_exec),
@@ -314,10 +380,25 @@ function normalizeGroup(
       params: t.params ?? {},
       target: target ?? { kind: "local" },
       syncBack: target?.kind === "each" ? "never" : t.sync_back ?? "on_success",
+      // Set only when given: most tasks have none of these.
+      ...(t.retry_strategy && { retryStrategy: t.retry_strategy }),
+      ...(t.on_success && { onSuccess: lua(t.on_success) }),
+      ...(t.on_failure && { onFailure: lua(t.on_failure) }),
+      ...(t.on_timeout && { onTimeout: lua(t.on_timeout) }),
+      ...(t.artifacts !== undefined && { artifacts: list(t.artifacts) }),
+      ...(t.user !== undefined && { user: t.user }),
     });
   }
   if (problems.length > before) return undefined;
-  return { name: raw.name, description: g.description ?? "", tasks, agents };
+  return {
+    name: raw.name,
+    description: g.description ?? "",
+    ...(g.version !== undefined && { version: String(g.version) }),
+    tasks,
+    agents,
+    ...(g.on_start && { onStart: lua(g.on_start) }),
+    ...(g.on_complete && { onComplete: lua(g.on_complete) }),
+  };
 }
 
 function resolveTarget(
@@ -458,7 +539,16 @@ function unknownFields(
 }
 
 /** The task fields whose value may be a Lua function. */
-const FUNCTION_FIELDS = ["command", "pre_exec", "post_exec", "run_if", "abort_if"];
+const FUNCTION_FIELDS = [
+  "command",
+  "pre_exec",
+  "post_exec",
+  "run_if",
+  "abort_if",
+  "on_success",
+  "on_failure",
+  "on_timeout",
+];
 
 /**
  * A known field given a function where it takes none: said so, with where the

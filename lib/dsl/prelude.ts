@@ -329,13 +329,326 @@ function require(name)
   error(value, 0)
 end
 
+-- The builder DSL of the Go sloth-runner -------------------------------------
+-- task("x"):command(...):build() gives a task table like the ones TaskDefinitions
+-- holds; workflow.define("name", ...) adds a group. A builder's functions are
+-- called as function(this, params): each is wrapped here, and the wrapper keeps
+-- the user's function so errors and listings still say where it is.
+
+local origin = setmetatable({}, { __mode = "k" })
+local task_state = setmetatable({}, { __mode = "k" })
+local workflow_state = setmetatable({}, { __mode = "k" })
+
+-- The Go tool's notion of a task, for function(this, params).
+local function this_of(params, inputs)
+  params = type(params) == "table" and params or {}
+  inputs = type(inputs) == "table" and inputs or {}
+  return {
+    name = params.task_name,
+    workflow = params.group_name,
+    group = params.group_name,
+    workdir = params.workdir,
+    params = params,
+    inputs = inputs,
+    deps = inputs,
+  }
+end
+
+-- A builder function that returns nothing succeeded; nil, "why" failed.
+local function settled(ok, message, ...)
+  if ok == nil then
+    if message ~= nil then return false, message, ... end
+    return true, nil, ...
+  end
+  return ok, message, ...
+end
+
+-- shape: how the host calls the field (see __sloth_call and the runner).
+local WRAP = {
+  command = function(fn) return function(params, inputs) return settled(fn(this_of(params, inputs), params)) end end,
+  pre = function(fn) return function(params, inputs) return settled(fn(this_of(params, inputs), params)) end end,
+  condition = function(fn) return function(params, inputs) return fn(this_of(params, inputs), params) end end,
+  -- post_exec, on_success: outputs; on_failure, on_timeout: the error; then the inputs.
+  after = function(fn) return function(params, value, inputs) return settled(fn(this_of(params, inputs), params, value)) end end,
+}
+local function wrap(fn, shape)
+  local wrapped = WRAP[shape](fn)
+  origin[wrapped] = fn
+  return wrapped
+end
+
+local TASK_METHODS, TASK_METHOD_NAMES = {}, {}
+local function method_names(methods)
+  local names = {}
+  for name in pairs(methods) do names[#names + 1] = ":" .. name end
+  table.sort(names)
+  return table.concat(names, " ")
+end
+
+-- The nearest name of names to name, for "did you mean" (at most 2 edits, or a prefix).
+local function nearest(name, names)
+  local best, best_cost = nil, 3
+  for _, candidate in ipairs(names) do
+    local a, b = name:lower(), candidate:lower()
+    local prev = {}
+    for j = 0, #b do prev[j] = j end
+    for i = 1, #a do
+      local cur = { [0] = i }
+      for j = 1, #b do
+        local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
+        cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+      end
+      prev = cur
+    end
+    if prev[#b] < best_cost then best, best_cost = candidate, prev[#b] end
+  end
+  return best
+end
+
+local function no_method(kind, label, methods, names)
+  return function(_, key)
+    local hint = type(key) == "string" and nearest(key, names) or nil
+    error(caller() .. label .. " has no method :" .. tostring(key) ..
+      (hint and (" (did you mean :" .. hint .. "?)") or "") ..
+      "; a " .. kind .. " builder has " .. method_names(methods), 0)
+  end
+end
+
+local task_meta = { __name = "task builder" }
+task_meta.__index = function(self, key)
+  local m = TASK_METHODS[key]
+  if m then return m end
+  local state = task_state[self]
+  return no_method("task", "task(\"" .. tostring(state and state.fields.name) .. "\")",
+    TASK_METHODS, TASK_METHOD_NAMES)(self, key)
+end
+task_meta.__tostring = function(self) return "task builder \"" .. tostring(task_state[self].fields.name) .. "\"" end
+
+local function builder_of(self, method)
+  local state = task_state[self]
+  if state == nil then
+    error(caller() .. method .. ": call it with a colon on a task builder: task(\"name\"):" .. method .. "(...)", 0)
+  end
+  return state
+end
+
+local function label_of(state, method) return caller() .. "task(\"" .. state.fields.name .. "\"):" .. method .. ": " end
+
+-- Fields set as given: checked with every other field when the workflow loads.
+local function setter(field, method)
+  return function(self, value)
+    builder_of(self, method).fields[field] = value
+    return self
+  end
+end
+local function function_setter(field, method, shape)
+  return function(self, fn)
+    local state = builder_of(self, method)
+    if type(fn) ~= "function" then error(label_of(state, method) .. "expected a function, got " .. type(fn), 0) end
+    state.fields[field] = wrap(fn, shape)
+    return self
+  end
+end
+local function shell_or_function(field, method, shape)
+  return function(self, value)
+    local state = builder_of(self, method)
+    if type(value) == "function" then value = wrap(value, shape)
+    elseif type(value) ~= "string" then
+      error(label_of(state, method) .. "expected a shell command string or a function, got " .. type(value), 0)
+    end
+    state.fields[field] = value
+    return self
+  end
+end
+local function names_setter(field, method)
+  return function(self, first, ...)
+    local state = builder_of(self, method)
+    state.fields[field] = select("#", ...) > 0 and { first, ... } or first
+    return self
+  end
+end
+
+TASK_METHODS.description = setter("description", "description")
+TASK_METHODS.command = shell_or_function("command", "command", "command")
+TASK_METHODS.timeout = setter("timeout", "timeout")
+TASK_METHODS.retries = function(self, count, strategy)
+  local state = builder_of(self, "retries")
+  state.fields.retries = count
+  state.fields.retry_strategy = strategy
+  return self
+end
+TASK_METHODS.depends_on = names_setter("depends_on", "depends_on")
+TASK_METHODS.next_if_fail = names_setter("next_if_fail", "next_if_fail")
+TASK_METHODS.async = function(self, value)
+  builder_of(self, "async").fields.async = value == nil or value
+  return self
+end
+TASK_METHODS.workdir = setter("workdir", "workdir")
+TASK_METHODS.run_if = shell_or_function("run_if", "run_if", "condition")
+TASK_METHODS.abort_if = shell_or_function("abort_if", "abort_if", "condition")
+TASK_METHODS.pre_hook = function_setter("pre_exec", "pre_hook", "pre")
+TASK_METHODS.post_hook = function_setter("post_exec", "post_hook", "after")
+TASK_METHODS.on_success = function_setter("on_success", "on_success", "after")
+TASK_METHODS.on_failure = function_setter("on_failure", "on_failure", "after")
+TASK_METHODS.on_fail = function_setter("on_failure", "on_fail", "after")
+TASK_METHODS.on_timeout = function_setter("on_timeout", "on_timeout", "after")
+TASK_METHODS.delegate_to = function(self, target)
+  local state = builder_of(self, "delegate_to")
+  if type(target) == "function" then target = target() end
+  state.fields.delegate_to = target
+  return self
+end
+TASK_METHODS.agent = setter("agent", "agent")
+TASK_METHODS.params = function(self, params)
+  local state = builder_of(self, "params")
+  if type(params) ~= "table" then error(label_of(state, "params") .. "expected a table of name = value, got " .. type(params), 0) end
+  local merged_params = state.fields.params or {}
+  for k, v in pairs(params) do merged_params[k] = v end
+  state.fields.params = merged_params
+  return self
+end
+TASK_METHODS.artifacts = names_setter("artifacts", "artifacts")
+TASK_METHODS.user = setter("user", "user")
+TASK_METHODS.sync_back = setter("sync_back", "sync_back")
+TASK_METHODS.build = function(self)
+  local state = builder_of(self, "build")
+  local built = {}
+  for k, v in pairs(state.fields) do built[k] = v end
+  return built
+end
+for name in pairs(TASK_METHODS) do TASK_METHOD_NAMES[#TASK_METHOD_NAMES + 1] = name end
+table.sort(TASK_METHOD_NAMES)
+
+function task(name)
+  if type(name) ~= "string" or name == "" then
+    error(caller() .. "task: expected the task's name, got " .. (type(name) == "string" and "\"\"" or type(name)), 0)
+  end
+  local self = setmetatable({}, task_meta)
+  task_state[self] = { fields = { name = name } }
+  return self
+end
+
+-- A task given to a workflow or TaskDefinitions without :build() is built there.
+local function task_fields(value)
+  local state = task_state[value]
+  if state == nil then return value end
+  local built = {}
+  for k, v in pairs(state.fields) do built[k] = v end
+  return built
+end
+
+-- workflow.define ------------------------------------------------------------
+
+local defined, defined_order = {}, {}
+local WORKFLOW_METHODS, WORKFLOW_METHOD_NAMES = {}, {}
+-- Group fields whose value is a function run on this machine, with the group's name as key.
+local GROUP_FUNCTIONS = { on_start = true, on_complete = true }
+
+local workflow_meta = { __name = "workflow builder" }
+workflow_meta.__index = function(self, key)
+  local m = WORKFLOW_METHODS[key]
+  if m then return m end
+  local state = workflow_state[self]
+  return no_method("workflow", "workflow \"" .. tostring(state and state.name) .. "\"",
+    WORKFLOW_METHODS, WORKFLOW_METHOD_NAMES)(self, key)
+end
+
+local function workflow_of(self, method)
+  local state = workflow_state[self]
+  if state == nil then
+    error(caller() .. method .. ": call it with a colon on a workflow: workflow.define(\"name\"):" .. method .. "(...)", 0)
+  end
+  return state
+end
+
+local function set_tasks(state, tasks, at)
+  if type(tasks) ~= "table" then
+    error(at .. "workflow \"" .. state.name .. "\": tasks must be a list of tasks, got " .. type(tasks), 0)
+  end
+  state.tasks = tasks
+end
+
+local function workflow_setter(field)
+  return function(self, value)
+    local state = workflow_of(self, field)
+    if GROUP_FUNCTIONS[field] and type(value) ~= "function" then
+      error(caller() .. "workflow \"" .. state.name .. "\":" .. field .. ": expected a function, got " .. type(value), 0)
+    end
+    state.fields[field] = value
+    return self
+  end
+end
+for _, field in ipairs({ "description", "version", "config", "on_start", "on_complete", "delegate_to",
+                         "workdir", "agents" }) do
+  WORKFLOW_METHODS[field] = workflow_setter(field)
+end
+WORKFLOW_METHODS.tasks = function(self, tasks)
+  local state = workflow_of(self, "tasks")
+  set_tasks(state, tasks, caller())
+  return self
+end
+for name in pairs(WORKFLOW_METHODS) do WORKFLOW_METHOD_NAMES[#WORKFLOW_METHOD_NAMES + 1] = name end
+table.sort(WORKFLOW_METHOD_NAMES)
+
+workflow = {}
+function workflow.define(name, spec)
+  local at = caller()
+  if type(name) ~= "string" or name == "" then
+    error(at .. "workflow.define: expected the workflow's name, got " .. (type(name) == "string" and "\"\"" or type(name)), 0)
+  end
+  if defined[name] then
+    error(at .. "workflow.define: a workflow \"" .. name .. "\" is already defined (" .. defined[name].at .. ")", 0)
+  end
+  if spec ~= nil and type(spec) ~= "table" then
+    error(at .. "workflow.define: expected a table { description = ..., tasks = { ... } }, got " .. type(spec), 0)
+  end
+  local state = { name = name, fields = {}, at = at:gsub(": $", "") }
+  defined[name] = state
+  defined_order[#defined_order + 1] = name
+  for k, v in pairs(spec or {}) do
+    if k == "tasks" then set_tasks(state, v, at) else state.fields[k] = v end
+  end
+  local self = setmetatable({}, workflow_meta)
+  workflow_state[self] = state
+  return self
+end
+
+-- TaskDefinitions and the workflows defined, as one table of groups; then the
+-- names in order (TaskDefinitions' as pairs gives them, then the workflows' as defined).
+local function all_groups()
+  local defs = rawget(_G, "TaskDefinitions")
+  if defs ~= nil and type(defs) ~= "table" then return nil, type(defs) end
+  local all, order = {}, {}
+  for k, v in pairs(defs or {}) do
+    all[k] = v
+    order[#order + 1] = k
+  end
+  if #defined_order == 0 then return defs, order end
+  for _, name in ipairs(defined_order) do
+    local state = defined[name]
+    if all[name] ~= nil then
+      error("workflow \"" .. name .. "\" is defined twice: by workflow.define (" .. state.at ..
+        ") and in TaskDefinitions; rename one of them", 0)
+    end
+    local group = {}
+    for k, v in pairs(state.fields) do group[k] = v end
+    group.tasks = state.tasks or {}
+    all[name] = group
+    order[#order + 1] = name
+  end
+  return all, order
+end
+
 -- Walking TaskDefinitions ---------------------------------------------------
 
-local FUNCTION_FIELDS = { command = true, pre_exec = true, post_exec = true, run_if = true, abort_if = true }
+local FUNCTION_FIELDS = {
+  command = true, pre_exec = true, post_exec = true, run_if = true, abort_if = true,
+  on_success = true, on_failure = true, on_timeout = true,
+}
 local registry = {}
 
 local function where(fn)
-  local info = getinfo(fn, "S")
+  local info = getinfo(origin[fn] or fn, "S")
   local source = info.source or "?"
   if source:sub(1, 1) == "@" then source = source:sub(2) end
   return source .. ":" .. tostring(info.linedefined or 0)
@@ -397,13 +710,14 @@ local function is_index(k, n) return math.type(k) == "integer" and k >= 1 and k 
 -- one_group, one_task: describe (and register) that task only, when its group exists (an
 -- agent's job: the master checked the rest; describing 40 tasks cost it ~2 ms)
 function __sloth_collect(one_group, one_task)
-  local defs = rawget(_G, "TaskDefinitions")
+  local defs, order = all_groups()
+  if type(order) == "string" then return { invalid = order } end
   if defs == nil then return { missing = true } end
-  if type(defs) ~= "table" then return { invalid = type(defs) } end
   if one_group ~= nil and type(rawget(defs, one_group)) ~= "table" then one_group, one_task = nil, nil end
   registry = {}
   local groups, problems = {}, {}
-  for gname, group in pairs(defs) do
+  for _, gname in ipairs(order) do
+    local group = defs[gname]
     if one_group ~= nil and gname ~= one_group then goto next_group end
     if type(gname) ~= "string" then error("TaskDefinitions has a " .. type(gname) .. " key; group names must be strings", 0) end
     local gpath = "TaskDefinitions." .. gname
@@ -413,6 +727,7 @@ function __sloth_collect(one_group, one_task)
       -- A function here is kept as a reference: a misspelt field is then met by its name
       -- ("unknown field ... did you mean"), not by what its value is.
       if k ~= "tasks" then g.fields[k] = plain(v, gpath .. "." .. tostring(k), {}, type(v) == "function", problems) end
+      if GROUP_FUNCTIONS[k] and type(v) == "function" then registry[key(gname, "", k)] = v end
     end
     local tasks = rawget(group, "tasks")
     if type(tasks) == "table" then
@@ -425,7 +740,7 @@ function __sloth_collect(one_group, one_task)
       for _, entry in ipairs(entries) do
         local tpath = gpath .. ".tasks[" .. (entry.index or string.format("%q", tostring(entry.key))) .. "]"
         if type(entry.task) ~= "table" then error(tpath .. " must be a table, got " .. type(entry.task), 0) end
-        local fields = merged(entry.task, tpath)
+        local fields = merged(task_fields(entry.task), tpath)
         local name = fields.name
         if name == nil and type(entry.key) == "string" then name = entry.key end
         if one_task ~= nil and name ~= one_task then goto next_task end
@@ -468,13 +783,18 @@ end
 -- and copying every task of a large workflow for each task costs more than the task.
 local function register_only(gname, tname)
   registry = {}
-  local group = (rawget(_G, "TaskDefinitions") or {})[gname]
+  local group = (all_groups() or {})[gname]
+  if type(group) == "table" then
+    for k, v in pairs(group) do
+      if GROUP_FUNCTIONS[k] and type(v) == "function" then registry[key(gname, "", k)] = v end
+    end
+  end
   local tasks = type(group) == "table" and rawget(group, "tasks") or nil
   if type(tasks) ~= "table" then return {} end
   local n = #tasks
   for k, t in pairs(tasks) do
     if type(t) == "table" then
-      local fields = merged(t, "task")
+      local fields = merged(task_fields(t), "task")
       local name = fields.name
       if name == nil and not is_index(k, n) and type(k) == "string" then name = k end
       if name == tname then
@@ -520,7 +840,9 @@ local function strip(err)
   return shorten((err:gsub("^Error: ", "")))
 end
 
--- kind: "command" -> ok, message, outputs; "hook" -> ok, message; "condition" -> boolean
+-- kind: "command" -> ok, message, outputs; "hook" -> ok, message; "condition" -> boolean;
+-- "outcome" (on_success, on_failure, on_timeout, a workflow's on_start and on_complete)
+-- -> ok, message, where returning nothing is ok
 function __sloth_call(kind, group, task, field, ...)
   local fn = registry[key(group, task, field)]
   if fn == nil then return { error = "no function " .. field .. " on task " .. task } end
@@ -532,6 +854,7 @@ function __sloth_call(kind, group, task, field, ...)
     return { error = e }
   end
   local first, message, outputs = results[2], results[3], results[4]
+  if kind == "outcome" and first == nil then first = message == nil end
   local label = field == "command" and "the task function" or field
   if kind == "condition" then
     if type(first) ~= "boolean" then

@@ -5,7 +5,7 @@ import type { ExecReply, ExecRequest } from "./host.ts";
 /** Set in the environment of a process started as a Lua worker (the entry points check it). */
 export const LUA_WORKER_ENV = "SLOTH_LUA_WORKER";
 
-export type CallKind = "command" | "hook" | "condition";
+export type CallKind = "command" | "hook" | "condition" | "outcome";
 
 export interface OpenRequest {
   op: "open";

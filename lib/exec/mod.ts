@@ -4,6 +4,7 @@ export { bwrapSandbox, probeBwrap, userSandbox } from "./sandbox.ts";
 export type { Sandbox, SandboxOptions } from "./sandbox.ts";
 export {
   chooseTaskUser,
+  commandUser,
   DEFAULT_TASK_USER,
   handOver,
   handOverJob,

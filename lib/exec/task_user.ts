@@ -69,6 +69,17 @@ export function taskUser(): TaskUser | undefined {
   return current;
 }
 
+/**
+ * Who the commands this process starts run as: the switched-to user, else this
+ * process's own (its name, or `uid N` without an entry).
+ */
+export async function commandUser(): Promise<{ name: string; uid: number | null }> {
+  if (current) return { name: current.name, uid: current.uid };
+  const uid = Deno.uid();
+  if (uid === null) return { name: "this user", uid: null };
+  return { name: (await lookupUser(String(uid)))?.name ?? `uid ${uid}`, uid };
+}
+
 /** `setpriv` and its arguments, to put before a command: nothing when no switch is made. */
 export function switchUserArgv(user: TaskUser | undefined = current): string[] {
   if (!user) return [];

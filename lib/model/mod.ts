@@ -116,15 +116,35 @@ export interface Task {
   syncBack: SyncBack;
   /** Set on the per-host tasks a fan-out (`delegate_to = { each = POOL }`) became. */
   fanOut?: FanOut;
+  /** How long to wait between attempts; exponential when absent. */
+  retryStrategy?: RetryStrategy;
+  /** Run on this machine after the task's last attempt: it succeeded. */
+  onSuccess?: LuaRef;
+  /** Run on this machine after the task's last attempt: it failed (timed out too). */
+  onFailure?: LuaRef;
+  /** Run on this machine after the task's last attempt: it timed out. */
+  onTimeout?: LuaRef;
+  /** Paths or patterns (relative to the workdir) the task must leave behind when it succeeds. */
+  artifacts?: string[];
+  /** The user the task's commands must run as where it runs (a name or uid). */
+  user?: string;
 }
+
+export type RetryStrategy = "exponential" | "linear" | "fixed";
 
 export type SyncBack = "on_success" | "always" | "never";
 
 export interface Group {
   name: string;
   description: string;
+  /** A workflow's version (workflow.define), shown by `list`. */
+  version?: string;
   tasks: Task[];
   agents: Record<string, AgentDef>;
+  /** Run on this machine before the run's first task. */
+  onStart?: LuaRef;
+  /** Run on this machine after the run's last task: `function(success, results)`. */
+  onComplete?: LuaRef;
 }
 
 export interface Workflow {

@@ -11,12 +11,19 @@ import {
   taskEnv,
   type WorkflowSource,
 } from "../dsl/mod.ts";
-import { runShell, type Sandbox } from "../exec/mod.ts";
+import { commandUser, runShell, type Sandbox } from "../exec/mod.ts";
 import type { EmitEvent, LogLevel } from "../log/mod.ts";
-import type { Condition, Task } from "../model/mod.ts";
+import type { Condition, Group, Task } from "../model/mod.ts";
 import { exitStatusText } from "../model/mod.ts";
-import type { AttemptContext, AttemptResult, Gate, TaskExecutor } from "../scheduler/mod.ts";
+import type {
+  AttemptContext,
+  AttemptResult,
+  Gate,
+  Settled,
+  TaskExecutor,
+} from "../scheduler/mod.ts";
 import { SlothError } from "../errors.ts";
+import { missingArtifacts } from "./artifacts.ts";
 
 export interface LocalRunnerOptions {
   /** Lua workers; needed only by tasks with Lua functions. */
@@ -102,6 +109,10 @@ export class LocalRunner implements TaskExecutor {
     const needsLua = task.command?.kind === "lua" || task.preExec || task.postExec;
     let session: LuaSession | undefined;
     try {
+      if (task.user !== undefined) {
+        const wrongUser = await userMismatch(task.user, this.#sandbox !== undefined);
+        if (wrongUser) return { ok: false, error: wrongUser };
+      }
       if (needsLua) session = await this.#open(task);
       const params = this.#params(task);
       const call = (kind: CallKind, field: string, args: unknown[]) =>
@@ -143,9 +154,20 @@ export class LocalRunner implements TaskExecutor {
       if (task.postExec) {
         const failed = hookFailure(
           "post_exec",
-          await call("hook", "post_exec", [params, result.outputs ?? {}]),
+          await call("hook", "post_exec", [params, result.outputs ?? {}, ctx.inputs]),
         );
         if (failed) return failed;
+      }
+      if (task.artifacts?.length) {
+        const missing = await missingArtifacts(task.workdir, task.artifacts);
+        if (missing.length > 0) {
+          return {
+            ok: false,
+            error: `artifacts: nothing matches ${
+              missing.map((m) => JSON.stringify(m)).join(", ")
+            } in the task's workdir`,
+          };
+        }
       }
       return result;
     } catch (error) {
@@ -156,6 +178,92 @@ export class LocalRunner implements TaskExecutor {
     } finally {
       if (ctx.signal.aborted) session?.kill();
       else session?.release();
+    }
+  }
+
+  /**
+   * The task's outcome hooks, on this machine, in a state of their own: the task's
+   * own may be gone (a timeout kills it, or it ran on an agent).
+   */
+  async settle(
+    task: Task,
+    outcome: Settled,
+    inputs: Inputs,
+    signal: AbortSignal,
+  ): Promise<{ error?: string }> {
+    type Hook = ["on_success" | "on_failure" | "on_timeout", unknown];
+    const hooks: Hook[] = outcome.status === "success"
+      ? [["on_success", outcome.outputs]]
+      : outcome.status === "timeout"
+      ? [["on_timeout", outcome.error], ["on_failure", outcome.error]]
+      : [["on_failure", outcome.error]];
+    const present = hooks.filter(([field]) => task[HOOK_FIELD[field]] !== undefined);
+    if (present.length === 0) return {};
+    const session = await this.#open(task);
+    const errors: string[] = [];
+    try {
+      for (const [field, value] of present) {
+        const result = await session.call(
+          "outcome",
+          { group: task.group, task: task.name, field },
+          [this.#params(task), value, inputs],
+          signal,
+        );
+        const failed = hookFailure(field, result);
+        if (failed?.error) {
+          errors.push(failed.error);
+          if (field !== "on_success") this.#log(task, "log", failed.error, "error");
+        }
+      }
+    } finally {
+      if (signal.aborted) session.kill();
+      else session.release();
+    }
+    return errors.length ? { error: errors.join("; ") } : {};
+  }
+
+  /**
+   * A group's `on_start` or `on_complete`, on this machine, in a state of its own;
+   * what it logs goes to `log`.
+   */
+  async callGroup(
+    group: Group,
+    field: "on_start" | "on_complete",
+    args: unknown[],
+    signal: AbortSignal,
+    log: (level: string, line: string) => void,
+  ): Promise<{ error?: string }> {
+    if (!this.#pool) throw new Error("this workflow needs Lua, and no Lua workers were given");
+    // The group's own functions are registered under the empty task name.
+    const holder: Task = {
+      id: `${group.name}.`,
+      name: "",
+      group: group.name,
+      description: "",
+      dependsOn: [],
+      nextIfFail: [],
+      retries: 0,
+      async: false,
+      workdir: group.tasks[0]?.workdir ?? this.#source.cwd,
+      params: {},
+      target: { kind: "local" },
+      syncBack: "never",
+    };
+    const session = await openTaskSession(this.#pool, this.#source, holder, {
+      onLog: (level, message) =>
+        log(level === "print" || level === "stderr" ? "info" : level, message),
+    });
+    try {
+      const result = await session.call(
+        "outcome",
+        { group: group.name, task: "", field },
+        args,
+        signal,
+      );
+      return { error: hookFailure(field, result)?.error };
+    } finally {
+      if (signal.aborted) session.kill();
+      else session.release();
     }
   }
 
@@ -190,6 +298,29 @@ export class LocalRunner implements TaskExecutor {
   ): void | Promise<void> {
     return this.#emit({ type: "log", id: task.id, task: task.name, stream, level, line });
   }
+}
+
+const HOOK_FIELD = {
+  on_success: "onSuccess",
+  on_failure: "onFailure",
+  on_timeout: "onTimeout",
+} as const;
+
+/**
+ * Why a task that must run as `wanted` cannot run here, or undefined when it can:
+ * commands are never started as someone else than asked.
+ */
+async function userMismatch(wanted: string, onAgent: boolean): Promise<string | undefined> {
+  const actual = await commandUser();
+  if (wanted === actual.name || (actual.uid !== null && wanted === String(actual.uid))) {
+    return undefined;
+  }
+  return `user "${wanted}": this task must run as ${wanted}, and commands here run as ` +
+    `${actual.name} (${
+      onAgent
+        ? `start the agent as root with --task-user ${wanted}`
+        : `run sloth-runner as ${wanted}, or delegate the task to an agent started with --task-user ${wanted}`
+    })`;
 }
 
 function hookFailure(field: string, result: CallResult): AttemptResult | undefined {

@@ -448,7 +448,9 @@ export class RemoteRunner implements TaskExecutor {
     options: { compress: boolean; protocol: number },
   ): Promise<TaskStart> {
     const { compress } = options;
-    const shellOnly = task.command?.kind === "shell" && !task.preExec && !task.postExec;
+    // artifacts and user are checked on the agent, from the task the workflow describes there.
+    const shellOnly = task.command?.kind === "shell" && !task.preExec && !task.postExec &&
+      !task.artifacts?.length && task.user === undefined;
     return {
       protocol: options.protocol,
       group: task.group,

@@ -10,5 +10,6 @@ export type {
   RunHooks,
   RunOptions,
   RunOutcome,
+  Settled,
   TaskExecutor,
 } from "./run.ts";

@@ -8,7 +8,14 @@
  * non-async task is still pending or running, as long as fewer than
  * `maxParallel` tasks are running.
  */
-import type { ExitStatus, Task, TaskResult, TaskStatus, Transfer } from "../model/mod.ts";
+import type {
+  ExitStatus,
+  RetryStrategy,
+  Task,
+  TaskResult,
+  TaskStatus,
+  Transfer,
+} from "../model/mod.ts";
 import { exitStatusText, isFailure, targetText } from "../model/mod.ts";
 import type { Plan, PlannedTask } from "./plan.ts";
 
@@ -59,6 +66,23 @@ export interface TaskExecutor {
    * back-off. The retry starts as soon as the wait settles.
    */
   beforeRetry?(task: Task, failed: AttemptResult, signal: AbortSignal): RetryWait | undefined;
+  /**
+   * Called once after a task's last attempt (its `on_success`, `on_failure`,
+   * `on_timeout`); an error returned makes a success a failure.
+   */
+  settle?(
+    task: Task,
+    outcome: Settled,
+    inputs: AttemptContext["inputs"],
+    signal: AbortSignal,
+  ): Promise<{ error?: string }>;
+}
+
+/** How a task ended, for `TaskExecutor.settle`. */
+export interface Settled {
+  status: "success" | "failed" | "timeout";
+  outputs: Record<string, unknown>;
+  error?: string;
 }
 
 /** A wait before a retry, chosen by the executor. */
@@ -85,7 +109,7 @@ export interface RunOptions extends RunHooks {
   maxParallel: number;
   /** Aborting it interrupts the run: running tasks are cancelled, nothing new starts. */
   signal?: AbortSignal;
-  /** Delay before retry `n` (1-based); exponential by default. */
+  /** Delay before retry `n` (1-based); the task's `retryStrategy` by default. */
   retryDelayMs?: (attempt: number) => number;
 }
 
@@ -97,9 +121,17 @@ export interface RunOutcome {
   interrupted: boolean;
 }
 
-/** 250 ms, 500 ms, 1 s, … capped at 10 s. */
-export function backoff(attempt: number): number {
-  return Math.min(250 * 2 ** (attempt - 1), 10_000);
+/**
+ * The wait before retry `attempt` (1-based), capped at 10 s: exponential 250 ms,
+ * 500 ms, 1 s, …; linear 1 s, 2 s, 3 s, …; fixed 1 s each time.
+ */
+export function backoff(attempt: number, strategy: RetryStrategy = "exponential"): number {
+  const ms = strategy === "fixed"
+    ? 1_000
+    : strategy === "linear"
+    ? 1_000 * attempt
+    : 250 * 2 ** (attempt - 1);
+  return Math.min(ms, 10_000);
 }
 
 export function runPlan(
@@ -335,6 +367,18 @@ class Scheduler {
       last = await this.#attempt(task, attempt, inputs);
       const ranOn = last.where ? { where: last.where } : {};
       if (last.ok) {
+        const settled = await this.#settle(
+          task,
+          { status: "success", outputs: last.outputs ?? {} },
+          inputs,
+        );
+        if (settled.error !== undefined) {
+          return result("failed", attempt, {
+            error: settled.error,
+            transfer: last.transfer,
+            ...ranOn,
+          });
+        }
         return result("success", attempt, {
           outputs: last.outputs ?? {},
           message: last.message,
@@ -357,11 +401,17 @@ class Scheduler {
           this.#options.onRetry?.(task, attempt, error, { waitingFor: wait.waitingFor });
           await wait.ready;
         } else {
-          const delayMs = (this.#options.retryDelayMs ?? backoff)(attempt);
+          const delayMs = this.#options.retryDelayMs?.(attempt) ??
+            backoff(attempt, task.retryStrategy);
           this.#options.onRetry?.(task, attempt, error, { delayMs });
           await sleep(delayMs, this.#cancel.signal);
         }
       } else {
+        if (status === "failed" || status === "timeout") {
+          const error = last.error ?? status;
+          const settled = await this.#settle(task, { status, outputs: {}, error }, inputs);
+          if (settled.error !== undefined) last = { ...last, error: `${error}; ${settled.error}` };
+        }
         return result(status, attempt, {
           error: last.error,
           message: last.message,
@@ -372,6 +422,22 @@ class Scheduler {
       }
     }
     return result("failed", attempts, { error: last.error });
+  }
+
+  /** The task's outcome hooks, if it has any; never rejects. */
+  async #settle(
+    task: Task,
+    outcome: Settled,
+    inputs: AttemptContext["inputs"],
+  ): Promise<{ error?: string }> {
+    if (!this.#executor.settle || (!task.onSuccess && !task.onFailure && !task.onTimeout)) {
+      return {};
+    }
+    try {
+      return await this.#executor.settle(task, outcome, inputs, this.#cancel.signal);
+    } catch (error) {
+      return { error: error instanceof Error ? error.message : String(error) };
+    }
   }
 
   async #attempt(task: Task, attempt: number, inputs: AttemptContext["inputs"]) {

@@ -166,7 +166,9 @@ Deno.test("runPlan() retries a failing task and counts the attempts", async () =
 
 Deno.test("runPlan() backs off exponentially between attempts by default", async () => {
   const { backoff } = await import("./run.ts");
-  assert.deepEqual([1, 2, 3, 4].map(backoff), [250, 500, 1000, 2000]);
+  assert.deepEqual([1, 2, 3, 4].map((n) => backoff(n)), [250, 500, 1000, 2000]);
+  assert.deepEqual([1, 2, 3, 12].map((n) => backoff(n, "linear")), [1000, 2000, 3000, 10_000]);
+  assert.deepEqual([1, 2, 3].map((n) => backoff(n, "fixed")), [1000, 1000, 1000]);
   assert.equal(backoff(20), 10_000);
 });
 
