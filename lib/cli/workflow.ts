@@ -617,7 +617,9 @@ export async function listCommand(io: Io, options: LoadOptions): Promise<number>
     checkWorkflow(loaded.workflow);
     let text = "";
     for (const group of loaded.workflow.groups) {
-      text += `${group.name}${group.description ? ` — ${group.description}` : ""}\n`;
+      text += `${group.name}${group.version ? ` ${group.version}` : ""}${
+        group.description ? ` — ${group.description}` : ""
+      }\n`;
       const rows = group.tasks.map((t) => [
         t.name,
         describeTarget(t.target, loaded.inventory),

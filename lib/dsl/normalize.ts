@@ -77,7 +77,8 @@ export const GROUP_FIELDS = [
 const emptyAsList = (value: unknown) =>
   isRecord(value) && Object.keys(value).length === 0 ? [] : value;
 
-const fnRef = z.object({ __lua_function: z.string() }).strict();
+const fnRef = z.object({ __lua_function: z.string() }, { error: "must be a Lua function" })
+  .strict();
 const shellOrFn = z.union([z.string().min(1, "must not be empty"), fnRef], {
   error: "must be a shell command string or a Lua function",
 });
@@ -219,6 +220,8 @@ interface RawTask {
 }
 interface RawGroup {
   name: string;
+  /** Made by workflow.define, not found in TaskDefinitions. */
+  defined?: boolean;
   fields: Record<string, unknown>;
   tasks: RawTask[];
 }
@@ -271,7 +274,7 @@ function normalizeGroup(
   options: NormalizeOptions,
   problems: string[],
 ): Group | undefined {
-  const label = `group "${raw.name}"`;
+  const label = `${raw.defined ? "workflow" : "group"} "${raw.name}"`;
   const before = problems.length;
   if (raw.fields.tasks !== undefined) {
     problems.push(`${label}: tasks must be a table of tasks`);

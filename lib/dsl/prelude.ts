@@ -722,7 +722,7 @@ function __sloth_collect(one_group, one_task)
     if type(gname) ~= "string" then error("TaskDefinitions has a " .. type(gname) .. " key; group names must be strings", 0) end
     local gpath = "TaskDefinitions." .. gname
     if type(group) ~= "table" then error(gpath .. " must be a table, got " .. type(group), 0) end
-    local g = { name = gname, fields = {}, tasks = {} }
+    local g = { name = gname, fields = {}, tasks = {}, defined = defined[gname] ~= nil or nil }
     for k, v in pairs(group) do
       -- A function here is kept as a reference: a misspelt field is then met by its name
       -- ("unknown field ... did you mean"), not by what its value is.

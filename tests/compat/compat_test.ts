@@ -1,0 +1,112 @@
+/**
+ * Workflows written in the Go sloth-runner's styles (tests/compat/<style>/), run end
+ * to end as users run them: all here, then with their remote tasks on a real agent
+ * (SLOTH_COMPAT_AGENT names it; the files delegate to it when it is set).
+ */
+import assert from "node:assert/strict";
+import { cliProcess, ROOT, tempWorkspace } from "../_helpers/mod.ts";
+import { startAgent, type TestAgent } from "../_helpers/agent.ts";
+
+async function copyStyle(name: string) {
+  const ws = await tempWorkspace();
+  const copy = async (from: string, to: string) => {
+    for await (const entry of Deno.readDir(from)) {
+      if (entry.isDirectory) {
+        await Deno.mkdir(`${to}/${entry.name}`);
+        await copy(`${from}/${entry.name}`, `${to}/${entry.name}`);
+      } else await Deno.copyFile(`${from}/${entry.name}`, `${to}/${entry.name}`);
+    }
+  };
+  await copy(`${ROOT}/tests/compat/${name}`, ws.dir);
+  return ws;
+}
+
+const read = (dir: string, file: string) => Deno.readTextFile(`${dir}/${file}`);
+
+async function run(dir: string, args: string[], agent?: TestAgent) {
+  return await cliProcess(["run", "--plain", ...args], {
+    cwd: dir,
+    env: agent ? { SLOTH_COMPAT_AGENT: agent.address } : {},
+  });
+}
+
+for (const where of ["here", "on an agent"] as const) {
+  const remote = where === "on an agent";
+
+  Deno.test(`compat: the builder chain (task():...:build(), workflow.define builder) runs ${where}`, async () => {
+    await using agent = remote ? await startAgent({ args: ["--sandbox", "none"] }) : undefined;
+    await using ws = await copyStyle("builder_chain");
+    const r = await run(ws.dir, ["-f", "pipeline.sloth", "-g", "ci"], agent);
+    const out = r.stdout + r.stderr;
+    assert.equal(r.code, 0, out);
+    assert.match(r.stdout, /^\[build(?:@[^\]]+)?\] pre_hook of build in ci$/m);
+    assert.match(r.stdout, /^\[build(?:@[^\]]+)?\] compiled app \(12 bytes of source\)$/m);
+    assert.match(r.stdout, /^\[build(?:@[^\]]+)?\] post_hook sees app\.bin$/m);
+    assert.match(r.stdout, /^\[test\] test read app\.bin from /m);
+    assert.match(r.stdout, /^flaky\s+success\s+3\s/m);
+    assert.match(
+      r.stdout,
+      remote
+        ? /^build\s+success\s+1\s+\S+\s+agent 127\.0\.0\.1:\d+/m
+        : /^build\s+success\s+1\s+\S+\s+local/m,
+    );
+    // The built file came back from the agent; the outcome hooks ran here.
+    assert.equal(await read(ws.dir, "app.bin"), "built");
+    assert.equal(await read(ws.dir, "on_success.txt"), "build made app.bin");
+    assert.equal(await read(ws.dir, "started.txt"), "yes");
+    assert.equal(
+      await read(ws.dir, "complete.txt"),
+      "true build=success flaky=success prepare=success test=success",
+    );
+    await assert.rejects(Deno.stat(`${ws.dir}/on_failure.txt`));
+  });
+
+  Deno.test(`compat: on_failure, on_timeout and on_complete(false) run ${where}`, async () => {
+    await using agent = remote ? await startAgent({ args: ["--sandbox", "none"] }) : undefined;
+    await using ws = await copyStyle("builder_chain");
+    const r = await run(ws.dir, ["-f", "pipeline.sloth", "-g", "broken"], agent);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stdout, /^\[boom(?:@[^\]]+)?\] going down$/m);
+    assert.equal(await read(ws.dir, "boom_failed.txt"), "exit code 4");
+    assert.equal(await read(ws.dir, "slow_timeout.txt"), "timed out after 300ms");
+    assert.equal(await read(ws.dir, "broken_complete.txt"), "false failed timeout");
+  });
+
+  Deno.test(`compat: workflow.define's table form runs ${where}`, async () => {
+    await using agent = remote ? await startAgent({ args: ["--sandbox", "none"] }) : undefined;
+    await using ws = await copyStyle("table_form");
+    await Deno.writeTextFile(`${ws.dir}/values.yaml`, "version: 3.1.4\n");
+    const r = await run(ws.dir, ["-f", "deploy.sloth", "-v", "values.yaml"], agent);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /^\[announce\] announcing release 3\.1\.4$/m);
+    assert.equal(await read(ws.dir, "release.txt"), "release 3.1.4");
+    assert.equal(await read(ws.dir, "deploy_complete.txt"), "true release 3.1.4");
+  });
+
+  Deno.test(`compat: a .sloth file with a shebang and require() runs ${where}`, async () => {
+    await using agent = remote ? await startAgent({ args: ["--sandbox", "none"] }) : undefined;
+    await using ws = await copyStyle("modules");
+    const r = await run(ws.dir, ["-f", "main.sloth"], agent);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /^\[bytes(?:@[^\]]+)?\] hello from bytes$/m);
+    assert.equal(await read(ws.dir, "bytes.txt"), String.raw`"hi" "a\r\nb" "line\n"`);
+  });
+}
+
+Deno.test("compat: list, validate and --dry-run show builder workflows like groups", async () => {
+  await using ws = await copyStyle("builder_chain");
+  const list = await cliProcess(["list", "-f", "pipeline.sloth"], { cwd: ws.dir });
+  assert.equal(list.code, 0, list.stderr);
+  assert.match(list.stdout, /^ci 1\.2\.0 — Builder chain, Go style$/m);
+  assert.match(list.stdout, /^ {2}build\s+local\s+prepare\s+Build in the task's workdir$/m);
+  assert.match(list.stdout, /^broken — Fails, for the failure hooks$/m);
+  const validate = await cliProcess(["validate", "-f", "pipeline.sloth"], { cwd: ws.dir });
+  assert.equal(validate.code, 0, validate.stderr);
+  const dry = await cliProcess(["run", "-f", "pipeline.sloth", "-g", "ci", "--dry-run"], {
+    cwd: ws.dir,
+  });
+  assert.equal(dry.code, 0, dry.stderr);
+  assert.match(dry.stdout, /^\s+2\. build\s+local\s+after prepare$/m);
+  // Nothing ran: no hook, no file.
+  await assert.rejects(Deno.stat(`${ws.dir}/started.txt`));
+});
