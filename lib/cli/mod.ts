@@ -283,10 +283,16 @@ export function buildProgram(io: Io, setExit: (code: number) => void) {
       `127.0.0.1:${DEFAULT_AGENT_PORT}`,
     )
     .option("--force", "overwrite NAME/workflow.lua if it exists")
+    .option(
+      "--builder",
+      'write it in the builder DSL (task("x"):command(...):build(), workflow.define)',
+    )
     .addHelpText("after", NEW_HELP)
     .action(async (name, o) => {
       const { newCommand } = await import("./new.ts");
-      setExit(await newCommand(io, name, { agent: o.agent, force: o.force }));
+      setExit(
+        await newCommand(io, name, { agent: o.agent, force: o.force, builder: o.builder }),
+      );
     });
 
   program.command("types")

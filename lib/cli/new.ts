@@ -7,6 +7,8 @@ export interface NewOptions {
   /** The agent the remote task runs on. */
   agent: string;
   force?: boolean;
+  /** In the builder DSL (`task():...:build()`, `workflow.define`) instead of TaskDefinitions. */
+  builder?: boolean;
 }
 
 const LUA_KEYWORDS = new Set(
@@ -93,6 +95,57 @@ TaskDefinitions = {
 `;
 }
 
+/** The same starter in the builder DSL (the Go sloth-runner's form). */
+export function starterBuilderWorkflow(dir: string, agent: string): string {
+  const group = groupName(dir);
+  const [, host, port] = /^(.*):(\d+)$/.exec(agent) ?? [agent, agent, "50051"];
+  const steps = agentSteps(host, port).map((line) => `--   ${line}`).join("\n");
+  return `-- ${group}: a starter sloth-runner workflow in the builder DSL. It runs as it is:
+${steps}
+--   sloth-runner run -f ${shellWord(`${dir}/workflow.lua`)}
+-- Editor completion and checks: sloth-runner types --output .sloth/sloth.lua
+-- (then point your Lua language server at .sloth; see the README).
+
+local prepare = task("prepare")
+  :description("A shell command, here")
+  :command("mkdir -p out && echo 'hello from the master' > out/input.txt && echo prepared")
+  :build()
+
+local flaky = task("flaky")
+  :description("Fails its first attempt on purpose, to show a retry")
+  :depends_on("prepare")
+  :retries(2, "fixed")
+  :command("if [ -f out/.tried ]; then rm out/.tried; echo 'worked on a retry'; "
+    .. "else touch out/.tried; echo 'first attempt fails' >&2; exit 1; fi")
+  :build()
+
+local build = task("build")
+  :description("Runs on the agent, in a copy of this directory; its changes come back")
+  :agent("builder")
+  :depends_on("prepare")
+  :retries(1)
+  :timeout("2m")
+  :command("echo \\"building on $(hostname)\\" && tr a-z A-Z < out/input.txt > out/build.txt")
+  :build()
+
+local report = task("report")
+  :description("A Lua function, here, after both")
+  :depends_on({ "build", "flaky" })
+  :command(function(this, params)
+    local text = fs.read("out/build.txt")
+    log.info("the agent wrote: " .. text:gsub("\\n$", ""))
+    return true, "reported", { bytes = #text }
+  end)
+  :build()
+
+workflow.define("${group}")
+  :description("Prepare here, build on an agent, report here")
+  :workdir(".") -- this file's directory: what is sent to the agent, and where its changes land
+  :agents({ builder = { address = "${agent}" } })
+  :tasks({ prepare, flaky, build, report })
+`;
+}
+
 export async function newCommand(io: Io, dir: string, options: NewOptions): Promise<number> {
   if (dir.trim() === "") {
     throw new SlothError("usage", "the new workflow needs a name", {
@@ -116,7 +169,8 @@ export async function newCommand(io: Io, dir: string, options: NewOptions): Prom
   }
   try {
     await Deno.mkdir(full.slice(0, full.lastIndexOf("/")), { recursive: true });
-    await Deno.writeTextFile(full, starterWorkflow(dir.replace(/\/+$/, ""), options.agent), {
+    const starter = options.builder ? starterBuilderWorkflow : starterWorkflow;
+    await Deno.writeTextFile(full, starter(dir.replace(/\/+$/, ""), options.agent), {
       createNew: !options.force,
     });
   } catch (error) {

@@ -32,6 +32,30 @@ Deno.test("new writes a starter workflow that runs as it is: local and remote ta
   assert.match(valid.stdout, /is valid: 1 group, 4 tasks \(1 remote\)/);
 });
 
+Deno.test("new --builder writes the same starter in the builder DSL, and it runs the same", async () => {
+  await using ws = await tempWorkspace();
+  await using agent = await startAgent();
+  const created = await cliProcess(["new", "built", "--builder", "--agent", agent.address], {
+    cwd: ws.dir,
+  });
+  assert.equal(created.code, 0, created.stderr);
+  const text = await Deno.readTextFile(`${ws.dir}/built/workflow.lua`);
+  assert.match(text, /^local build = task\("build"\)$/m);
+  assert.match(text, /^workflow\.define\("built"\)$/m);
+  assert.doesNotMatch(text, /TaskDefinitions/);
+  const run = await cliProcess(["run", "-f", "built/workflow.lua"], { cwd: ws.dir });
+  assert.equal(run.code, 0, run.stdout + run.stderr);
+  assert.match(run.stdout, /^flaky +success +2 /m);
+  assert.match(
+    run.stdout,
+    new RegExp(`^build +success +1 .*agent builder \\(${agent.address}\\)`, "m"),
+  );
+  assert.match(run.stdout, /^\[report\] the agent wrote: HELLO FROM THE MASTER$/m);
+  assert.match(run.stdout, /^4 tasks: 4 success$/m);
+  const list = await cliProcess(["list", "-f", "built/workflow.lua"], { cwd: ws.dir });
+  assert.match(list.stdout, /^built — Prepare here, build on an agent, report here$/m);
+});
+
 Deno.test("new names the default agent 127.0.0.1:50051 and never overwrites a workflow", async () => {
   await using ws = await tempWorkspace({ "demo/workflow.lua": "-- mine\n" });
   const r = await cliProcess(["new", "demo"], { cwd: ws.dir });
