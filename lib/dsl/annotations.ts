@@ -351,15 +351,36 @@ const WORKFLOW_BUILDER: Record<string, Field> = {
   ),
   workdir: wfField("dir: string", "Working directory of the tasks."),
   agents: wfField("agents: table<string, sloth.Agent>", "Named agents."),
+  build: wfField("", "Returns the builder: the workflow is defined already."),
 };
 const THIS: Record<string, Field> = {
   name: { type: "string", doc: "The task's name.", required: true },
   workflow: { type: "string", doc: "The workflow (group) it belongs to.", required: true },
   group: { type: "string", doc: "Same as `workflow`.", required: true },
-  workdir: { type: "string", doc: "Its working directory (absolute).", required: true },
+  workdir: {
+    type: "sloth.TaskWorkdir",
+    doc: "Its working directory: `.path`, `get()`, or the object itself as a string.",
+    required: true,
+  },
   params: { type: "sloth.Params", doc: "The same table as `params`.", required: true },
   inputs: { type: "sloth.Inputs", doc: "Its dependencies' outputs, by task name.", required: true },
   deps: { type: "sloth.Inputs", doc: "Same as `inputs`.", required: true },
+};
+
+const TASK_WORKDIR: Record<string, Field> = {
+  path: { type: "string", doc: "The absolute path.", required: true },
+  get: { type: "fun(): string", doc: "The absolute path.", required: true },
+  exists: { type: "fun(): boolean", doc: "Whether it exists.", required: true },
+  ensure: {
+    type: "fun(): boolean",
+    doc: "Makes it (with parents) if missing; never empties it.",
+    required: true,
+  },
+  cleanup: {
+    type: "fun(): boolean",
+    doc: "Removes nothing (a warning): the group's clean_workdir_after_run decides.",
+    required: true,
+  },
 };
 
 const CLASSES: Class[] = [
@@ -395,6 +416,11 @@ const CLASSES: Class[] = [
     name: "sloth.WorkflowBuilder",
     doc: "What `workflow.define` returns.",
     fields: WORKFLOW_BUILDER,
+  },
+  {
+    name: "sloth.TaskWorkdir",
+    doc: "`this.workdir`: a path wherever a path goes (`..`, `tostring`, arguments).",
+    fields: TASK_WORKDIR,
   },
   {
     name: "sloth.This",

@@ -207,3 +207,9 @@ Deno.test("a file with neither TaskDefinitions nor workflow.define says both way
     /does not define TaskDefinitions or any workflow\.define/,
   );
 });
+
+Deno.test("workflow(name) is workflow.define(name), and a workflow's :build() keeps it defined", async () => {
+  const { workflow } = await load(`
+workflow("cron"):description("called"):tasks({ task("t"):command("true") }):build()`);
+  assert.deepEqual(workflow.groups.map((g) => [g.name, g.description]), [["cron", "called"]]);
+});

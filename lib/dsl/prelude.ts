@@ -107,10 +107,34 @@ local function check(name, ...)
   end
 end
 
+-- A builder task's this.workdir (the Go tool's object) is its path wherever a path
+-- goes: an argument, or a value of an options table (exec.run(cmd, { workdir = ... })).
+local WORKDIR_META = { __name = "workdir" }
+local function is_workdir(v) return type(v) == "table" and getmetatable(v) == WORKDIR_META end
+local function as_path(v)
+  if type(v) ~= "table" then return v end
+  if is_workdir(v) then return rawget(v, "path") end
+  for _, x in next, v do
+    if is_workdir(x) then
+      local copy = {}
+      for k, y in next, v do copy[k] = is_workdir(y) and rawget(y, "path") or y end
+      return copy
+    end
+  end
+  return v
+end
+local function as_paths(...)
+  local n = select("#", ...)
+  if n == 1 then return as_path((...)) end
+  local args = table.pack(...)
+  for i = 1, n do args[i] = as_path(args[i]) end
+  return table.unpack(args, 1, n)
+end
+
 local function sync(name, fn)
   return function(...)
     check(name, ...)
-    local value = unwrap(name, fn(...))
+    local value = unwrap(name, fn(as_paths(...)))
     return value
   end
 end
@@ -118,7 +142,7 @@ end
 local function async(name, fn)
   return function(...)
     check(name, ...)
-    local value = unwrap(name, fn(...):await())
+    local value = unwrap(name, fn(as_paths(...)):await())
     return value
   end
 end
@@ -339,6 +363,37 @@ local origin = setmetatable({}, { __mode = "k" })
 local task_state = setmetatable({}, { __mode = "k" })
 local workflow_state = setmetatable({}, { __mode = "k" })
 
+-- this.workdir: the path as a string (tostring, ..) and the Go tool's methods, called
+-- with a dot or a colon. ensure() makes it if missing; it never empties it.
+local WORKDIR_METHODS = {
+  get = function(self) return rawget(self, "path") end,
+  exists = function(self) return fs.exists(rawget(self, "path")) end,
+  ensure = function(self)
+    if not fs.exists(rawget(self, "path")) then fs.mkdir(rawget(self, "path")) end
+    return true
+  end,
+  cleanup = function(self)
+    log.warn("this.workdir.cleanup() removes nothing in sloth-runner (as in the Go sloth-runner, where it " ..
+      "is disabled): a group's clean_workdir_after_run decides what is removed")
+    return true
+  end,
+}
+WORKDIR_META.__index = function(_, key)
+  local m = WORKDIR_METHODS[key]
+  if m then return m end
+  error(caller() .. "this.workdir has no " .. tostring(key) .. "; it has path, get(), exists(), ensure() and cleanup()", 0)
+end
+WORKDIR_META.__tostring = function(self) return rawget(self, "path") end
+WORKDIR_META.__concat = function(a, b)
+  return (is_workdir(a) and rawget(a, "path") or tostring(a)) .. (is_workdir(b) and rawget(b, "path") or tostring(b))
+end
+local function workdir_object(path)
+  local object = setmetatable({ path = path }, WORKDIR_META)
+  -- with a dot, this.workdir.get() has no self: each method knows its object
+  for name, m in pairs(WORKDIR_METHODS) do rawset(object, name, function() return m(object) end) end
+  return object
+end
+
 -- The Go tool's notion of a task, for function(this, params).
 local function this_of(params, inputs)
   params = type(params) == "table" and params or {}
@@ -347,7 +402,7 @@ local function this_of(params, inputs)
     name = params.task_name,
     workflow = params.group_name,
     group = params.group_name,
-    workdir = params.workdir,
+    workdir = workdir_object(params.workdir),
     params = params,
     inputs = inputs,
     deps = inputs,
@@ -587,10 +642,16 @@ WORKFLOW_METHODS.tasks = function(self, tasks)
   set_tasks(state, tasks, caller())
   return self
 end
+-- Some of the Go tool's examples end a workflow with :build(): it is defined already.
+WORKFLOW_METHODS.build = function(self)
+  workflow_of(self, "build")
+  return self
+end
 for name in pairs(WORKFLOW_METHODS) do WORKFLOW_METHOD_NAMES[#WORKFLOW_METHOD_NAMES + 1] = name end
 table.sort(WORKFLOW_METHOD_NAMES)
 
-workflow = {}
+-- workflow("name") is workflow.define("name"), as in some of the Go tool's examples.
+workflow = setmetatable({}, { __call = function(_, ...) return workflow.define(...) end })
 function workflow.define(name, spec)
   local at = caller()
   if type(name) ~= "string" or name == "" then

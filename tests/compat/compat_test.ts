@@ -52,6 +52,9 @@ for (const where of ["here", "on an agent"] as const) {
     );
     // The built file came back from the agent; the outcome hooks ran here.
     assert.equal(await read(ws.dir, "app.bin"), "built");
+    const workdir = await read(ws.dir, "workdir.txt");
+    if (remote) assert.notEqual(workdir, ws.dir);
+    else assert.equal(workdir, ws.dir);
     assert.equal(await read(ws.dir, "on_success.txt"), "build made app.bin");
     assert.equal(await read(ws.dir, "started.txt"), "yes");
     assert.equal(
