@@ -275,6 +275,24 @@ Deno.test("goroutine.timeout gives the values in time, else false and stops the 
   });
 });
 
+Deno.test("goroutine.wait_all with a timeout in seconds fails and stops the goroutines not done by then", async () => {
+  const r = await runLua(`local finished = false
+  local results = goroutine.wait_all({
+    goroutine.create(function() return "quick" end),
+    goroutine.create(function() goroutine.sleep(400) finished = true end),
+  }, 0.05)
+  goroutine.sleep(600)
+  return true, "", { results = results, finished = finished }`);
+  assert.equal(r.error, undefined);
+  assert.deepEqual(r.outputs, {
+    results: [
+      { success: true, values: ["quick"], value: "quick" },
+      { success: false, error: "timeout exceeded (0.05 s)" },
+    ],
+    finished: false,
+  });
+});
+
 Deno.test(`more than ${MAX_GOROUTINES} live goroutines is an error at the caller's line; ended ones make room`, async () => {
   const r = await runLua(`local gate = goroutine.channel()
   for i = 1, ${MAX_GOROUTINES} do goroutine.spawn(function() gate:receive() end) end
@@ -392,6 +410,34 @@ Deno.test("a pool runs its jobs on at most its workers and counts them", async (
     closed: true,
     missing: "pool not found: p",
   });
+});
+
+Deno.test("an error in a pool's job fails the task with the job's file:line and where it was submitted", async () => {
+  const r = await runLua(`goroutine.pool_create("deploy", { workers = 2 })
+  for _, host in ipairs({ "web-01", "web-02" }) do
+    goroutine.pool_submit("deploy", function()
+      if host == "web-02" then error("cannot reach " .. host) end
+    end)
+  end
+  goroutine.pool_wait("deploy")
+  return true`);
+  assert.equal(
+    r.error,
+    'workflow.lua:5: cannot reach web-02 (in a job of pool "deploy" submitted at workflow.lua:4)',
+  );
+});
+
+Deno.test("a wait inside a plain Lua coroutine is refused with a message that says where to wait", async () => {
+  const r = await runLua(`local wg = goroutine.wait_group()
+  wg:add(1)
+  local co = coroutine.create(function() wg:wait() end)
+  return true, "", { coroutine.resume(co) }`);
+  assert.equal(r.error, undefined);
+  assert.deepEqual(r.outputs, [
+    false,
+    "workflow.lua:4: wg:wait() cannot wait inside a coroutine made with coroutine.create or " +
+    "coroutine.wrap; wait in the task function or in a goroutine",
+  ]);
 });
 
 Deno.test("a cancelled task leaves none of its goroutines' commands running", async () => {
