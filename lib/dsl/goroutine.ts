@@ -125,9 +125,10 @@ export const GOROUTINE_LUA = String.raw`(function(H, caller)
     if type(fn) ~= "function" then fail(name, "expected a function, got " .. show(fn)) end
   end
 
-  local function check_ms(name, ms, what)
-    if type(ms) ~= "number" or ms ~= ms or ms < 0 or ms > MAX_MS then
-      fail(name, "expected " .. (what or "milliseconds") .. " (a number from 0 to " .. MAX_MS ..
+  local function check_ms(name, ms, what, max)
+    max = max or MAX_MS
+    if type(ms) ~= "number" or ms ~= ms or ms < 0 or ms > max then
+      fail(name, "expected " .. (what or "milliseconds") .. " (a number from 0 to " .. max ..
         "), got " .. show(ms))
     end
   end
@@ -504,7 +505,7 @@ export const GOROUTINE_LUA = String.raw`(function(H, caller)
   function M.wait_all(list, seconds)
     local states = states_of(list, "goroutine.wait_all")
     if seconds == nil then return M.await_all(list) end
-    check_ms("goroutine.wait_all", seconds, "seconds")
+    check_ms("goroutine.wait_all", seconds, "seconds", MAX_MS // 1000)
     local at = where()
     local t = timer(seconds * 1000, at)
     local objs = { t }

@@ -351,6 +351,7 @@ Deno.test("wait groups and mutexes say how they were misused", async () => {
     select(2, pcall(function() mu:unlock() end)),
     select(2, pcall(function() goroutine.spawn("not a function") end)),
     select(2, pcall(function() goroutine.await({}) end)),
+    select(2, pcall(function() goroutine.wait_all({}, 1e10) end)),
   }`);
   assert.equal(r.error, undefined);
   assert.deepEqual(r.outputs, [
@@ -359,6 +360,7 @@ Deno.test("wait groups and mutexes say how they were misused", async () => {
     "workflow.lua:6: mu:unlock: the mutex is not locked",
     'workflow.lua:7: goroutine.spawn: expected a function, got "not a function"',
     "workflow.lua:8: goroutine.await: expected a handle from goroutine.async, got table",
+    "workflow.lua:9: goroutine.wait_all: expected seconds (a number from 0 to 2147483), got number 10000000000.0",
   ]);
 });
 
