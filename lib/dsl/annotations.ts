@@ -382,6 +382,101 @@ const TASK_WORKDIR: Record<string, Field> = {
     required: true,
   },
 };
+const method = (doc: string, type: string): Field => ({ type, doc, required: true });
+
+// The objects of goroutine.ts's module; their methods are called with a colon.
+const GOROUTINE_CLASSES: Class[] = [
+  {
+    name: "sloth.GoroutineHandle",
+    doc: "A running function's result to come; give it to goroutine.await.",
+    fields: {},
+  },
+  {
+    name: "sloth.GoroutineResult",
+    doc: "One handle's outcome in goroutine.await_all / wait_all.",
+    fields: {
+      success: {
+        type: "boolean",
+        doc: "Whether the function returned (no error).",
+        required: true,
+      },
+      values: { type: "any[]", doc: "What it returned." },
+      value: { type: "any", doc: "The first value it returned." },
+      error: { type: "string", doc: "The error, with its file:line." },
+    },
+  },
+  {
+    name: "sloth.WaitGroup",
+    doc: "Counts goroutines to wait for.",
+    fields: {
+      add: method(
+        "Adds delta (default 1) to the counter.",
+        "fun(self: sloth.WaitGroup, delta?: integer)",
+      ),
+      done: method("Takes one from the counter.", "fun(self: sloth.WaitGroup)"),
+      wait: method("Waits until the counter is 0.", "fun(self: sloth.WaitGroup)"),
+    },
+  },
+  {
+    name: "sloth.Channel",
+    doc: "Passes values between goroutines, in order.",
+    fields: {
+      send: method(
+        "Waits for room (or a receiver), then sends; false and a message once closed.",
+        "fun(self: sloth.Channel, value: any): boolean, string?",
+      ),
+      receive: method(
+        "Waits for a value: value, true; nil, false once closed and empty.",
+        "fun(self: sloth.Channel): any, boolean",
+      ),
+      try_send: method(
+        "Sends only if that needs no wait.",
+        "fun(self: sloth.Channel, value: any): boolean, string?",
+      ),
+      try_receive: method(
+        "Receives only if a value is there: value, true; else nil, false.",
+        "fun(self: sloth.Channel): any, boolean",
+      ),
+      close: method(
+        "No more sends; receivers get what is left, then nil, false.",
+        "fun(self: sloth.Channel): boolean, string?",
+      ),
+      len: method("Values waiting in the buffer.", "fun(self: sloth.Channel): integer"),
+      cap: method("The buffer's size.", "fun(self: sloth.Channel): integer"),
+      is_closed: method("Whether close was called.", "fun(self: sloth.Channel): boolean"),
+      range: method(
+        "Calls fn with each value until the channel is closed and empty.",
+        "fun(self: sloth.Channel, fn: fun(value: any))",
+      ),
+    },
+  },
+  {
+    name: "sloth.Mutex",
+    doc: "Keeps other goroutines out while held (across their waits).",
+    fields: {
+      lock: method("Waits until it is free, then holds it.", "fun(self: sloth.Mutex)"),
+      unlock: method("Lets it go.", "fun(self: sloth.Mutex)"),
+      try_lock: method("Holds it if it is free.", "fun(self: sloth.Mutex): boolean"),
+    },
+  },
+  {
+    name: "sloth.PoolOptions",
+    doc: "Options of goroutine.pool_create.",
+    fields: { workers: { type: "integer", doc: "Jobs run at once (default 4)." } },
+  },
+  {
+    name: "sloth.PoolStats",
+    doc: "What goroutine.pool_stats returns.",
+    fields: {
+      name: { type: "string", doc: "The pool's name.", required: true },
+      workers: { type: "integer", doc: "Jobs run at once.", required: true },
+      active: { type: "integer", doc: "Jobs running now.", required: true },
+      completed: { type: "integer", doc: "Jobs that returned.", required: true },
+      failed: { type: "integer", doc: "Jobs that raised an error.", required: true },
+      queued: { type: "integer", doc: "Jobs waiting for a worker.", required: true },
+    },
+  },
+];
 
 const CLASSES: Class[] = [
   {
@@ -445,6 +540,7 @@ const CLASSES: Class[] = [
       agents: { type: "table<string, sloth.Agent>", doc: "Named agents." },
     },
   },
+  ...GOROUTINE_CLASSES,
 ];
 
 // How lib/runner/local.ts calls a task's functions, and what prelude.ts's
@@ -526,6 +622,10 @@ const text = p("text", "string");
 const anything = p("...", "any");
 const url = p("url", "string");
 const httpOptions = p("opts", "sloth.HttpOptions", true);
+
+const fnParam = p("fn", "function");
+const handles = p("handles", "sloth.GoroutineHandle[]");
+const poolName = p("name", "string");
 
 const log = (level: string, doc: string): Fn => ({
   name: `log.${level}`,
@@ -680,6 +780,118 @@ const MODULES: Module[] = [
       },
     ],
   },
+  {
+    name: "goroutine",
+    doc: "Functions of one task that run at once: each runs until it waits " +
+      "(exec.run, net.*, sleep, a channel, a wait group), and meanwhile the others run.",
+    functions: [
+      {
+        name: "goroutine.spawn",
+        doc: "Starts fn(...) in a goroutine; its error fails the task where the task waits.",
+        params: [fnParam, anything],
+        returns: [],
+      },
+      {
+        name: "goroutine.spawn_many",
+        doc: "Starts count goroutines, fn(1) to fn(count).",
+        params: [p("count", "integer"), p("fn", "fun(id: integer)")],
+        returns: [],
+      },
+      {
+        name: "goroutine.async",
+        doc: "Starts fn(...) in a goroutine; goroutine.await gives its result.",
+        params: [fnParam, anything],
+        returns: ["sloth.GoroutineHandle"],
+      },
+      {
+        name: "goroutine.create",
+        doc: "goroutine.async.",
+        params: [fnParam, anything],
+        returns: ["sloth.GoroutineHandle"],
+      },
+      {
+        name: "goroutine.await",
+        doc: "Waits for the function: true and its values, or false and its error (file:line).",
+        params: [p("handle", "sloth.GoroutineHandle")],
+        returns: ["boolean", "any ..."],
+      },
+      {
+        name: "goroutine.await_all",
+        doc: "Waits for every function; one result each, in order.",
+        params: [handles],
+        returns: ["sloth.GoroutineResult[]"],
+      },
+      {
+        name: "goroutine.wait_all",
+        doc: "goroutine.await_all; those not done within seconds are stopped and fail.",
+        params: [handles, p("seconds", "number", true)],
+        returns: ["sloth.GoroutineResult[]"],
+      },
+      {
+        name: "goroutine.timeout",
+        doc: "fn(...) in a goroutine, given ms: true and its values, false and its error, " +
+          'or false, "timeout exceeded (ms ms)" (it is stopped where it waits).',
+        params: [p("ms", "number"), fnParam, anything],
+        returns: ["boolean", "any ..."],
+      },
+      {
+        name: "goroutine.sleep",
+        doc: "Waits ms milliseconds; the other goroutines run meanwhile.",
+        params: [p("ms", "number")],
+        returns: [],
+      },
+      {
+        name: "goroutine.wait_group",
+        doc: "A counter to wait for: wg:add(n), wg:done(), wg:wait().",
+        params: [],
+        returns: ["sloth.WaitGroup"],
+      },
+      {
+        name: "goroutine.channel",
+        doc:
+          "A channel holding up to size values unreceived (default 0: a send waits for a receiver).",
+        params: [p("size", "integer", true)],
+        returns: ["sloth.Channel"],
+      },
+      {
+        name: "goroutine.mutex",
+        doc: "A lock: mu:lock(), mu:unlock(), mu:try_lock().",
+        params: [],
+        returns: ["sloth.Mutex"],
+      },
+      {
+        name: "goroutine.pool_create",
+        doc: "A named pool running its jobs on at most workers goroutines (replaces one so named).",
+        params: [poolName, p("options", "sloth.PoolOptions", true)],
+        returns: ["true"],
+      },
+      {
+        name: "goroutine.pool_submit",
+        doc:
+          "Queues fn(...) in the pool: a job id, or nil and why not. A job's error fails the task.",
+        params: [poolName, fnParam, anything],
+        returns: ["string?", "string?"],
+      },
+      {
+        name: "goroutine.pool_wait",
+        doc: "Waits until the pool's jobs are done; false and why if there is no such pool.",
+        params: [poolName],
+        returns: ["boolean", "string?"],
+      },
+      {
+        name: "goroutine.pool_stats",
+        doc: "The pool's counters, or nil if there is no such pool.",
+        params: [poolName],
+        returns: ["sloth.PoolStats?"],
+      },
+      {
+        name: "goroutine.pool_close",
+        doc: "Drops the pool and its queued jobs (running ones finish).",
+        params: [poolName],
+        returns: ["boolean"],
+      },
+    ],
+  },
 ];
 
 const unavailable = (name: string, instead: string): Fn => ({
@@ -713,7 +925,7 @@ const FUNCTIONS: Fn[] = [
   {
     name: "require",
     doc:
-      'A built-in module ("log", "exec", "fs", "data", "net"), or a Lua file relative to this one ("lib/utils" or "lib.utils" is lib/utils.lua), run once per Lua state like import.',
+      'A built-in module ("log", "exec", "fs", "data", "net", "goroutine"), or a Lua file relative to this one ("lib/utils" or "lib.utils" is lib/utils.lua), run once per Lua state like import.',
     params: [p("name", "string")],
     returns: ["any"],
   },

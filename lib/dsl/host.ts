@@ -18,6 +18,7 @@ import {
   writeText,
 } from "./files.ts";
 import { DATA_LIMIT_ENV, DEFAULT_DATA_LIMIT, YAML_SHARE } from "./limits.ts";
+import { goroutineHost } from "./goroutine.ts";
 
 export type HostResult = { ok: true; value?: unknown } | { ok: false; error: string };
 
@@ -148,6 +149,7 @@ export function createHost(ctx: HostContext): Record<string, Fn | unknown> {
       }
     }),
     resolve_import: guard((from: string, p: string) => ctx.resolveImport(from, p)),
+    ...goroutineHost(),
 
     exec_run: guardAsync(async (cmd: unknown, opts: unknown) => {
       if (typeof cmd !== "string") throw new Error(`expected a command string, got ${show(cmd)}`);

@@ -415,6 +415,6 @@ TaskDefinitions = { g = { tasks = { { name = utils.name, command = "true" } } } 
   });
   assert.match(
     error.message,
-    /^workflow\.lua:2: require: no module "pulumi" here \(built in: log, exec, fs, data, net\) and no file pulumi\.lua; what a module of the Go sloth-runner did, exec\.run\("\.\.\."\) can do/,
+    /^workflow\.lua:2: require: no module "pulumi" here \(built in: log, exec, fs, data, net, goroutine\) and no file pulumi\.lua; what a module of the Go sloth-runner did, exec\.run\("\.\.\."\) can do/,
   );
 });

@@ -5,6 +5,8 @@
  * `TaskDefinitions` into plain data, keeping the functions it finds in a registry
  * so they can be called later by `group`, `task` and field name.
  */
+import { GOROUTINE_LUA } from "./goroutine.ts";
+
 export const PRELUDE = String.raw`
 local H = __sloth_host
 __sloth_host = nil
@@ -131,6 +133,9 @@ local function as_paths(...)
   return table.unpack(args, 1, n)
 end
 
+-- Goroutines (goroutine.ts): every blocking built-in waits through go.await.
+local go = ${GOROUTINE_LUA}(H, caller)
+
 local function sync(name, fn)
   return function(...)
     check(name, ...)
@@ -142,7 +147,7 @@ end
 local function async(name, fn)
   return function(...)
     check(name, ...)
-    local value = unwrap(name, fn(as_paths(...)):await())
+    local value = unwrap(name, go.await(fn(as_paths(...))))
     return value
   end
 end
@@ -246,6 +251,8 @@ for _, name in ipairs({ "http_get", "http_post", "download" }) do
   net[name] = async("net." .. name, H["net_" .. name])
 end
 
+goroutine = go.module
+
 values = H.values or {}
 unpack = table.unpack
 
@@ -334,7 +341,7 @@ end
 
 -- require("log") and the other built-in modules give them; require("lib/utils") (or
 -- "lib.utils") loads lib/utils.lua relative to the requiring file, once, as import does.
-local BUILTIN_MODULES = { log = true, exec = true, fs = true, data = true, net = true }
+local BUILTIN_MODULES = { log = true, exec = true, fs = true, data = true, net = true, goroutine = true }
 function require(name)
   if type(name) ~= "string" then error(caller() .. "require: expected a module name, got " .. type(name), 0) end
   if BUILTIN_MODULES[name] then return rawget(_G, name) end
@@ -347,7 +354,7 @@ function require(name)
   local ok, value = pcall(load_file, "require", path, from, at)
   if ok then return value end
   if type(value) == "string" and value:find("not found", 1, true) and not name:find("[/.]") then
-    error(at .. "require: no module \"" .. name .. "\" here (built in: log, exec, fs, data, net)" ..
+    error(at .. "require: no module \"" .. name .. "\" here (built in: log, exec, fs, data, net, goroutine)" ..
       " and no file " .. path .. "; what a module of the Go sloth-runner did, exec.run(\"...\") can do", 0)
   end
   error(value, 0)
@@ -872,7 +879,7 @@ end
 -- chunk: the main file compiled by the host (worker.ts), or why it did not compile
 function __sloth_main(chunk, name, only_group, only_task, describe_one)
   if type(chunk) ~= "function" then return { syntax = shorten(chunk) } end
-  local ok, e = pcall(chunk)
+  local ok, e = pcall(go.main, chunk)
   flush_streams()
   if not ok then return { runtime = error_text(e) } end
   if only_group and not describe_one then
@@ -907,7 +914,7 @@ end
 function __sloth_call(kind, group, task, field, ...)
   local fn = registry[key(group, task, field)]
   if fn == nil then return { error = "no function " .. field .. " on task " .. task } end
-  local results = table.pack(pcall(fn, ...))
+  local results = table.pack(pcall(go.main, fn, ...))
   flush_streams()
   if not results[1] then
     local e = strip(results[2])
