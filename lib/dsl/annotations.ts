@@ -91,12 +91,27 @@ const GROUP: Record<GroupField | "tasks", Field> = {
     type: "sloth.OnComplete",
     doc: "Runs on this machine after the run's last task, with `success` and `results`.",
   },
+  metadata: {
+    type: "table<string, any>",
+    doc: "Anything, for readers (author, tags, …): sloth-runner does nothing with it.",
+  },
 };
 
 const WORKFLOW_CONFIG: Record<string, Field> = {
   timeout: { type: DURATION, doc: "The timeout of each task that sets none." },
   retries: { type: "integer", doc: "The retries of each task that sets none." },
+  max_retries: { type: "integer", doc: "Another name of `retries`." },
+  retry_policy: {
+    type: '"exponential"|"linear"|"fixed"',
+    doc: "The retry_strategy of each task that sets none.",
+  },
   workdir: { type: "string", doc: "Working directory of the tasks (the group's `workdir`)." },
+  max_parallel_tasks: {
+    type: "integer",
+    doc: "At most this many of its tasks at once (async tasks and fan-outs run side by side).",
+  },
+  fail_fast: { type: "boolean", doc: "true: a failed task stops the whole run." },
+  continue_on_error: { type: "boolean", doc: "false: the same as fail_fast = true." },
 };
 
 const TASK: Record<TaskField | "uses", Field> = {

@@ -213,3 +213,33 @@ Deno.test("workflow(name) is workflow.define(name), and a workflow's :build() ke
 workflow("cron"):description("called"):tasks({ task("t"):command("true") }):build()`);
   assert.deepEqual(workflow.groups.map((g) => [g.name, g.description]), [["cron", "called"]]);
 });
+
+Deno.test("config maps the Go tool's keys onto each task: retries, retry_policy, max_parallel_tasks, fail_fast", async () => {
+  const { workflow } = await load(`
+workflow.define("w", {
+  metadata = { author = "me", tags = { "a", "b" } },
+  config = { max_retries = 2, retry_policy = "linear", max_parallel_tasks = 3, fail_fast = true },
+  tasks = { task("a"):command("true"), task("b"):command("true"):retries(0, "fixed") },
+})
+workflow.define("v", { config = { continue_on_error = false }, tasks = { task("c"):command("true") } })
+workflow.define("u", { config = { continue_on_error = true }, tasks = { task("d"):command("true") } })`);
+  const [a, b] = workflow.groups[0].tasks;
+  assert.equal(a.retries, 2);
+  assert.equal(a.retryStrategy, "linear");
+  assert.equal(a.groupMaxParallel, 3);
+  assert.equal(a.stopRunOnFailure, true);
+  assert.equal(b.retries, 0);
+  assert.equal(b.retryStrategy, "fixed");
+  assert.equal(workflow.groups[1].tasks[0].stopRunOnFailure, true);
+  assert.equal(workflow.groups[2].tasks[0].stopRunOnFailure, undefined);
+  assert.match(
+    await loadError(
+      `workflow.define("w", { config = { fail_fast = true, continue_on_error = true }, tasks = {} })`,
+    ),
+    /fail_fast and continue_on_error say opposite things/,
+  );
+  assert.match(
+    await loadError(`workflow.define("w", { config = { cleanup_on_failure = true }, tasks = {} })`),
+    /workflow "w": config: unknown field "cleanup_on_failure"/,
+  );
+});

@@ -71,6 +71,7 @@ export const GROUP_FIELDS = [
   "config",
   "on_start",
   "on_complete",
+  "metadata",
 ] as const;
 
 /** Lua's empty table arrives as `{}`; where a list is expected it means an empty list. */
@@ -125,6 +126,14 @@ const plainTable = z.preprocess(
   z.record(z.string(), z.unknown(), { error: "must be a table of name = value" }),
 );
 
+const retryStrategy = z.enum(["exponential", "linear", "fixed"], {
+  error: 'must be "exponential", "linear" or "fixed"',
+});
+const retryCount = z.number({ error: "must be a whole number of extra attempts, 0 to 100" })
+  .int({ error: "must be a whole number of extra attempts, 0 to 100" })
+  .min(0, "must be a whole number of extra attempts, 0 to 100")
+  .max(100, "must be at most 100 extra attempts");
+
 const artifactPath = z.string().min(1, "must not be empty").refine(
   (p) => !p.startsWith("/") && !p.split("/").includes(".."),
   {
@@ -171,9 +180,7 @@ const taskSchema = z.object({
   sync_back: z.enum(["on_success", "always", "never"], {
     error: 'must be "on_success", "always" or "never"',
   }).optional(),
-  retry_strategy: z.enum(["exponential", "linear", "fixed"], {
-    error: 'must be "exponential", "linear" or "fixed"',
-  }).optional(),
+  retry_strategy: retryStrategy.optional(),
   on_success: fnRef.optional(),
   on_failure: fnRef.optional(),
   on_timeout: fnRef.optional(),
@@ -191,10 +198,22 @@ const workflowConfig = z.object({
         JSON.stringify(issue.input)
       } is not a duration (use "500ms", "30s", "2m" or a number of seconds)`,
   }).optional(),
-  retries: z.number({ error: "must be a whole number of extra attempts, 0 to 100" }).int()
-    .min(0).max(100).optional(),
+  retries: retryCount.optional(),
+  max_retries: retryCount.optional(),
+  retry_policy: retryStrategy.optional(),
   workdir: z.string().min(1).optional(),
-}, { error: "must be a table { timeout = ..., retries = ..., workdir = ... }" }).strict();
+  max_parallel_tasks: z.number({ error: "must be a whole number of tasks, at least 1" }).int({
+    error: "must be a whole number of tasks, at least 1",
+  }).min(1, "must be a whole number of tasks, at least 1").optional(),
+  fail_fast: z.boolean({ error: "must be true or false" }).optional(),
+  continue_on_error: z.boolean({ error: "must be true or false" }).optional(),
+}, { error: "must be a table { timeout = ..., retries = ..., workdir = ... }" }).strict()
+  .refine((c) => c.retries === undefined || c.max_retries === undefined, {
+    error: "set retries or max_retries (the same thing), not both",
+  })
+  .refine((c) => c.fail_fast === undefined || c.continue_on_error !== c.fail_fast, {
+    error: "fail_fast and continue_on_error say opposite things; set one of them",
+  });
 
 const groupSchema = z.object({
   description: z.string().optional(),
@@ -205,6 +224,7 @@ const groupSchema = z.object({
   ).optional(),
   on_start: fnRef.optional(),
   on_complete: fnRef.optional(),
+  metadata: plainTable.optional(),
   workdir: z.string().min(1).optional(),
   delegate_to: delegateTo.optional(),
   agents: z.preprocess(
@@ -372,7 +392,7 @@ function normalizeGroup(
       command: t.command === undefined ? undefined : command(t.command),
       dependsOn: list(t.depends_on),
       nextIfFail: list(t.next_if_fail),
-      retries: t.retries ?? config.retries ?? 0,
+      retries: t.retries ?? config.retries ?? config.max_retries ?? 0,
       timeoutMs,
       async: t.async ?? false,
       preExec: t.pre_exec && lua(t.pre_exec),
@@ -384,7 +404,12 @@ function normalizeGroup(
       target: target ?? { kind: "local" },
       syncBack: target?.kind === "each" ? "never" : t.sync_back ?? "on_success",
       // Set only when given: most tasks have none of these.
-      ...(t.retry_strategy && { retryStrategy: t.retry_strategy }),
+      ...((t.retry_strategy ?? config.retry_policy) &&
+        { retryStrategy: t.retry_strategy ?? config.retry_policy }),
+      ...(config.max_parallel_tasks !== undefined &&
+        { groupMaxParallel: config.max_parallel_tasks }),
+      ...((config.fail_fast === true || config.continue_on_error === false) &&
+        { stopRunOnFailure: true }),
       ...(t.on_success && { onSuccess: lua(t.on_success) }),
       ...(t.on_failure && { onFailure: lua(t.on_failure) }),
       ...(t.on_timeout && { onTimeout: lua(t.on_timeout) }),

@@ -11,6 +11,7 @@ export const PRELUDE = String.raw`
 local H = __sloth_host
 __sloth_host = nil
 local getinfo = debug.getinfo
+local getlocal = debug.getlocal
 local base_load = load
 
 -- The file:line of the nearest workflow code on the stack (the prelude is "=sloth").
@@ -425,16 +426,30 @@ local function settled(ok, message, ...)
   return ok, message, ...
 end
 
--- shape: how the host calls the field (see __sloth_call and the runner).
+-- shape: how the host calls the field (see __sloth_call and the runner). A function whose
+-- first parameter is named this (or self, t, task, ctx) gets (this, params[, value]); any
+-- other gets the table form's arguments, as many of the Go tool's examples write them:
+-- (params, inputs), or (params, value) after the command.
+local THIS_NAMES = { this = true, self = true, t = true, task = true, ctx = true }
 local WRAP = {
-  command = function(fn) return function(params, inputs) return settled(fn(this_of(params, inputs), params)) end end,
-  pre = function(fn) return function(params, inputs) return settled(fn(this_of(params, inputs), params)) end end,
-  condition = function(fn) return function(params, inputs) return fn(this_of(params, inputs), params) end end,
+  command = function(fn, with_this)
+    if not with_this then return function(params, inputs) return settled(fn(params, inputs)) end end
+    return function(params, inputs) return settled(fn(this_of(params, inputs), params)) end
+  end,
+  condition = function(fn, with_this)
+    if not with_this then return function(params, inputs) return fn(params, inputs) end end
+    return function(params, inputs) return fn(this_of(params, inputs), params) end
+  end,
   -- post_exec, on_success: outputs; on_failure, on_timeout: the error; then the inputs.
-  after = function(fn) return function(params, value, inputs) return settled(fn(this_of(params, inputs), params, value)) end end,
+  after = function(fn, with_this)
+    if not with_this then return function(params, value) return settled(fn(params, value)) end end
+    return function(params, value, inputs) return settled(fn(this_of(params, inputs), params, value)) end
+  end,
 }
+WRAP.pre = WRAP.command
 local function wrap(fn, shape)
-  local wrapped = WRAP[shape](fn)
+  local first = getlocal(fn, 1)
+  local wrapped = WRAP[shape](fn, first == nil or THIS_NAMES[first] == true)
   origin[wrapped] = fn
   return wrapped
 end

@@ -128,6 +128,10 @@ export interface Task {
   artifacts?: string[];
   /** The user the task's commands must run as where it runs (a name or uid). */
   user?: string;
+  /** At most this many tasks of its group run at once (a workflow's max_parallel_tasks). */
+  groupMaxParallel?: number;
+  /** Its failure stops the run, as abort_if does (a workflow's fail_fast). */
+  stopRunOnFailure?: boolean;
 }
 
 export type RetryStrategy = "exponential" | "linear" | "fixed";

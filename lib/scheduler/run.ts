@@ -216,6 +216,8 @@ class Scheduler {
           full = true;
           break;
         }
+        const cap = planned.task.groupMaxParallel;
+        if (cap !== undefined && this.#runningOfGroup(planned.task.group) >= cap) continue;
         this.#start(planned);
       }
       if (!unitDone && unit.some((p) => this.#state.get(p.task.id) !== "done")) {
@@ -230,6 +232,14 @@ class Scheduler {
         interrupted: this.#stop?.interrupted ?? false,
       });
     }
+  }
+
+  #runningOfGroup(group: string): number {
+    let n = 0;
+    for (const [id, state] of this.#state) {
+      if (state === "running" && this.#tasks.get(id)!.group === group) n++;
+    }
+    return n;
   }
 
   #runningIn(unit: PlannedTask[]): number {
@@ -293,6 +303,9 @@ class Scheduler {
     this.#state.set(task.id, "done");
     this.#results.set(task.id, result);
     if (isFailure(result.status)) this.#blocked.add(task.id);
+    if (isFailure(result.status) && task.stopRunOnFailure && result.status !== "cancelled") {
+      this.#halt(`run stopped: task "${task.name}" failed and its workflow has fail_fast`, false);
+    }
     this.#options.onTaskFinish?.(task, result);
   }
 

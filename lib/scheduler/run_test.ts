@@ -322,3 +322,30 @@ Deno.test("runPlan() ends a wait before a retry when the run is interrupted", as
   assert.deepEqual(status, { remote: "cancelled", after: "skipped" });
   assert.deepEqual(exec.events, ["attempt 1", "waiting forever"]);
 });
+
+Deno.test("runPlan() runs at most groupMaxParallel of a group's tasks at once, others unbounded by it", async () => {
+  const exec = new ScriptedExecutor({ a: { ms: 30 }, b: { ms: 30 }, c: { ms: 30 }, d: { ms: 30 } });
+  const capped = ["a", "b", "c", "d"].map((n) => task(n, { async: true, groupMaxParallel: 2 }));
+  const { status } = await run(capped, exec);
+  assert.deepEqual(Object.values(status), ["success", "success", "success", "success"]);
+  assert.equal(exec.maxRunning, 2);
+  const free = new ScriptedExecutor({ a: { ms: 30 }, b: { ms: 30 }, c: { ms: 30 } });
+  await run(["a", "b", "c"].map((n) => task(n, { async: true })), free);
+  assert.equal(free.maxRunning, 3);
+});
+
+Deno.test("runPlan() stops the run when a task with stopRunOnFailure fails, and not when it succeeds", async () => {
+  const exec = new ScriptedExecutor({ bad: { failOn: [1] }, slow: { ms: 5_000 } });
+  const { outcome, status } = await run([
+    task("slow", { async: true }),
+    task("bad", { async: true, stopRunOnFailure: true }),
+    task("later"),
+  ], exec);
+  assert.deepEqual(status, { slow: "cancelled", bad: "failed", later: "skipped" });
+  assert.match(outcome.aborted ?? "", /task "bad" failed and its workflow has fail_fast/);
+  const fine = await run(
+    [task("ok", { stopRunOnFailure: true }), task("next")],
+    new ScriptedExecutor(),
+  );
+  assert.deepEqual(fine.status, { ok: "success", next: "success" });
+});

@@ -96,6 +96,18 @@ for (const where of ["here", "on an agent"] as const) {
   });
 }
 
+Deno.test("compat: builder functions get (this, params) or the table form's (params, inputs) by their first parameter's name", async () => {
+  await using ws = await tempWorkspace({
+    "workflow.lua": await Deno.readTextFile(`${ROOT}/tests/compat/conventions.lua`),
+  });
+  const r = await run(ws.dir, ["-f", "workflow.lua"]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.equal(await read(ws.dir, "a_on_success.txt"), "produce:true");
+  assert.equal(await read(ws.dir, "b_pre.txt"), "produce:true");
+  assert.equal(await read(ws.dir, "b_command.txt"), "consume produce:true consume");
+  assert.equal(await read(ws.dir, "b_post.txt"), "conventions");
+});
+
 Deno.test("compat: list, validate and --dry-run show builder workflows like groups", async () => {
   await using ws = await copyStyle("builder_chain");
   const list = await cliProcess(["list", "-f", "pipeline.sloth"], { cwd: ws.dir });
