@@ -332,6 +332,8 @@ end
 -- Walking TaskDefinitions ---------------------------------------------------
 
 local FUNCTION_FIELDS = { command = true, pre_exec = true, post_exec = true, run_if = true, abort_if = true }
+-- A group's own functions are kept under the task name "" (no task has an empty name).
+local GROUP_FUNCTION_FIELDS = { clean_workdir_after_run = true }
 local registry = {}
 
 local function where(fn)
@@ -413,6 +415,7 @@ function __sloth_collect(one_group, one_task)
       -- A function here is kept as a reference: a misspelt field is then met by its name
       -- ("unknown field ... did you mean"), not by what its value is.
       if k ~= "tasks" then g.fields[k] = plain(v, gpath .. "." .. tostring(k), {}, type(v) == "function", problems) end
+      if type(v) == "function" and GROUP_FUNCTION_FIELDS[k] then registry[key(gname, "", k)] = v end
     end
     local tasks = rawget(group, "tasks")
     if type(tasks) == "table" then
@@ -469,6 +472,13 @@ end
 local function register_only(gname, tname)
   registry = {}
   local group = (rawget(_G, "TaskDefinitions") or {})[gname]
+  if tname == "" and type(group) == "table" then
+    for field in pairs(GROUP_FUNCTION_FIELDS) do
+      local v = rawget(group, field)
+      if type(v) == "function" then registry[key(gname, "", field)] = v end
+    end
+    return {}
+  end
   local tasks = type(group) == "table" and rawget(group, "tasks") or nil
   if type(tasks) ~= "table" then return {} end
   local n = #tasks
