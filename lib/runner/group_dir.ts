@@ -131,7 +131,8 @@ export async function finishGroupDirs(dirs: PreparedDir[], options: FinishOption
     const note = (level: LogLevel, line: string) =>
       options.emit({ type: "log", stream: "log", level, line: `group "${group.name}": ${line}` });
     const clean = group.dir!.clean;
-    if (options.outcome.interrupted) {
+    // Also when Ctrl-C comes while an earlier group's function runs.
+    if (options.outcome.interrupted || options.signal?.aborted) {
       if (temporary || clean !== false) await note("warn", `run interrupted; ${path} is kept`);
       continue;
     }

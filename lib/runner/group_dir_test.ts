@@ -59,8 +59,10 @@ async function finish(
   s: Setup,
   prepared: Awaited<ReturnType<typeof prepareGroupDirs>>,
   outcome: RunOutcome,
+  signal?: AbortSignal,
 ) {
   await finishGroupDirs(prepared.dirs, {
+    signal,
     cwd: s.dir,
     file: `${s.dir}/workflow.lua`,
     plan: prepared.plan,
@@ -287,6 +289,18 @@ TaskDefinitions = {
   } finally {
     await Deno.remove(temp, { recursive: true });
   }
+});
+
+Deno.test("finishGroupDirs() removes nothing once Ctrl-C came, even after a run that finished", async () => {
+  await using s = await setup(
+    `TaskDefinitions = { g = { workdir = "box", create_workdir_before_run = true, clean_workdir_after_run = true, tasks = { { name = "a", command = "true" } } } }`,
+  );
+  const prepared = await prepareGroupDirs(s.loaded.workflow, s.plan, places(s));
+  const stop = new AbortController();
+  stop.abort();
+  await finish(s, prepared, s.outcome(), stop.signal);
+  assert.equal(await exists(`${s.dir}/box`), true);
+  assert.deepEqual(s.notes(), [`warn: group "g": run interrupted; ${s.dir}/box is kept`]);
 });
 
 Deno.test("finishGroupDirs() refuses a directory a task swapped for a link, and removes no more than the directory", async () => {
