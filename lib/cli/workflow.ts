@@ -20,7 +20,15 @@ import {
   type TaskResult,
   type TaskStatus,
 } from "../model/mod.ts";
-import { loadRemoteRunner, LocalRunner, PoolRunner, type RemoteRunner } from "../runner/mod.ts";
+import {
+  finishGroupDirs,
+  loadRemoteRunner,
+  LocalRunner,
+  PoolRunner,
+  type PreparedDir,
+  prepareGroupDirs,
+  type RemoteRunner,
+} from "../runner/mod.ts";
 import {
   checkWorkflow,
   type Plan,
@@ -170,6 +178,9 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
   // Set when reports are asked for; `reported` once they are written.
   let recorder: RunRecorder | undefined;
   let reported = false;
+  // Groups' directories made or checked before the run; `ran` once its tasks started.
+  let dirs: PreparedDir[] = [];
+  let ran = false;
   try {
     let emit: EmitEvent;
     if (options.output === "json") emit = jsonRenderer(io.out);
@@ -200,7 +211,7 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
       selection,
       options.dryRun,
     );
-    const plan = planRun(workflow, selection);
+    let plan = planRun(workflow, selection);
     if (text) text.qualify = new Set(plan.tasks.map((p) => p.task.group)).size > 1;
     if (options.dryRun) {
       showPlan(io, plan, loaded, options.output);
@@ -212,6 +223,10 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
       (task.target.kind === "local" &&
         (task.command?.kind === "lua" || task.preExec !== undefined || task.postExec !== undefined))
     );
+    ({ plan, dirs } = await prepareGroupDirs(workflow, plan, {
+      cwd: io.cwd,
+      file: loaded.workflow.file,
+    }));
     if (luaHere) pool.warm();
     else pool.drain();
     if (text && io.terminal && !options.plain) {
@@ -257,6 +272,7 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
         for (const name of pools) fleet.members(name).catch(() => {});
       }
     }
+    ran = true;
     const outcome = await runPlan(plan, routeByTarget(local, remote, poolRunner), {
       maxParallel: options.maxParallel,
       signal: interrupt.signal,
@@ -282,6 +298,17 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
         }),
       onTaskFinish: (task, result) =>
         emit({ type: "task_finished", task: task.name, group: task.group, result }),
+    });
+
+    await finishGroupDirs(dirs, {
+      cwd: io.cwd,
+      file: loaded.workflow.file,
+      plan,
+      outcome,
+      pool,
+      source: loaded.source,
+      emit,
+      signal: interrupt.signal,
     });
 
     const counts = countStatuses(outcome.results);
@@ -335,6 +362,8 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
     }
     throw error;
   } finally {
+    // Made for a run that then did not start (a TLS file missing): empty, and ours.
+    if (!ran) { for (const d of dirs) if (d.temporary) await Deno.remove(d.path).catch(() => {}); }
     clearInterval(redraw);
     text?.stop();
     // Also after a crash: a run that stopped half way still leaves its report.
