@@ -22,7 +22,15 @@ import {
   type TaskResult,
   type TaskStatus,
 } from "../model/mod.ts";
-import { loadRemoteRunner, LocalRunner, PoolRunner, type RemoteRunner } from "../runner/mod.ts";
+import {
+  finishGroupDirs,
+  loadRemoteRunner,
+  LocalRunner,
+  PoolRunner,
+  type PreparedDir,
+  prepareGroupDirs,
+  type RemoteRunner,
+} from "../runner/mod.ts";
 import {
   checkWorkflow,
   type Plan,
@@ -253,6 +261,9 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
   // Set when reports are asked for; `reported` once they are written.
   let recorder: RunRecorder | undefined;
   let reported = false;
+  // Groups' directories made or checked before the run; `ran` once its tasks started.
+  let dirs: PreparedDir[] = [];
+  let ran = false;
   try {
     let emit: EmitEvent;
     if (options.output === "json") emit = jsonRenderer(io.out);
@@ -283,7 +294,7 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
       selection,
       options.dryRun,
     );
-    const plan = planRun(workflow, selection);
+    let plan = planRun(workflow, selection);
     if (text) text.qualify = new Set(plan.tasks.map((p) => p.task.group)).size > 1;
     if (options.dryRun) {
       showPlan(io, plan, loaded, options.output);
@@ -301,6 +312,10 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
           (task.command?.kind === "lua" || task.preExec !== undefined ||
             task.postExec !== undefined))
       );
+    ({ plan, dirs } = await prepareGroupDirs(workflow, plan, {
+      cwd: io.cwd,
+      file: loaded.workflow.file,
+    }));
     if (luaHere) pool.warm();
     else pool.drain();
     if (text && io.terminal && !options.plain) {
@@ -346,6 +361,7 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
         for (const name of pools) fleet.members(name).catch(() => {});
       }
     }
+    ran = true;
     const startError = await startGroups(local, groups, interrupt.signal, topLevelLog);
     const outcome = startError !== undefined
       ? notStarted(plan, startError)
@@ -379,6 +395,17 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
     const completeFailed = await completeGroups(local, groups, plan, outcome, {
       signal: interrupt.signal.aborted ? AbortSignal.timeout(10_000) : interrupt.signal,
       log: topLevelLog,
+    });
+
+    await finishGroupDirs(dirs, {
+      cwd: io.cwd,
+      file: loaded.workflow.file,
+      plan,
+      outcome,
+      pool,
+      source: loaded.source,
+      emit,
+      signal: interrupt.signal,
     });
 
     const counts = countStatuses(outcome.results);
@@ -432,6 +459,8 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
     }
     throw error;
   } finally {
+    // Made for a run that then did not start (a TLS file missing): empty, and ours.
+    if (!ran) { for (const d of dirs) if (d.temporary) await Deno.remove(d.path).catch(() => {}); }
     clearInterval(redraw);
     text?.stop();
     // Also after a crash: a run that stopped half way still leaves its report.

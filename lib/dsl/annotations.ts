@@ -69,6 +69,16 @@ const GROUP: Record<GroupField | "tasks", Field> = {
     type: "string",
     doc: "Working directory of the group's tasks, relative to the workflow file's directory.",
   },
+  create_workdir_before_run: {
+    type: "boolean",
+    doc:
+      "Make `workdir` (with its parents) before the run's first task; without `workdir`, the tasks get a new temporary directory.",
+  },
+  clean_workdir_after_run: {
+    type: "boolean|sloth.CleanWorkdir",
+    doc:
+      "After the run, remove the group's directory: true, false, or a function of the group's result that returns true to remove it. A temporary directory is removed unless this says false.",
+  },
   delegate_to: {
     type: "string|sloth.Agent|sloth.Pool|sloth.FanOut",
     doc:
@@ -213,6 +223,43 @@ const TASK: Record<TaskField | "uses", Field> = {
     doc:
       "The user (name or uid) its commands must run as where it runs; anywhere else the task fails, never running as someone else.",
   },
+};
+
+/** What runner/group_dir.ts gives `clean_workdir_after_run`. */
+const GROUP_RESULT: Record<string, Field> = {
+  success: {
+    type: "boolean",
+    doc:
+      "No task of the group failed, timed out or was cancelled, and no abort_if stopped the run.",
+    required: true,
+  },
+  group: { type: "string", doc: "The group's name.", required: true },
+  workdir: { type: "string", doc: "The group's directory (absolute).", required: true },
+  error: { type: "string", doc: "Why it did not succeed: the first failure, or the abort." },
+  failed: {
+    type: "string[]",
+    doc: "Tasks that failed, timed out or were cancelled, in plan order.",
+    required: true,
+  },
+  tasks: {
+    type: "table<string, sloth.TaskOutcome>",
+    doc: "Every task of the group the run planned, by name.",
+    required: true,
+  },
+  output: {
+    type: "sloth.Outputs",
+    doc: "The outputs of the group's last task (in plan order); empty if it gave none.",
+    required: true,
+  },
+};
+const TASK_OUTCOME: Record<string, Field> = {
+  status: {
+    type: '"success"|"failed"|"skipped"|"timeout"|"cancelled"',
+    doc: "How it ended.",
+    required: true,
+  },
+  error: { type: "string", doc: "Why it failed or was skipped." },
+  outputs: { type: "sloth.Outputs", doc: "What its function returned.", required: true },
 };
 
 const AGENT: Record<AgentField, Field> = {
@@ -556,6 +603,12 @@ const CLASSES: Class[] = [
     },
   },
   ...GOROUTINE_CLASSES,
+  {
+    name: "sloth.GroupResult",
+    doc: "What `clean_workdir_after_run` gets: how the group's tasks ended.",
+    fields: GROUP_RESULT,
+  },
+  { name: "sloth.TaskOutcome", doc: "How one task of the group ended.", fields: TASK_OUTCOME },
 ];
 
 // How lib/runner/local.ts calls a task's functions, and what prelude.ts's
@@ -590,6 +643,11 @@ const ALIASES: { name: string; doc: string; type: string }[] = [
     name: "sloth.PostExec",
     doc: "Runs after a successful command; false (with a message) fails the task.",
     type: "fun(params: sloth.Params, outputs: sloth.Outputs): boolean, string?",
+  },
+  {
+    name: "sloth.CleanWorkdir",
+    doc: "clean_workdir_after_run as a function: true removes the group's directory.",
+    type: "fun(result: sloth.GroupResult): boolean",
   },
   {
     name: "sloth.Condition",

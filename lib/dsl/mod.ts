@@ -133,6 +133,32 @@ export async function openTaskSession(
   return session;
 }
 
+/**
+ * The task name a group's own functions (`clean_workdir_after_run`) are called by,
+ * in `LuaSession.call`: no task has it.
+ */
+export const GROUP_FUNCTIONS = "";
+
+/** A fresh Lua state with the workflow loaded, for calling a group's own function. */
+export async function openGroupSession(
+  pool: LuaPool,
+  source: WorkflowSource,
+  group: { name: string; workdir: string },
+  hooks: SessionHooks,
+): Promise<LuaSession> {
+  const { session } = await pool.open(
+    {
+      ...source,
+      workdir: group.workdir,
+      env: { SLOTH_GROUP: group.name, SLOTH_WORKDIR: group.workdir },
+      quiet: true,
+      only: { group: group.name, task: GROUP_FUNCTIONS },
+    },
+    hooks,
+  );
+  return session;
+}
+
 /** Reads a `--values` YAML file. */
 export async function readValues(path: string, cwd: string): Promise<unknown> {
   const name = displayName(resolvePath(cwd, path), cwd);

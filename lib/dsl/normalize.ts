@@ -10,13 +10,22 @@ import type {
   Command,
   Condition,
   Group,
+  GroupDir,
   Inventory,
   LuaRef,
   Target,
   Task,
   Workflow,
 } from "../model/mod.ts";
-import { findAgent, findPool, hasAddressShape, parseAddress, parseDuration } from "../model/mod.ts";
+import {
+  findAgent,
+  findPool,
+  guardedDirs,
+  hasAddressShape,
+  parseAddress,
+  parseDuration,
+  removalRefusal,
+} from "../model/mod.ts";
 import { dirname, resolvePath } from "./source.ts";
 
 export interface NormalizeOptions {
@@ -65,6 +74,8 @@ export const TASK_FIELDS = [
 export const GROUP_FIELDS = [
   "description",
   "workdir",
+  "create_workdir_before_run",
+  "clean_workdir_after_run",
   "delegate_to",
   "agents",
   "version",
@@ -72,6 +83,12 @@ export const GROUP_FIELDS = [
   "on_start",
   "on_complete",
   "metadata",
+] as const;
+/** The group fields whose value may be a Lua function, kept under the task name "". */
+export const GROUP_FUNCTION_FIELDS = [
+  "clean_workdir_after_run",
+  "on_start",
+  "on_complete",
 ] as const;
 
 /** Lua's empty table arrives as `{}`; where a list is expected it means an empty list. */
@@ -226,6 +243,10 @@ const groupSchema = z.object({
   on_complete: fnRef.optional(),
   metadata: plainTable.optional(),
   workdir: z.string().min(1).optional(),
+  create_workdir_before_run: z.boolean({ error: "must be true or false" }).optional(),
+  clean_workdir_after_run: z.union([z.boolean(), fnRef], {
+    error: "must be true, false or a function(result) that returns true to remove the directory",
+  }).optional(),
   delegate_to: delegateTo.optional(),
   agents: z.preprocess(
     (v) => Array.isArray(v) && v.length === 0 ? {} : v,
@@ -306,7 +327,7 @@ function normalizeGroup(
     delete fields.agents;
   }
   unknownFields(fields, GROUP_FIELDS, label, problems);
-  functionsWhereNone(fields, ["on_start", "on_complete"], label, problems);
+  functionsWhereNone(fields, GROUP_FUNCTION_FIELDS, label, problems);
   const parsed = groupSchema.safeParse(fields);
   if (!parsed.success) {
     report(parsed.error, label, problems);
@@ -334,7 +355,13 @@ function normalizeGroup(
     problems.push(`${label}: set workdir or config.workdir, not both`);
   }
   const workdirGiven = g.workdir ?? config.workdir;
-  const groupWorkdir = workdirGiven ? resolvePath(baseDir, workdirGiven) : options.cwd;
+  const dir = groupDir({ ...g, workdir: workdirGiven }, baseDir, label, options, problems);
+  // A temporary directory is made by the run: its tasks' workdir is filled in then.
+  const groupWorkdir = dir && !dir.path
+    ? ""
+    : workdirGiven
+    ? resolvePath(baseDir, workdirGiven)
+    : options.cwd;
   const known = { agents, options };
   // Checked once, here: its problems are the group's, not each of its tasks'.
   const groupTarget = g.delegate_to === undefined
@@ -426,7 +453,50 @@ function normalizeGroup(
     agents,
     ...(g.on_start && { onStart: lua(g.on_start) }),
     ...(g.on_complete && { onComplete: lua(g.on_complete) }),
+    ...(dir ? { dir } : {}),
   };
+}
+
+/**
+ * `create_workdir_before_run` and `clean_workdir_after_run`, as the Go sloth-runner
+ * documents them: with either, a group without `workdir` gets a new temporary
+ * directory (removed afterwards unless `clean_workdir_after_run` says otherwise); a
+ * named `workdir` is removed only when `clean_workdir_after_run` says so, and never
+ * when it is, or holds, a directory that must stay.
+ */
+function groupDir(
+  g: z.infer<typeof groupSchema>,
+  baseDir: string,
+  label: string,
+  options: NormalizeOptions,
+  problems: string[],
+): GroupDir | undefined {
+  const create = g.create_workdir_before_run;
+  const clean = g.clean_workdir_after_run;
+  if (create !== true && clean === undefined) return undefined;
+  const given = typeof clean === "object" ? lua(clean) : clean;
+  if (!g.workdir) return { create: true, clean: given ?? true };
+  const path = resolvePath(baseDir, g.workdir);
+  // On an agent the master has checked (and the paths are the master's).
+  if (given !== undefined && given !== false && !options.ignoreTargets) {
+    const why = removalRefusal(
+      path,
+      guardedDirs({
+        cwd: options.cwd,
+        file: options.file,
+        home: Deno.env.get("HOME"),
+        tmp: Deno.env.get("TMPDIR"),
+      }),
+    );
+    if (why) {
+      problems.push(
+        `${label}: clean_workdir_after_run could remove workdir ${path}, which ${why}; ` +
+          "sloth-runner never removes that. Give the group a directory of its own, or leave " +
+          "workdir out for a new temporary one.",
+      );
+    }
+  }
+  return { path, create: create ?? false, clean: given ?? false };
 }
 
 function resolveTarget(

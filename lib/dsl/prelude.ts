@@ -619,7 +619,7 @@ end
 local defined, defined_order = {}, {}
 local WORKFLOW_METHODS, WORKFLOW_METHOD_NAMES = {}, {}
 -- Group fields whose value is a function run on this machine, with the group's name as key.
-local GROUP_FUNCTIONS = { on_start = true, on_complete = true }
+local GROUP_FUNCTIONS = { on_start = true, on_complete = true, clean_workdir_after_run = true }
 
 local workflow_meta = { __name = "workflow builder" }
 workflow_meta.__index = function(self, key)
@@ -868,10 +868,12 @@ local function register_only(gname, tname)
   registry = {}
   local group = (all_groups() or {})[gname]
   if type(group) == "table" then
-    for k, v in pairs(group) do
-      if GROUP_FUNCTIONS[k] and type(v) == "function" then registry[key(gname, "", k)] = v end
+    for field in pairs(GROUP_FUNCTIONS) do
+      local v = rawget(group, field)
+      if type(v) == "function" then registry[key(gname, "", field)] = v end
     end
   end
+  if tname == "" then return {} end
   local tasks = type(group) == "table" and rawget(group, "tasks") or nil
   if type(tasks) ~= "table" then return {} end
   local n = #tasks

@@ -20,6 +20,9 @@ export type {
 } from "./fleet.ts";
 export { agentNameProblem, FAN_OUT_MARK, findAgent, findPool, poolSourceText } from "./fleet.ts";
 import type { FanOut, PoolTarget } from "./fleet.ts";
+export type { GroupDir, GuardedDir } from "./group_dir.ts";
+export { guardedDirs, removalRefusal } from "./group_dir.ts";
+import type { GroupDir } from "./group_dir.ts";
 
 /** Where a task runs. */
 export type Target =
@@ -108,7 +111,10 @@ export interface Task {
   postExec?: LuaRef;
   runIf?: Condition;
   abortIf?: Condition;
-  /** Absolute path. */
+  /**
+   * Absolute path; "" for a task that inherits its group's temporary directory
+   * (`Group.dir` without a path) until the run has made it.
+   */
   workdir: string;
   params: Record<string, unknown>;
   target: Target;
@@ -149,6 +155,8 @@ export interface Group {
   onStart?: LuaRef;
   /** Run on this machine after the run's last task: `function(success, results)`. */
   onComplete?: LuaRef;
+  /** Set when the group asks for its directory to be made or removed around the run. */
+  dir?: GroupDir;
 }
 
 export interface Workflow {

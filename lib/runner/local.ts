@@ -5,8 +5,10 @@
 import {
   type CallKind,
   type CallResult,
+  GROUP_FUNCTIONS,
   type LuaPool,
   type LuaSession,
+  openGroupSession,
   openTaskSession,
   taskEnv,
   type WorkflowSource,
@@ -234,29 +236,20 @@ export class LocalRunner implements TaskExecutor {
     log: (level: string, line: string) => void,
   ): Promise<{ error?: string }> {
     if (!this.#pool) throw new Error("this workflow needs Lua, and no Lua workers were given");
-    // The group's own functions are registered under the empty task name.
-    const holder: Task = {
-      id: `${group.name}.`,
-      name: "",
-      group: group.name,
-      description: "",
-      dependsOn: [],
-      nextIfFail: [],
-      retries: 0,
-      async: false,
-      workdir: group.tasks[0]?.workdir ?? this.#source.cwd,
-      params: {},
-      target: { kind: "local" },
-      syncBack: "never",
-    };
-    const session = await openTaskSession(this.#pool, this.#source, holder, {
-      onLog: (level, message) =>
-        log(level === "print" || level === "stderr" ? "info" : level, message),
-    });
+    const workdir = group.tasks[0]?.workdir || this.#source.cwd;
+    const session = await openGroupSession(
+      this.#pool,
+      this.#source,
+      { name: group.name, workdir },
+      {
+        onLog: (level, message) =>
+          log(level === "print" || level === "stderr" ? "info" : level, message),
+      },
+    );
     try {
       const result = await session.call(
         "outcome",
-        { group: group.name, task: "", field },
+        { group: group.name, task: GROUP_FUNCTIONS, field },
         args,
         signal,
       );

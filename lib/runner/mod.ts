@@ -1,4 +1,6 @@
 export { LocalRunner } from "./local.ts";
+export { finishGroupDirs, groupResult, prepareGroupDirs } from "./group_dir.ts";
+export type { FinishOptions, GroupDirPlaces, PreparedDir } from "./group_dir.ts";
 export type { LocalRunnerOptions } from "./local.ts";
 export type { RemoteRunner, RemoteRunnerOptions } from "./remote.ts";
 
