@@ -413,8 +413,16 @@ TaskDefinitions = { g = { tasks = { { name = utils.name, command = "true" } } } 
     "workflow.lua":
       `#!/usr/bin/env sloth-runner\nlocal p = require("pulumi")\nTaskDefinitions = {}`,
   });
-  assert.match(
+  assert.equal(
     error.message,
-    /^workflow\.lua:2: require: no module "pulumi" here \(built in: log, exec, fs, data, net\) and no file pulumi\.lua; what a module of the Go sloth-runner did, exec\.run\("\.\.\."\) can do/,
+    'workflow.lua:2: "pulumi" is a module of the Go sloth-runner that sloth-runner does not ' +
+      'provide; use exec.run("pulumi ...")',
+  );
+  const other = await loadError({
+    "workflow.lua": `local p = require("nosuch")\nTaskDefinitions = {}`,
+  });
+  assert.match(
+    other.message,
+    /^workflow\.lua:1: require: no module "nosuch" here \(built in: log, exec, fs, data, net\) and no file nosuch\.lua/,
   );
 });
