@@ -516,7 +516,10 @@ function __sloth_main(chunk, name, only_group, only_task, describe_one)
   if not collected_ok then return { invalid = error_text(collected) } end
   local why = too_big(collected, "TaskDefinitions")
   if why then return { invalid = why } end
-  return { description = collected }
+  -- The globals there are now, for the check of what task code reads (globals.ts).
+  local globals = {}
+  for k in next, _G do if type(k) == "string" then globals[#globals + 1] = k end end
+  return { description = collected, globals = globals }
 end
 
 -- Calling a task's functions ------------------------------------------------
