@@ -89,6 +89,8 @@ export interface LuaLoad {
 }
 
 export interface LuaScan {
+  /** Whether reads and loads carry their line (else 0: see `scanLua`). */
+  lines: boolean;
   reads: GlobalRead[];
   /** Globals the file assigns: `x = 1`, `function x()`, `_G.x = 1`, `rawset(_G, "x", 1)`. */
   assigned: Set<string>;
@@ -138,19 +140,24 @@ const ATTRIBUTE = /<\s*(?:const|close)\s*>/g;
 /**
  * The global reads and assignments of one file. Throws luaparse's error (with
  * `line`) for what it cannot parse; Lua may still accept it.
+ *
+ * Without `lines`, every line is 0: luaparse takes about half the time then
+ * (~18 ms instead of ~35 for 2,000 lines, cold), and most files have nothing to
+ * report. A file that has is scanned again with them; the reads come in the same order.
  */
-export function scanLua(source: string): LuaScan {
+export function scanLua(source: string, options: { lines?: boolean } = {}): LuaScan {
+  const lines = options.lines ?? true;
   // An attribute only makes a local constant: blanked, the lines and columns stay.
   const text = source.includes("<") ? source.replace(ATTRIBUTE, blank) : source;
   const chunk = parser.parse(text, {
     luaVersion: "5.3",
-    locations: true,
+    locations: lines,
     comments: false,
     scope: false,
     // Keeps string values (require's argument); bytes over 0x7f are never a name.
     encodingMode: "pseudo-latin1",
   });
-  const walker = new Walker();
+  const walker = new Walker(lines);
   walker.block(chunk.body ?? [], new Scope(undefined, false));
   return walker.scan;
 }
@@ -169,7 +176,10 @@ class Scope {
 }
 
 class Walker {
-  readonly scan: LuaScan = { reads: [], assigned: new Set(), loads: [], dynamic: false };
+  readonly scan: LuaScan;
+  constructor(lines: boolean) {
+    this.scan = { lines, reads: [], assigned: new Set(), loads: [], dynamic: false };
+  }
 
   block(statements: Node[], scope: Scope): void {
     for (const statement of statements) this.statement(statement, scope);
@@ -325,7 +335,7 @@ class Walker {
     const name = node.name!;
     // Under a local _ENV, a free name is a field of that table, not a global.
     if (scope.has(name) || name === "_ENV" || scope.has("_ENV")) return;
-    this.scan.reads.push({ name, line: node.loc!.start.line, inFunction: scope.inFunction });
+    this.scan.reads.push({ name, line: node.loc?.start.line ?? 0, inFunction: scope.inFunction });
   }
 
   /** require("x") and import("x"); rawset(_G, "x", v); setmetatable(_G, mt). */
@@ -340,7 +350,7 @@ class Walker {
       case "require":
       case "import":
         if (literal !== undefined) {
-          this.scan.loads.push({ kind: base.name, path: literal, line: base.loc!.start.line });
+          this.scan.loads.push({ kind: base.name, path: literal, line: base.loc?.start.line ?? 0 });
         }
         break;
       case "rawset": {
@@ -395,10 +405,10 @@ export type FileScan =
   | { file: LuaFile; scan: LuaScan }
   | { file: LuaFile; error: { line?: number; message: string } };
 
-/** `scanLua` of one file, its parse error kept as a value. */
+/** `scanLua` of one file, without lines, its parse error kept as a value. */
 export function scanFile(file: LuaFile): FileScan {
   try {
-    return { file, scan: scanLua(file.text) };
+    return { file, scan: scanLua(file.text, { lines: false }) };
   } catch (error) {
     const { line, message } = error as { line?: number; message: string };
     return { file, error: { line, message: String(message).replace(/^\[\d+:\d+\] /, "") } };
@@ -445,7 +455,7 @@ function guess(name: string, candidates: string[]): string {
 export function checkGlobals(files: LuaFile[], options: CheckOptions): GlobalsReport {
   const report: GlobalsReport = { modules: [], unknown: [], notes: [] };
   const known = new Map(options.scans?.map((s) => [s.file.path, s]));
-  const scanned: { file: LuaFile; scan: LuaScan }[] = [];
+  const scanned: { file: LuaFile; scan: LuaScan; goRequires: LuaLoad[] }[] = [];
   const seen = new Set(files.map((f) => f.path));
   const queue = [...files];
   const assigned = new Set<string>();
@@ -463,7 +473,8 @@ export function checkGlobals(files: LuaFile[], options: CheckOptions): GlobalsRe
       continue;
     }
     const { scan } = result;
-    scanned.push({ file, scan });
+    const goRequires: LuaLoad[] = [];
+    scanned.push({ file, scan, goRequires });
     for (const name of scan.assigned) assigned.add(name);
     dynamic ||= scan.dynamic;
     for (const load of scan.loads) {
@@ -478,28 +489,40 @@ export function checkGlobals(files: LuaFile[], options: CheckOptions): GlobalsRe
         seen.add(path);
         queue.push(found);
       } else if (load.kind === "require" && goModuleMessage(load.path)) {
-        report.modules.push(`${file.name}:${load.line}: ${goModuleMessage(load.path)}`);
+        goRequires.push(load);
       }
     }
   }
 
   const defined = new Set([...LUA_GLOBALS, ...SLOTH_GLOBALS, ...assigned, ...options.defined]);
   const candidates = [...defined].filter((name) => !name.startsWith("__"));
-  for (const { file, scan } of scanned) {
-    const said = new Set<string>();
-    for (const { name, line, inFunction } of scan.reads) {
-      if (defined.has(name) || said.has(name)) continue;
-      const module = goModuleMessage(name);
-      if (module) {
-        said.add(name);
-        report.modules.push(`${file.name}:${line}: ${module}`);
-      } else if (inFunction && complete && !dynamic) {
-        said.add(name);
-        report.unknown.push(
-          `${file.name}:${line}: task code reads global "${name}", which nothing defines` +
-            guess(name, candidates),
-        );
+  const reportUnknown = complete && !dynamic;
+  const reported = (read: GlobalRead) =>
+    !defined.has(read.name) && (goModuleMessage(read.name) !== undefined ||
+      (read.inFunction && reportUnknown));
+  for (const entry of scanned) {
+    let { scan } = entry;
+    if (!entry.goRequires.length && !scan.reads.some(reported)) continue;
+    // Something to say: now the lines (the same reads and loads, in the same order).
+    if (!scan.lines) scan = scanLua(entry.file.text, { lines: true });
+    const name = entry.file.name;
+    const required = new Set(entry.goRequires.map((load) => load.path));
+    for (const load of scan.loads) {
+      if (load.kind === "require" && required.delete(load.path)) {
+        report.modules.push(`${name}:${load.line}: ${goModuleMessage(load.path)}`);
       }
+    }
+    const said = new Set<string>();
+    for (const read of scan.reads) {
+      if (said.has(read.name) || !reported(read)) continue;
+      said.add(read.name);
+      const module = goModuleMessage(read.name);
+      report[module ? "modules" : "unknown"].push(
+        module ? `${name}:${read.line}: ${module}` : (
+          `${name}:${read.line}: task code reads global "${read.name}", which nothing defines` +
+          guess(read.name, candidates)
+        ),
+      );
     }
   }
   return report;

@@ -153,7 +153,8 @@ Deno.test("checkGlobals() names a Go sloth-runner module read anywhere, or requi
   const report = check([file(
     "workflow.lua",
     `local up = pulumi.up
-function f() systemd.restart("x"); systemd.stop("y"); return require("docker") end`,
+function f() systemd.restart("x"); systemd.stop("y"); return require("docker") end
+function g() return require("docker") end`,
   )]);
   assert.deepEqual(report.modules, [
     'workflow.lua:2: "docker" is a module of the Go sloth-runner that sloth-runner does not ' +
@@ -197,4 +198,16 @@ function f() return anything, pulumi end`,
   )]);
   assert.deepEqual(report.unknown, []);
   assert.equal(report.modules.length, 1);
+});
+
+Deno.test("scanLua() without lines finds the same reads in the same order, at line 0", () => {
+  const source = `local a <const> = 1
+function f(x) return x + b, c.d, require("e") end
+g = h`;
+  const fast = scanLua(source, { lines: false });
+  const full = scanLua(source);
+  assert.equal(fast.lines, false);
+  assert.deepEqual(fast.reads, full.reads.map((r) => ({ ...r, line: 0 })));
+  assert.deepEqual(fast.loads, full.loads.map((l) => ({ ...l, line: 0 })));
+  assert.deepEqual(fast.assigned, full.assigned);
 });
