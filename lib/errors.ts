@@ -125,7 +125,7 @@ export function didYouMean(name: string, candidates: Iterable<string>): string {
  * Edits between two names, a swap of two neighbouring letters counting as one
  * (optimal string alignment): "wbe" is one edit from "web", two from "db".
  */
-function editDistance(a: string, b: string): number {
+export function editDistance(a: string, b: string): number {
   const rows = Array.from(
     { length: a.length + 1 },
     (_, i) => Array.from({ length: b.length + 1 }, (_, j) => i === 0 ? j : j === 0 ? i : 0),

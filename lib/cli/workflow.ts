@@ -62,6 +62,8 @@ interface LoadOptions {
   values?: string;
   /** -i: the inventory file (else SLOTH_INVENTORY, else ./sloth-inventory.yaml). */
   inventory?: string;
+  /** What to do with globals that task code reads and nothing defines; nothing by default. */
+  unknownGlobals?: "warn" | "error";
 }
 
 interface Loaded extends LoadedWorkflow {
@@ -85,6 +87,22 @@ async function load(
   });
   for (const warning of loaded.warnings) io.err(`warning: ${warning}\n`);
   checkPools(loaded.workflow, inventory);
+  if (options.unknownGlobals === "warn") {
+    for (const line of loaded.unknownGlobals) io.err(`warning: ${line}\n`);
+  } else if (options.unknownGlobals === "error" && loaded.unknownGlobals.length > 0) {
+    const lines = loaded.unknownGlobals;
+    throw new SlothError(
+      "workflow_invalid",
+      lines.length === 1 ? lines[0] : (
+        "task code reads globals that nothing defines:\n" +
+        lines.map((line) => `  - ${line}`).join("\n")
+      ),
+      {
+        hint: "a global set where this check cannot see (load, _G[name]) is declared by " +
+          'assigning it at the top of a file: name = nil ("run" only warns)',
+      },
+    );
+  }
   return { ...loaded, inventory };
 }
 
@@ -286,7 +304,7 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
       };
     }
     const topLevelLog = (level: string, line: string) => emit(logEvent(undefined, level, line));
-    const loaded = await load(io, pool, options, topLevelLog);
+    const loaded = await load(io, pool, { ...options, unknownGlobals: "warn" }, topLevelLog);
     const selection = { groups: options.groups, tasks: options.tasks };
     const workflow = await expandWorkflow(
       loaded.workflow,
@@ -674,7 +692,7 @@ export async function listCommand(io: Io, options: LoadOptions): Promise<number>
 export async function validateCommand(io: Io, options: LoadOptions): Promise<number> {
   const pool = new LuaPool({ maxIdle: 1 });
   try {
-    const loaded = await load(io, pool, options);
+    const loaded = await load(io, pool, { ...options, unknownGlobals: "error" });
     checkWorkflow(loaded.workflow);
     const tasks = allTasks(loaded.workflow);
     const remote = tasks.filter((t) => t.target.kind !== "local").length;

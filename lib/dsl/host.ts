@@ -19,6 +19,7 @@ import {
 } from "./files.ts";
 import { DATA_LIMIT_ENV, DEFAULT_DATA_LIMIT, YAML_SHARE } from "./limits.ts";
 import { goroutineHost } from "./goroutine.ts";
+import { goModuleMessages } from "./go_modules.ts";
 
 export type HostResult = { ok: true; value?: unknown } | { ok: false; error: string };
 
@@ -124,6 +125,7 @@ export function createHost(ctx: HostContext): Record<string, Fn | unknown> {
 
   return {
     values: toLua(ctx.values ?? {}),
+    go_modules: goModuleMessages(),
     data_limit: limit,
     yaml_limit: yamlLimit,
     // The words for the prelude's errors.

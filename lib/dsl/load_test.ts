@@ -413,8 +413,94 @@ TaskDefinitions = { g = { tasks = { { name = utils.name, command = "true" } } } 
     "workflow.lua":
       `#!/usr/bin/env sloth-runner\nlocal p = require("pulumi")\nTaskDefinitions = {}`,
   });
-  assert.match(
+  assert.equal(
     error.message,
-    /^workflow\.lua:2: require: no module "pulumi" here \(built in: log, exec, fs, data, net, goroutine\) and no file pulumi\.lua; what a module of the Go sloth-runner did, exec\.run\("\.\.\."\) can do/,
+    'workflow.lua:2: "pulumi" is a module of the Go sloth-runner that sloth-runner does not ' +
+      'provide; use exec.run("pulumi ...")',
+  );
+  const other = await loadError({
+    "workflow.lua": `local p = require("nosuch")\nTaskDefinitions = {}`,
+  });
+  assert.match(
+    other.message,
+    /^workflow\.lua:1: require: no module "nosuch" here \(built in: log, exec, fs, data, net, goroutine\) and no file nosuch\.lua/,
+  );
+});
+
+Deno.test("loadWorkflow() refuses a module of the Go sloth-runner that task code reads, naming what to use", async () => {
+  const error = await loadError({
+    "workflow.lua": `TaskDefinitions = { g = { tasks = {
+  { name = "up", command = function() pulumi.up() return true end },
+  { name = "svc", command = function() systemd.restart("nginx") return true end },
+} } }`,
+  });
+  assert.equal(error.code, "workflow_invalid");
+  assert.equal(
+    error.message,
+    "the workflow uses modules of the Go sloth-runner that sloth-runner does not provide:\n" +
+      '  - workflow.lua:2: "pulumi" is a module of the Go sloth-runner that sloth-runner does ' +
+      'not provide; use exec.run("pulumi ...")\n' +
+      '  - workflow.lua:3: "systemd" is a module of the Go sloth-runner that sloth-runner does ' +
+      'not provide; use exec.run("systemctl ...")',
+  );
+});
+
+Deno.test("loadWorkflow() names the globals task code reads that nothing defines, counting the state's and imports'", async () => {
+  const { unknownGlobals, warnings } = await load({
+    "workflow.lua": `local lib = import("lib.lua")
+_G["made_" .. "here"] = true
+TaskDefinitions = { g = { tasks = { { name = "t", command = function()
+  return from_lib() and made_here, exce.run("true")
+end } } } }`,
+    "lib.lua": `function from_lib() return true end`,
+  });
+  assert.deepEqual(unknownGlobals, [
+    'workflow.lua:4: task code reads global "exce", which nothing defines. Did you mean "exec"?',
+  ]);
+  assert.deepEqual(warnings, []);
+});
+
+Deno.test("loadWorkflow() on an agent (one task) does not check globals", async () => {
+  await using ws = await tempWorkspace({
+    "workflow.lua": `TaskDefinitions = { g = { tasks = { { name = "t", command = function()
+  return pulumi, nothing_defines_this
+end } } } }`,
+  });
+  const pool = new LuaPool();
+  try {
+    const loaded = await loadWorkflow(pool, {
+      file: "workflow.lua",
+      cwd: ws.dir,
+      ignoreTargets: true,
+      only: { group: "g", task: "t" },
+    });
+    assert.deepEqual(loaded.unknownGlobals, []);
+    assert.deepEqual(loaded.workflow.groups[0].tasks.map((t) => t.name), ["t"]);
+  } finally {
+    pool.close();
+  }
+});
+
+Deno.test("loadWorkflow() loads a file that Lua reads and the check's parser does not, with a note", async () => {
+  const { workflow, warnings, unknownGlobals } = await load({
+    "workflow.lua": `local big = "\\u{7FFFFFFF}"
+TaskDefinitions = { g = { tasks = { { name = "t", command = function() return unknown_here end } } } }`,
+  });
+  assert.equal(workflow.groups[0].tasks.length, 1);
+  assert.deepEqual(unknownGlobals, []);
+  assert.deepEqual(warnings, [
+    "workflow.lua:1: not checked for globals that nothing defines (the check's Lua parser " +
+    "stops here: UTF-8 value too large near '\\u{7FFFFFF')",
+  ]);
+});
+
+Deno.test("a module of the Go sloth-runner read at the top level fails the load at that line", async () => {
+  const error = await loadError({
+    "workflow.lua": `local x <const> = 1\nlocal stack = pulumi.stack("dev")\nTaskDefinitions = {}`,
+  });
+  assert.equal(
+    error.message,
+    'workflow.lua:2: "pulumi" is a module of the Go sloth-runner that sloth-runner does not ' +
+      'provide; use exec.run("pulumi ...")',
   );
 });

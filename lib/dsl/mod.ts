@@ -5,7 +5,8 @@
 import { SlothError } from "../errors.ts";
 import type { Inventory, Task, Workflow } from "../model/mod.ts";
 import type { LuaPool, LuaSession, SessionHooks } from "./pool.ts";
-import { displayName, resolvePath } from "./source.ts";
+import { displayName, fixModernDsls, resolvePath, skipShebang } from "./source.ts";
+import type { LuaFile } from "./globals.ts";
 
 export {
   LOAD_TIMEOUT_MS,
@@ -41,6 +42,11 @@ export interface LoadedWorkflow {
   warnings: string[];
   /** Absolute paths of the main file and every file it imported. */
   files: string[];
+  /**
+   * `file:line: task code reads global "x", which nothing defines`, one for each
+   * (globals.ts); none on an agent (`only`, `ignoreTargets`), where it is not checked.
+   */
+  unknownGlobals: string[];
   /** The state it was loaded in, when asked to keep it (`keep`). */
   session?: LuaSession;
 }
@@ -78,6 +84,14 @@ export async function loadWorkflow(
     values: options.values ?? {},
     bundle: options.bundle,
   };
+  // An agent's job skips the check of globals: the master made it before sending the job.
+  const checking = !options.only && !options.ignoreTargets;
+  // luaparse loads, and parses the main file, while the Lua worker starts and runs it.
+  const globalsModule = checking ? import("./globals.ts") : undefined;
+  const mainScan = globalsModule?.then(({ scanFile }) => {
+    const main = readLuaFile(file, source);
+    return main ? [scanFile(main)] : [];
+  });
   const { session, opened } = await pool.open(
     {
       ...source,
@@ -89,6 +103,28 @@ export async function loadWorkflow(
     { onLog: options.onLog ?? (() => {}) },
   );
   if (!options.keep) session.release();
+  const warnings = [...opened.warnings];
+  let unknownGlobals: string[] = [];
+  if (globalsModule) {
+    const { checkGlobals } = await globalsModule;
+    const read = (path: string) => readLuaFile(path, source);
+    const report = checkGlobals(
+      opened.files.flatMap((path) => read(path) ?? []),
+      { defined: opened.globals, read, scans: await mainScan },
+    );
+    if (report.modules.length > 0) {
+      session.release();
+      throw new SlothError(
+        "workflow_invalid",
+        report.modules.length === 1 ? report.modules[0] : (
+          "the workflow uses modules of the Go sloth-runner that sloth-runner does not provide:\n" +
+          report.modules.map((line) => `  - ${line}`).join("\n")
+        ),
+      );
+    }
+    warnings.push(...report.notes);
+    unknownGlobals = report.unknown;
+  }
   // zod loads here, while the Lua worker is already starting: see LuaPool.prestart().
   const { normalizeWorkflow } = await import("./normalize.ts");
   const workflow = normalizeWorkflow(opened.description, {
@@ -102,9 +138,32 @@ export async function loadWorkflow(
   return {
     workflow,
     source,
-    warnings: opened.warnings,
+    warnings,
     files: opened.files,
+    unknownGlobals,
     session: options.keep ? session : undefined,
+  };
+}
+
+/**
+ * A workflow file as the Lua worker reads it (source.ts's fix-ups keep its lines);
+ * `undefined` when it is not a regular file here (or in the bundle).
+ */
+function readLuaFile(path: string, source: WorkflowSource): LuaFile | undefined {
+  let text = source.bundle?.[path];
+  if (!source.bundle) {
+    try {
+      // stat first: opening a FIFO to read it would wait for a writer.
+      if (Deno.statSync(path).isFile) text = Deno.readTextFileSync(path);
+    } catch {
+      // Gone, or not readable: Lua will say so if it is ever loaded.
+    }
+  }
+  if (text === undefined) return undefined;
+  return {
+    path,
+    name: displayName(path, source.cwd),
+    text: fixModernDsls(skipShebang(text)).source,
   };
 }
 

@@ -236,3 +236,31 @@ Deno.test("os.execute and io.popen raise an error that points to exec.run", asyn
     );
   }
 });
+
+Deno.test("a module of the Go sloth-runner read at run time fails with one line at the reader's line", async () => {
+  const read = await runLua(`local name = "sys" .. "temd"\n  return _G[name].restart("nginx")`);
+  assert.equal(
+    read.error,
+    'workflow.lua:3: "systemd" is a module of the Go sloth-runner that sloth-runner does not ' +
+      'provide; use exec.run("systemctl ...")',
+  );
+  const required = await runLua(
+    `local name = "dock" .. "er"\n  local m = require(name)\n  return m`,
+  );
+  assert.equal(
+    required.error,
+    'workflow.lua:3: "docker" is a module of the Go sloth-runner that sloth-runner does not ' +
+      'provide; use exec.run("docker ...")',
+  );
+  // Other missing globals stay nil, as in Lua.
+  assert.equal((await runLua(`return not_defined_anywhere == nil`)).ok, true);
+});
+
+Deno.test("require of a module of the Go sloth-runner through pcall says what to use instead", async () => {
+  const r = await runLua(`local ok, e = pcall(require, "pulumi")\n  return ok, e`);
+  assert.deepEqual({ ok: r.ok, message: r.message }, {
+    ok: false,
+    message: 'workflow.lua:2: "pulumi" is a module of the Go sloth-runner that sloth-runner does ' +
+      'not provide; use exec.run("pulumi ...")',
+  });
+});

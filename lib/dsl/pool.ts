@@ -21,6 +21,7 @@ export interface Opened {
   description: unknown;
   warnings: string[];
   files: string[];
+  globals: string[];
 }
 
 /** Time the top-level chunk may take before it is stopped; SLOTH_LUA_TIMEOUT changes it. */
@@ -231,7 +232,12 @@ export class LuaSession {
       throw fromErrorData(reply.error);
     }
     if (reply.op !== "opened") throw new SlothError("internal", `unexpected reply ${reply.op}`);
-    return { description: reply.description, warnings: reply.warnings, files: reply.files };
+    return {
+      description: reply.description,
+      warnings: reply.warnings,
+      files: reply.files,
+      globals: reply.globals,
+    };
   }
 
   /**

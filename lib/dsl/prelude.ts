@@ -340,6 +340,14 @@ function import(path)
   return load_file("import", path, getinfo(2, "S"), caller())
 end
 
+-- A module of the Go sloth-runner that nothing here defines (go_modules.ts): a read of
+-- its global, or require of it, says what to use instead, at the reader's line.
+local GO_MODULES = H.go_modules
+setmetatable(_G, { __index = function(_, name)
+  local message = GO_MODULES[name]
+  if message then error(caller() .. message, 0) end
+end })
+
 -- require("log") and the other built-in modules give them; require("lib/utils") (or
 -- "lib.utils") loads lib/utils.lua relative to the requiring file, once, as import does.
 local BUILTIN_MODULES = { log = true, exec = true, fs = true, data = true, net = true, goroutine = true }
@@ -354,6 +362,11 @@ function require(name)
   local from, at = getinfo(2, "S"), caller()
   local ok, value = pcall(load_file, "require", path, from, at)
   if ok then return value end
+  -- No such file, or no file to look from (require called by pcall, or in a tail call).
+  if GO_MODULES[name] and type(value) == "string" and
+      (value:find("not found", 1, true) or value:find("cannot tell which file", 1, true)) then
+    error(at .. GO_MODULES[name], 0)
+  end
   if type(value) == "string" and value:find("not found", 1, true) and not name:find("[/.]") then
     error(at .. "require: no module \"" .. name .. "\" here (built in: log, exec, fs, data, net, goroutine)" ..
       " and no file " .. path .. "; what a module of the Go sloth-runner did, exec.run(\"...\") can do", 0)
@@ -908,7 +921,10 @@ function __sloth_main(chunk, name, only_group, only_task, describe_one)
   if not collected_ok then return { invalid = error_text(collected) } end
   local why = too_big(collected, "TaskDefinitions")
   if why then return { invalid = why } end
-  return { description = collected }
+  -- The globals there are now, for the check of what task code reads (globals.ts).
+  local globals = {}
+  for k in next, _G do if type(k) == "string" then globals[#globals + 1] = k end end
+  return { description = collected, globals = globals }
 end
 
 -- Calling a task's functions ------------------------------------------------

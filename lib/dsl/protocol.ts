@@ -69,7 +69,14 @@ export interface CallResult {
 }
 
 export type FromWorker =
-  | { op: "opened"; description: unknown; warnings: string[]; files: string[] }
+  | {
+    op: "opened";
+    description: unknown;
+    warnings: string[];
+    files: string[];
+    /** The state's global names after the main chunk ran (none for a state of one task). */
+    globals: string[];
+  }
   | { op: "open_failed"; error: ErrorData }
   | { op: "called"; id: number; result: CallResult }
   | { op: "log"; level: string; message: string }

@@ -272,6 +272,8 @@ async function open(request: OpenRequest): Promise<FromWorker> {
       description: only && !only.describe ? {} : ordered(loaded.description, main.source),
       warnings: sources.warnings,
       files: [...sources.byName.values()].map((f) => f.path),
+      // A Lua table that is empty comes as an object.
+      globals: Array.isArray(loaded.globals) ? loaded.globals : [],
     };
   } catch (error) {
     return failed(errorData(error, sources, request.memoryLimit));
@@ -405,6 +407,7 @@ interface MainResult {
   runtime?: string;
   invalid?: string;
   description?: unknown;
+  globals?: string[];
 }
 
 /** Calls a global Lua function in a new coroutine, so host promises can be awaited. */
