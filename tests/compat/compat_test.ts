@@ -86,6 +86,36 @@ for (const where of ["here", "on an agent"] as const) {
     assert.equal(await read(ws.dir, "deploy_complete.txt"), "true release 3.1.4");
   });
 
+  Deno.test(`compat: the older group fields (workdir, create_workdir_before_run, clean_workdir_after_run) work ${where}`, async () => {
+    await using agent = remote ? await startAgent({ args: ["--sandbox", "none"] }) : undefined;
+    await using ws = await copyStyle("older_group");
+    const ok = await run(ws.dir, ["-f", "workflow.lua"], agent);
+    assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+    assert.equal(await read(ws.dir, "report.txt"), "compiled from fetched\nsize 8 in build");
+    assert.equal(await read(ws.dir, "clean_result.txt"), "true nil");
+    await assert.rejects(Deno.stat(`${ws.dir}/build`), "removed after a run that went well");
+
+    await Deno.writeTextFile(`${ws.dir}/values.yaml`, "fail: true\n");
+    const failed = await run(ws.dir, ["-f", "workflow.lua", "-v", "values.yaml"], agent);
+    assert.equal(failed.code, 1, failed.stdout + failed.stderr);
+    assert.match(await read(ws.dir, "clean_result.txt"), /^false .*asked to fail/);
+    // Kept for a look, with what the tasks made in it (a failed remote task's changes stay
+    // on the agent: sync_back is on_success).
+    assert.equal(await read(ws.dir, "build/fetched.txt"), "fetched\n");
+    if (!remote) assert.equal(await read(ws.dir, "build/compiled.txt"), "compiled from fetched\n");
+  });
+
+  Deno.test(`compat: a goroutine fan-out of exec.run runs ${where}`, async () => {
+    await using agent = remote ? await startAgent({ args: ["--sandbox", "none"] }) : undefined;
+    await using ws = await copyStyle("goroutines");
+    const r = await run(ws.dir, ["-f", "fanout.sloth"], agent);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.equal(
+      await read(ws.dir, "goroutines.txt"),
+      "host-1,host-2,host-3 sum=14 true later",
+    );
+  });
+
   Deno.test(`compat: a .sloth file with a shebang and require() runs ${where}`, async () => {
     await using agent = remote ? await startAgent({ args: ["--sandbox", "none"] }) : undefined;
     await using ws = await copyStyle("modules");
