@@ -243,3 +243,28 @@ workflow.define("u", { config = { continue_on_error = true }, tasks = { task("d"
     /workflow "w": config: unknown field "cleanup_on_failure"/,
   );
 });
+
+Deno.test("task({ ... }) and workflow({ name = ..., tasks = ... }) as the Go tool's older examples write them", async () => {
+  const { workflow } = await load(`
+workflow({
+  name = "legacy",
+  description = "older agents style",
+  tasks = {
+    { name = "a", run = "echo a" },
+    { name = "b", depends_on = "a", run = function() return { changed = true } end },
+  },
+})
+workflow.define("one", { tasks = { task({ name = "solo", command = "true", timeout = "5s" }) } })`);
+  assert.deepEqual(workflow.groups.map((g) => g.name), ["legacy", "one"]);
+  const [a, b] = workflow.groups[0].tasks;
+  assert.deepEqual(a.command, { kind: "shell", script: "echo a" });
+  assert.equal(b.command?.kind, "lua");
+  assert.deepEqual(b.dependsOn, ["a"]);
+  assert.equal(workflow.groups[1].tasks[0].timeoutMs, 5_000);
+  assert.match(
+    await loadError(
+      `workflow.define("w", { tasks = { task({ name = "x", run = "a", command = "b" }) } })`,
+    ),
+    /workflow\.lua:1: task "x": set run or command, not both/,
+  );
+});

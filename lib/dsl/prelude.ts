@@ -430,8 +430,13 @@ local function this_of(params, inputs)
   }
 end
 
--- A builder function that returns nothing succeeded; nil, "why" failed.
+-- A builder function that returns nothing succeeded; nil, "why" failed; a table
+-- { failed = ..., changed = ..., message = ... } (the Go tool's older agents examples)
+-- failed when failed is true.
 local function settled(ok, message, ...)
+  if type(ok) == "table" and message == nil and (ok.failed ~= nil or ok.changed ~= nil) then
+    return not ok.failed, ok.message ~= nil and tostring(ok.message) or nil, ok.outputs
+  end
   if ok == nil then
     if message ~= nil then return false, message, ... end
     return true, nil, ...
@@ -609,7 +614,23 @@ end
 for name in pairs(TASK_METHODS) do TASK_METHOD_NAMES[#TASK_METHOD_NAMES + 1] = name end
 table.sort(TASK_METHOD_NAMES)
 
+-- task({ name = ..., run = ... }): a task table in one call, as some of the Go tool's
+-- examples write it; run is command, and its function is called as a builder's is.
+local function task_from_table(spec, at)
+  local fields = {}
+  for k, v in pairs(spec) do fields[k] = v end
+  if fields.run ~= nil then
+    if fields.command ~= nil then
+      error(at .. "task \"" .. tostring(fields.name) .. "\": set run or command, not both", 0)
+    end
+    fields.command, fields.run = fields.run, nil
+  end
+  if type(fields.command) == "function" then fields.command = wrap(fields.command, "command") end
+  return fields
+end
+
 function task(name)
+  if type(name) == "table" and task_state[name] == nil then return task_from_table(name, caller()) end
   if type(name) ~= "string" or name == "" then
     error(caller() .. "task: expected the task's name, got " .. (type(name) == "string" and "\"\"" or type(name)), 0)
   end
@@ -685,8 +706,23 @@ end
 for name in pairs(WORKFLOW_METHODS) do WORKFLOW_METHOD_NAMES[#WORKFLOW_METHOD_NAMES + 1] = name end
 table.sort(WORKFLOW_METHOD_NAMES)
 
--- workflow("name") is workflow.define("name"), as in some of the Go tool's examples.
-workflow = setmetatable({}, { __call = function(_, ...) return workflow.define(...) end })
+-- workflow("name") is workflow.define("name"), and workflow({ name = ..., tasks = { ... } })
+-- the table form with its name inside (tasks with run as in task({ ... })), as in some of
+-- the Go tool's examples.
+workflow = setmetatable({}, { __call = function(_, first, ...)
+  if type(first) ~= "table" then return workflow.define(first, ...) end
+  local spec = {}
+  for k, v in pairs(first) do if k ~= "name" then spec[k] = v end end
+  if type(first.tasks) == "table" then
+    local tasks = {}
+    for k, t in pairs(first.tasks) do
+      tasks[k] = (type(t) == "table" and task_state[t] == nil and rawget(t, "run") ~= nil)
+        and task_from_table(t, caller()) or t
+    end
+    spec.tasks = tasks
+  end
+  return workflow.define(first.name, spec)
+end })
 function workflow.define(name, spec)
   local at = caller()
   if type(name) ~= "string" or name == "" then

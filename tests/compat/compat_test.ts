@@ -138,6 +138,18 @@ Deno.test("compat: builder functions get (this, params) or the table form's (par
   assert.equal(await read(ws.dir, "b_post.txt"), "conventions");
 });
 
+Deno.test("compat: workflow({ name = ... }) with run = and { changed, failed, message } results runs", async () => {
+  await using ws = await tempWorkspace({
+    "workflow.lua": await Deno.readTextFile(`${ROOT}/tests/compat/legacy_agents.lua`),
+  });
+  const r = await run(ws.dir, ["-f", "workflow.lua"]);
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  assert.match(r.stdout, /^\[legacy\.a\] ran a$/m);
+  assert.match(r.stdout, /^\[legacy\.b\] shell b$/m);
+  assert.match(r.stdout, /^legacy\.c\s+failed\s+1\s+\S+\s+local\s+c broke$/m);
+  assert.match(r.stdout, /^other\.solo\s+success/m);
+});
+
 Deno.test("compat: list, validate and --dry-run show builder workflows like groups", async () => {
   await using ws = await copyStyle("builder_chain");
   const list = await cliProcess(["list", "-f", "pipeline.sloth"], { cwd: ws.dir });
