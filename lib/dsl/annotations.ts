@@ -736,9 +736,10 @@ const MODULES: Module[] = [
     doc: "Shell commands.",
     functions: [{
       name: "exec.run",
-      doc: "Runs cmd with /bin/sh -c in the task's workdir; a non-zero exit is not an error.",
+      doc:
+        "Runs cmd with /bin/sh -c in the task's workdir; a non-zero exit is not an error. The result also stands for its stdout (tostring, .., #, string methods); stderr and an error (nil on success) come second and third, as the Go sloth-runner returns them.",
       params: [p("cmd", "string"), p("opts", "sloth.ExecOptions", true)],
-      returns: ["sloth.ExecResult"],
+      returns: ["sloth.ExecResult", "string", "string?"],
     }],
   },
   {

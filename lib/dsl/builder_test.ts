@@ -180,10 +180,10 @@ TaskDefinitions = { t = { tasks = { task("a"):command("true"):build(), task("b")
 Deno.test("a workflow's fields are checked like a group's, each problem with its workflow and task", async () => {
   const message = await loadError(`
 workflow.define("w", {
-  config = { timeout = "soon", parallel = 3 },
+  config = { timeout = "soon", paralel = 3 },
   on_complete = "done",
 })`);
-  assert.match(message, /workflow "w": config: unknown field "parallel"/);
+  assert.match(message, /workflow "w": config: unknown field "paralel"/);
   assert.match(message, /workflow "w": config\.timeout "soon" is not a duration/);
   assert.match(message, /workflow "w": on_complete must be a Lua function/);
   const tasks = await loadError(`
@@ -239,8 +239,8 @@ workflow.define("u", { config = { continue_on_error = true }, tasks = { task("d"
     /fail_fast and continue_on_error say opposite things/,
   );
   assert.match(
-    await loadError(`workflow.define("w", { config = { cleanup_on_failure = true }, tasks = {} })`),
-    /workflow "w": config: unknown field "cleanup_on_failure"/,
+    await loadError(`workflow.define("w", { config = { max_paralel_tasks = 2 }, tasks = {} })`),
+    /workflow "w": config: unknown field "max_paralel_tasks"\. Did you mean "max_parallel_tasks"\?/,
   );
 });
 
@@ -267,4 +267,22 @@ workflow.define("one", { tasks = { task({ name = "solo", command = "true", timeo
     ),
     /workflow\.lua:1: task "x": set run or command, not both/,
   );
+});
+
+Deno.test("config keys of the Go tool that mean nothing here are said, with what to use, and the load goes on", async () => {
+  const { workflow, warnings } = await load(`
+workflow.define("w", {
+  config = { timeout = "1m", cleanup_on_failure = true, circuit_breaker = { threshold = 3 },
+             create_workdir_before_run = true },
+  tasks = { task("a"):command("true") },
+})`);
+  assert.equal(workflow.groups[0].tasks[0].timeoutMs, 60_000);
+  assert.deepEqual(workflow.groups[0].dir?.create, true);
+  assert.deepEqual(warnings, [
+    'workflow "w": config.cleanup_on_failure is a setting of the Go sloth-runner that does ' +
+    "nothing here; instead: create_workdir_before_run = true with clean_workdir_after_run = " +
+    "function(r) return not r.success end removes the workflow's own directory after a failure",
+    'workflow "w": config.circuit_breaker is a setting of the Go sloth-runner that does ' +
+    "nothing here; instead: a task's retries and retry_strategy",
+  ]);
 });

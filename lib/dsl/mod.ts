@@ -134,6 +134,7 @@ export async function loadWorkflow(
     ignoreTargets: options.ignoreTargets,
     inventory: options.inventory,
     inventoryName: options.inventory && displayName(options.inventory.file, options.cwd),
+    warnings,
   });
   return {
     workflow,

@@ -44,7 +44,28 @@ export interface NormalizeOptions {
   inventory?: Inventory;
   /** What errors call the inventory file. */
   inventoryName?: string;
+  /** Where things the user should know, and that do not stop the load, are added. */
+  warnings?: string[];
 }
+
+/**
+ * `config` keys of the Go sloth-runner's workflows that mean nothing here: each is
+ * said, with what does the job, and left out (the load goes on).
+ */
+const GO_CONFIG_KEYS: Readonly<Record<string, string>> = {
+  cleanup_on_failure: "create_workdir_before_run = true with clean_workdir_after_run = " +
+    "function(r) return not r.success end removes the workflow's own directory after a failure",
+  circuit_breaker: "a task's retries and retry_strategy",
+  state_persistence: "a task's outputs, which the tasks after it get",
+  output_style: "--output json, or the live view on a terminal",
+  performance_monitoring: "the run's summary, or --report json=FILE",
+  metrics_collection: "the run's summary, or --report json=FILE",
+  parallel: "async = true on the tasks that may run side by side (and max_parallel_tasks)",
+  on_task_failure: "on_failure on the tasks, or fail_fast",
+  values: "values (-v values.yaml)",
+  host: "values (-v values.yaml), or params on the tasks",
+  port: "values (-v values.yaml), or params on the tasks",
+};
 
 export const TASK_FIELDS = [
   "name",
@@ -326,6 +347,7 @@ function normalizeGroup(
     delete fields.delegate_to;
     delete fields.agents;
   }
+  goConfig(fields, label, options.warnings);
   unknownFields(fields, GROUP_FIELDS, label, problems);
   functionsWhereNone(fields, GROUP_FUNCTION_FIELDS, label, problems);
   const parsed = groupSchema.safeParse(fields);
@@ -622,6 +644,27 @@ function resolveTarget(
 
 type AgentSpec = z.infer<typeof agentDef>;
 
+/** Moves the Go tool's `config.create_workdir_before_run` up; says what the rest of its keys are. */
+function goConfig(fields: Record<string, unknown>, label: string, warnings?: string[]): void {
+  if (!isRecord(fields.config)) return;
+  const config = { ...fields.config };
+  for (const [key, instead] of Object.entries(GO_CONFIG_KEYS)) {
+    if (!Object.hasOwn(config, key)) continue;
+    delete config[key];
+    warnings?.push(
+      `${label}: config.${key} is a setting of the Go sloth-runner that does nothing here; ` +
+        `instead: ${instead}`,
+    );
+  }
+  if (Object.hasOwn(config, "create_workdir_before_run")) {
+    if (fields.create_workdir_before_run === undefined) {
+      fields.create_workdir_before_run = config.create_workdir_before_run;
+    }
+    delete config.create_workdir_before_run;
+  }
+  fields.config = config;
+}
+
 function unknownFields(
   fields: Record<string, unknown>,
   known: readonly string[],
@@ -699,6 +742,7 @@ function report(
 
 /** The fields a nested table may have, for suggestions: an agent's, or its `tls`. */
 function knownKeysAt(path: PropertyKey[]): readonly string[] | undefined {
+  if (path[0] === "config" && path.length === 1) return Object.keys(workflowConfig.shape);
   if (path.at(-1) === "tls") return Object.keys(tlsDef.shape);
   const agentTable = (path[0] === "agents" && path.length === 2) ||
     (path[0] === "delegate_to" && path.length === 1);

@@ -231,7 +231,28 @@ local function flush_streams()
   for _, file in ipairs(streams) do file:flush() end
 end
 
-exec = { run = async("exec.run", H.exec_run) }
+-- exec.run's table also stands for its stdout (tostring, .., #, string methods), and
+-- stderr and an error (nil when it succeeded) come second and third: the Go tool's
+-- local out, err, failed = exec.run(cmd) reads the same command the same way.
+local run_command = async("exec.run", H.exec_run)
+local function stdout_of(v) return type(v) == "table" and rawget(v, "stdout") or v end
+local EXEC_RESULT = {
+  __name = "exec result",
+  __tostring = function(r) return rawget(r, "stdout") end,
+  __concat = function(a, b) return tostring(stdout_of(a)) .. tostring(stdout_of(b)) end,
+  __len = function(r) return #rawget(r, "stdout") end,
+  __index = function(_, key)
+    local f = string[key]
+    if f == nil then return nil end
+    return function(self, ...) return f(stdout_of(self), ...) end
+  end,
+}
+exec = {
+  run = function(...)
+    local r = setmetatable(run_command(...), EXEC_RESULT)
+    return r, rawget(r, "stderr"), (not rawget(r, "success")) and ("exit code " .. rawget(r, "exit_code")) or nil
+  end,
+}
 
 fs = {}
 for _, name in ipairs({ "read", "write", "append", "exists", "mkdir", "rm", "rm_r", "ls", "size",

@@ -123,6 +123,10 @@ for (const where of ["here", "on an agent"] as const) {
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /^\[bytes(?:@[^\]]+)?\] hello from bytes$/m);
     assert.equal(await read(ws.dir, "bytes.txt"), String.raw`"hi" "a\r\nb" "line\n"`);
+    assert.equal(
+      await read(ws.dir, "go_style.txt"),
+      "out=go style upper=GO STYLE err=oops failed=exit code 2 ok=nil",
+    );
   });
 }
 
