@@ -116,6 +116,40 @@ for (const where of ["here", "on an agent"] as const) {
     );
   });
 
+  Deno.test(`compat: :user and :artifacts are requirements, checked where the task runs, ${where}`, async () => {
+    await using agent = remote ? await startAgent({ args: ["--sandbox", "none"] }) : undefined;
+    await using ws = await tempWorkspace({
+      "workflow.lua": await Deno.readTextFile(`${ROOT}/tests/compat/requirements.lua`),
+    });
+    // Who commands run as there: an agent started as root runs its tasks as nobody.
+    const me = new TextDecoder().decode(
+      (await new Deno.Command("id", { args: ["-un"] }).output()).stdout,
+    ).trim();
+    const who = remote && me === "root" ? "nobody" : me;
+    const r = await cliProcess(["run", "--plain", "-f", "workflow.lua"], {
+      cwd: ws.dir,
+      env: { SLOTH_COMPAT_USER: who, ...(agent ? { SLOTH_COMPAT_AGENT: agent.address } : {}) },
+    });
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stdout, /^as_me\s+success/m);
+    assert.equal((await read(ws.dir, "who.txt")).trim(), who);
+    assert.match(
+      r.stdout,
+      new RegExp(
+        `^as_other\\s+failed .*user "no-such-user-here": this task must run as no-such-user-here, ` +
+          `and commands here run as ${who} \\(${
+            remote ? "start the agent as root with --task-user" : "run sloth-runner as"
+          }`,
+        "m",
+      ),
+    );
+    await assert.rejects(Deno.stat(`${ws.dir}/never.txt`));
+    assert.match(
+      r.stdout,
+      /^makes_nothing\s+failed .*artifacts: nothing matches "dist\/\*\.tar\.gz" in the task's workdir/m,
+    );
+  });
+
   Deno.test(`compat: a .sloth file with a shebang and require() runs ${where}`, async () => {
     await using agent = remote ? await startAgent({ args: ["--sandbox", "none"] }) : undefined;
     await using ws = await copyStyle("modules");

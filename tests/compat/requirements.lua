@@ -1,0 +1,13 @@
+-- What the migration notes say differs: Lua 5.4, :user and :artifacts as requirements.
+assert(setfenv == nil and getfenv == nil and module == nil and table.getn == nil, "5.1 functions")
+assert(unpack == table.unpack and 7 // 2 == 3 and math.type(1) == "integer" and math.type(1.0) == "float")
+local AGENT = os.getenv("SLOTH_COMPAT_AGENT")
+local ME = os.getenv("SLOTH_COMPAT_USER")
+
+workflow.define("requirements", {
+  tasks = {
+    task("as_me"):user(ME):delegate_to(AGENT):command("id -un > who.txt"):artifacts("who.txt"):build(),
+    task("as_other"):user("no-such-user-here"):delegate_to(AGENT):command("touch never.txt"):build(),
+    task("makes_nothing"):delegate_to(AGENT):command("true"):artifacts({ "dist/*.tar.gz" }):build(),
+  },
+})
