@@ -223,6 +223,11 @@ const TASK: Record<TaskField | "uses", Field> = {
     doc:
       "The user (name or uid) its commands must run as where it runs; anywhere else the task fails, never running as someone else.",
   },
+  consumes: {
+    type: "string|string[]",
+    doc:
+      "Paths or patterns inside the workdir that must be there before it starts (an earlier task's artifacts); else it fails.",
+  },
 };
 
 /** What runner/group_dir.ts gives `clean_workdir_after_run`. */
@@ -388,6 +393,7 @@ const TASK_BUILDER: Record<string, Field> = {
   agent: fnField("name: string", "Run on the agent of this name."),
   params: fnField("params: table<string, any>", "Added to the task's params."),
   artifacts: fnField("paths: string|string[]", "See the task field artifacts."),
+  consumes: fnField("paths: string|string[]", "See the task field consumes."),
   user: fnField("user: string", "See the task field user."),
   sync_back: fnField(
     'mode: "on_success"|"always"|"never"',

@@ -90,6 +90,7 @@ export const TASK_FIELDS = [
   "on_failure",
   "on_timeout",
   "artifacts",
+  "consumes",
   "user",
 ] as const;
 export const GROUP_FIELDS = [
@@ -224,6 +225,9 @@ const taskSchema = z.object({
   on_timeout: fnRef.optional(),
   artifacts: z.union([artifactPath, z.preprocess(emptyAsList, z.array(artifactPath))], {
     error: "must be a path (or pattern such as dist/*.tar.gz) or a list of them",
+  }).optional(),
+  consumes: z.union([artifactPath, z.preprocess(emptyAsList, z.array(artifactPath))], {
+    error: "must be a path or a list of paths",
   }).optional(),
   user: z.string({ error: "must be a user name or uid" }).min(1, "must not be empty").optional(),
 });
@@ -463,6 +467,7 @@ function normalizeGroup(
       ...(t.on_failure && { onFailure: lua(t.on_failure) }),
       ...(t.on_timeout && { onTimeout: lua(t.on_timeout) }),
       ...(t.artifacts !== undefined && { artifacts: list(t.artifacts) }),
+      ...(t.consumes !== undefined && { consumes: list(t.consumes) }),
       ...(t.user !== undefined && { user: t.user }),
     });
   }

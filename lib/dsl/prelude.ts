@@ -371,7 +371,9 @@ end })
 
 -- require("log") and the other built-in modules give them; require("lib/utils") (or
 -- "lib.utils") loads lib/utils.lua relative to the requiring file, once, as import does.
-local BUILTIN_MODULES = { log = true, exec = true, fs = true, data = true, net = true, goroutine = true }
+-- (values too: the Go tool's require("values") is the -v file's content.)
+local BUILTIN_MODULES = { log = true, exec = true, fs = true, data = true, net = true, goroutine = true,
+                          values = true }
 function require(name)
   if type(name) ~= "string" then error(caller() .. "require: expected a module name, got " .. type(name), 0) end
   if BUILTIN_MODULES[name] then return rawget(_G, name) end
@@ -624,6 +626,7 @@ TASK_METHODS.params = function(self, params)
   return self
 end
 TASK_METHODS.artifacts = names_setter("artifacts", "artifacts")
+TASK_METHODS.consumes = names_setter("consumes", "consumes")
 TASK_METHODS.user = setter("user", "user")
 TASK_METHODS.sync_back = setter("sync_back", "sync_back")
 TASK_METHODS.build = function(self)

@@ -132,6 +132,8 @@ export interface Task {
   onTimeout?: LuaRef;
   /** Paths or patterns (relative to the workdir) the task must leave behind when it succeeds. */
   artifacts?: string[];
+  /** Paths or patterns inside the workdir that must be there before the task starts. */
+  consumes?: string[];
   /** The user the task's commands must run as where it runs (a name or uid). */
   user?: string;
   /** At most this many tasks of its group run at once (a workflow's max_parallel_tasks). */

@@ -115,6 +115,17 @@ export class LocalRunner implements TaskExecutor {
         const wrongUser = await userMismatch(task.user, this.#sandbox !== undefined);
         if (wrongUser) return { ok: false, error: wrongUser };
       }
+      if (task.consumes?.length) {
+        const missing = await missingArtifacts(task.workdir, task.consumes);
+        if (missing.length > 0) {
+          return {
+            ok: false,
+            error: `consumes: nothing matches ${
+              missing.map((m) => JSON.stringify(m)).join(", ")
+            } in the task's workdir (an earlier task's artifacts?)`,
+          };
+        }
+      }
       if (needsLua) session = await this.#open(task);
       const params = this.#params(task);
       const call = (kind: CallKind, field: string, args: unknown[]) =>

@@ -450,7 +450,7 @@ export class RemoteRunner implements TaskExecutor {
     const { compress } = options;
     // artifacts and user are checked on the agent, from the task the workflow describes there.
     const shellOnly = task.command?.kind === "shell" && !task.preExec && !task.postExec &&
-      !task.artifacts?.length && task.user === undefined;
+      !task.artifacts?.length && !task.consumes?.length && task.user === undefined;
     return {
       protocol: options.protocol,
       group: task.group,

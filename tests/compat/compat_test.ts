@@ -148,6 +148,12 @@ for (const where of ["here", "on an agent"] as const) {
       r.stdout,
       /^makes_nothing\s+failed .*artifacts: nothing matches "dist\/\*\.tar\.gz" in the task's workdir/m,
     );
+    assert.match(r.stdout, /^uses_it\s+success/m);
+    assert.match(
+      r.stdout,
+      /^uses_none\s+failed .*consumes: nothing matches "absent\/\*\.bin" in the task's workdir/m,
+    );
+    await assert.rejects(Deno.stat(`${ws.dir}/ran.txt`));
   });
 
   Deno.test(`compat: a .sloth file with a shebang and require() runs ${where}`, async () => {
