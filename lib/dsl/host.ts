@@ -35,6 +35,8 @@ export interface ExecReply {
   stderr: string;
   exit_code: number;
   success: boolean;
+  /** Streams that are not UTF-8, one character per byte (the prelude makes them bytes again). */
+  binary?: { stdout?: true; stderr?: true };
 }
 
 export interface HostContext {

@@ -114,6 +114,28 @@ Deno.test("exec.run gives output byte for byte: no newline added, CRs kept, none
   assert.deepEqual(r.outputs, { hi: "hi", n: 2, crlf: "a\r\nb\r\n", err: "oops", empty: "" });
 });
 
+Deno.test("exec.run keeps bytes that are not UTF-8, and a byte order mark, as the command wrote them", async () => {
+  const r = await runLua(
+    `
+    local function hex(s)
+      local out = {}
+      for i = 1, #s do out[#out + 1] = string.format("%02x", s:byte(i)) end
+      return table.concat(out, " ")
+    end
+    local bad = exec.run("printf '\\\\377\\\\376a\\\\303\\\\251\\\\200z\\\\r\\\\n'")
+    local bom = exec.run("printf '\\\\357\\\\273\\\\277caf\\\\303\\\\251'")
+    local err = exec.run("printf '\\\\300x' >&2")
+    return true, "", { bad = hex(bad.stdout), bom = hex(bom.stdout), err = hex(err.stderr),
+      n = #bad }`,
+  );
+  assert.deepEqual(r.outputs, {
+    bad: "ff fe 61 c3 a9 80 7a 0d 0a",
+    bom: "ef bb bf 63 61 66 c3 a9",
+    err: "c0 78",
+    n: 9,
+  });
+});
+
 Deno.test("exec.run stops a command at its timeout", async () => {
   const started = Date.now();
   const r = await runLua(`local res = exec.run("sleep 20", { timeout = "200ms" })

@@ -359,7 +359,7 @@ export class LuaSession {
       ? undefined
       : setTimeout(() => controller.abort("timeout"), request.timeoutMs);
     try {
-      const { exit, stdout, stderr } = await runShell(request.cmd, {
+      const { exit, stdout, stderr, binary } = await runShell(request.cmd, {
         cwd: request.workdir || this.#workdir,
         env: { ...this.#pool.env, ...request.env },
         signal: controller.signal,
@@ -369,7 +369,13 @@ export class LuaSession {
       if (exit.reason === "spawn_failed") throw new Error(exit.message);
       const code = exit.reason === "timeout" ? 124 : exit.code ?? 128;
       const note = exit.reason === "timeout" ? `timed out after ${request.timeoutMs}ms\n` : "";
-      return { stdout, stderr: stderr + note, exit_code: code, success: code === 0 };
+      return {
+        stdout,
+        stderr: stderr + note,
+        exit_code: code,
+        success: code === 0,
+        ...(binary && { binary }),
+      };
     } finally {
       clearTimeout(timer);
       this.#children.signal.removeEventListener("abort", stop);

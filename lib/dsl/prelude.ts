@@ -247,9 +247,24 @@ local EXEC_RESULT = {
     return function(self, ...) return f(stdout_of(self), ...) end
   end,
 }
+-- Output that is not UTF-8 comes as one character per byte, which crosses into Lua as
+-- UTF-8 (bytes 0x80-0xFF as two): made the command's bytes again here.
+local function bytes_of(s)
+  return (s:gsub("[\xC2\xC3][\x80-\xBF]", function(c)
+    local a, b = c:byte(1, 2)
+    return string.char(((a & 0x03) << 6) | (b & 0x3F))
+  end))
+end
 exec = {
   run = function(...)
-    local r = setmetatable(run_command(...), EXEC_RESULT)
+    local r = run_command(...)
+    local binary = rawget(r, "binary")
+    if binary ~= nil then
+      if binary.stdout then r.stdout = bytes_of(r.stdout) end
+      if binary.stderr then r.stderr = bytes_of(r.stderr) end
+      r.binary = nil
+    end
+    setmetatable(r, EXEC_RESULT)
     return r, rawget(r, "stderr"), (not rawget(r, "success")) and ("exit code " .. rawget(r, "exit_code")) or nil
   end,
 }

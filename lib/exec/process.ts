@@ -28,6 +28,11 @@ export interface ProcessResult {
   exit: ExitStatus;
   stdout: string;
   stderr: string;
+  /**
+   * Set for a stream whose bytes are not UTF-8: its string then holds one character
+   * (U+0000-U+00FF) per byte, so that no byte is lost to a replacement character.
+   */
+  binary?: { stdout?: true; stderr?: true };
 }
 
 export const SETSID = ["/usr/bin/setsid", "/bin/setsid"].find((path) => {
@@ -128,7 +133,12 @@ export async function runShell(script: string, options: RunOptions): Promise<Pro
     : status.signal
     ? { reason: "exited", code: null, signal: status.signal }
     : { reason: "exited", code: status.code, signal: null };
-  return { exit, stdout: captured.stdout.text(), stderr: captured.stderr.text() };
+  const out = captured.stdout.result();
+  const err = captured.stderr.result();
+  const binary = out.binary || err.binary
+    ? { ...(out.binary && { stdout: true as const }), ...(err.binary && { stderr: true as const }) }
+    : undefined;
+  return { exit, stdout: out.text, stderr: err.text, ...(binary && { binary }) };
 }
 
 /** SIGTERM to the group, then SIGKILL after a grace period if the leader still runs. */
@@ -247,15 +257,27 @@ class Capture {
     this.#size += kept.length;
   }
 
-  text(): string {
+  /** The text, or for bytes that are not UTF-8 one character per byte (`binary`). */
+  result(): { text: string; binary: boolean } {
     const all = new Uint8Array(this.#size);
     let at = 0;
     for (const chunk of this.#chunks) {
       all.set(chunk, at);
       at += chunk.length;
     }
-    const text = new TextDecoder().decode(all);
-    return this.#truncated ? text + "\n[output truncated]\n" : text;
+    const more = this.#truncated ? "\n[output truncated]\n" : "";
+    try {
+      // ignoreBOM: a byte order mark the command wrote is output too.
+      const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+      return { text: decoder.decode(all) + more, binary: false };
+    } catch {
+      // Not UTF-8 (or a character cut at the limit): every byte kept, one per character.
+      let text = "";
+      for (let i = 0; i < all.length; i += 8192) {
+        text += String.fromCharCode(...all.subarray(i, i + 8192));
+      }
+      return { text: text + more, binary: true };
+    }
   }
 }
 
