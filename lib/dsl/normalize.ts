@@ -165,6 +165,12 @@ const plainTable = z.preprocess(
   z.record(z.string(), z.unknown(), { error: "must be a table of name = value" }),
 );
 
+const duration = z.union([z.string(), z.number()]).refine((v) => parseDuration(v) !== undefined, {
+  error: (issue) =>
+    `${
+      JSON.stringify(issue.input)
+    } is not a duration (use "500ms", "30s", "2m" or a number of seconds)`,
+});
 const retryStrategy = z.enum(["exponential", "linear", "fixed"], {
   error: 'must be "exponential", "linear" or "fixed"',
 });
@@ -194,19 +200,8 @@ const taskSchema = z.object({
   command: shellOrFn.optional(),
   depends_on: names.optional(),
   next_if_fail: names.optional(),
-  retries: z.number({ error: "must be a whole number of extra attempts, 0 to 100" }).int({
-    error: "must be a whole number of extra attempts, 0 to 100",
-  }).min(0, "must be a whole number of extra attempts, 0 to 100").max(
-    100,
-    "must be at most 100 extra attempts",
-  )
-    .optional(),
-  timeout: z.union([z.string(), z.number()]).refine((v) => parseDuration(v) !== undefined, {
-    error: (issue) =>
-      `${
-        JSON.stringify(issue.input)
-      } is not a duration (use "500ms", "30s", "2m" or a number of seconds)`,
-  }).optional(),
+  retries: retryCount.optional(),
+  timeout: duration.optional(),
   async: z.boolean({ error: "must be true or false" }).optional(),
   pre_exec: fnRef.optional(),
   post_exec: fnRef.optional(),
@@ -234,12 +229,7 @@ const taskSchema = z.object({
 
 /** A workflow's `config` (workflow.define): what it may set for all of its tasks. */
 const workflowConfig = z.object({
-  timeout: z.union([z.string(), z.number()]).refine((v) => parseDuration(v) !== undefined, {
-    error: (issue) =>
-      `${
-        JSON.stringify(issue.input)
-      } is not a duration (use "500ms", "30s", "2m" or a number of seconds)`,
-  }).optional(),
+  timeout: duration.optional(),
   retries: retryCount.optional(),
   max_retries: retryCount.optional(),
   retry_policy: retryStrategy.optional(),

@@ -156,8 +156,15 @@ export async function snapshot(dir: string): Promise<Record<string, string>> {
 }
 
 /** A temp copy of `tests/fixtures/<name>`, so a test may change it freely. */
-export async function copyFixture(
+export function copyFixture(
   name: string,
+): Promise<{ dir: string; [Symbol.asyncDispose](): Promise<void> }> {
+  return copyDir(`${FIXTURES}/${name}`);
+}
+
+/** A temp copy of a directory of the repository (tests/compat/<style>, a fixture). */
+export async function copyDir(
+  from: string,
 ): Promise<{ dir: string; [Symbol.asyncDispose](): Promise<void> }> {
   const ws = await tempWorkspace();
   const copy = async (from: string, to: string) => {
@@ -168,7 +175,7 @@ export async function copyFixture(
       } else await Deno.copyFile(`${from}/${entry.name}`, `${to}/${entry.name}`);
     }
   };
-  await copy(`${FIXTURES}/${name}`, ws.dir);
+  await copy(from, ws.dir);
   return ws;
 }
 

@@ -4,22 +4,20 @@
  * (SLOTH_COMPAT_AGENT names it; the files delegate to it when it is set).
  */
 import assert from "node:assert/strict";
-import { cliProcess, ROOT, tempWorkspace } from "../_helpers/mod.ts";
+import {
+  cliProcess,
+  copyDir,
+  LiveOutput,
+  pgrep,
+  ROOT,
+  spawnCli,
+  tempWorkspace,
+  uniqueSeconds,
+  waitFor,
+} from "../_helpers/mod.ts";
 import { startAgent, type TestAgent } from "../_helpers/agent.ts";
 
-async function copyStyle(name: string) {
-  const ws = await tempWorkspace();
-  const copy = async (from: string, to: string) => {
-    for await (const entry of Deno.readDir(from)) {
-      if (entry.isDirectory) {
-        await Deno.mkdir(`${to}/${entry.name}`);
-        await copy(`${from}/${entry.name}`, `${to}/${entry.name}`);
-      } else await Deno.copyFile(`${from}/${entry.name}`, `${to}/${entry.name}`);
-    }
-  };
-  await copy(`${ROOT}/tests/compat/${name}`, ws.dir);
-  return ws;
-}
+const copyStyle = (name: string) => copyDir(`${ROOT}/tests/compat/${name}`);
 
 const read = (dir: string, file: string) => Deno.readTextFile(`${dir}/${file}`);
 
@@ -210,4 +208,58 @@ Deno.test("compat: list, validate and --dry-run show builder workflows like grou
   assert.match(dry.stdout, /^\s+2\. build\s+local\s+after prepare$/m);
   // Nothing ran: no hook, no file.
   await assert.rejects(Deno.stat(`${ws.dir}/started.txt`));
+});
+
+Deno.test("compat: a builder workflow's reports name it and its tasks as a TaskDefinitions group's do", async () => {
+  await using ws = await copyStyle("table_form");
+  const r = await cliProcess(
+    [
+      "run",
+      "--plain",
+      "-f",
+      "deploy.sloth",
+      "--report",
+      "junit=out.xml",
+      "--report",
+      "json=out.json",
+    ],
+    { cwd: ws.dir },
+  );
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  const xml = await read(ws.dir, "out.xml");
+  assert.match(xml, /<testsuite name="deploy" tests="2" failures="0"/);
+  assert.match(xml, /<testcase name="announce" classname="deploy"/);
+  const json = JSON.parse(await read(ws.dir, "out.json"));
+  assert.deepEqual(
+    json.tasks.map((
+      t: { group: string; task: string; status: string },
+    ) => [t.group, t.task, t.status]),
+    [["deploy", "package", "success"], ["deploy", "announce", "success"]],
+  );
+});
+
+Deno.test("compat: Ctrl-C during a builder task on an agent cancels it there, leaving nothing running", async () => {
+  await using agent = await startAgent({ args: ["--sandbox", "none"] });
+  const seconds = uniqueSeconds();
+  await using ws = await tempWorkspace({
+    "workflow.lua": `workflow.define("w", { tasks = {
+      task("sleeper"):delegate_to("${agent.address}"):command(function(this, params)
+        log.info("started")
+        exec.run("sleep ${seconds}")
+        log.info("never")
+      end):build(),
+    } })`,
+  });
+  const child = spawnCli(["run", "-f", "workflow.lua"], { cwd: ws.dir });
+  const live = new LiveOutput(child);
+  await live.waitFor(/\[sleeper@[^\]]+\] started/);
+  await waitFor(async () => (await pgrep(`sleep ${seconds}`)).length > 0, 5000);
+  child.kill("SIGINT");
+  const status = await child.status;
+  await live.done();
+  assert.equal(status.code, 130);
+  assert.match(live.stdout, /^sleeper\s+cancelled /m);
+  assert.doesNotMatch(live.stdout, /never/);
+  await waitFor(async () => (await pgrep(`sleep ${seconds}`)).length === 0, 3000);
+  await waitFor(() => /job 1 w\.sleeper .*: cancelled by the master/.test(agent.log()), 5000);
 });
