@@ -89,6 +89,16 @@ Deno.test("types writes LuaLS annotations and a .luarc.json that points at them,
   assert.match(meta, /^---@meta\n/);
   assert.match(meta, /^---@class \(exact\) sloth\.Task$/m);
   assert.match(meta, /^function exec\.run\(/m);
+  // The builder DSL: task(), its builder's methods, workflow.define and what functions get.
+  assert.match(meta, /^function task\(name\) end$/m);
+  assert.match(meta, /^---@class \(exact\) sloth\.TaskBuilder$/m);
+  assert.match(
+    meta,
+    /^---@field on_failure fun\(self: sloth\.TaskBuilder, hook: sloth\.BuilderAfter\): sloth\.TaskBuilder$/m,
+  );
+  assert.match(meta, /^function workflow\.define\(name, spec\) end$/m);
+  assert.match(meta, /^---@class \(exact\) sloth\.This$/m);
+  assert.match(meta, /^function goroutine\.spawn\(/m);
   assert.deepEqual(JSON.parse(await Deno.readTextFile(`${ws.dir}/.luarc.json`)), {
     "runtime.version": "Lua 5.4",
     "workspace.library": [".sloth"],
