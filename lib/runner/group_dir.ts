@@ -6,8 +6,9 @@
  * delegated to agents has its directory here too, synchronised to them as any
  * task's working directory is.
  *
- * Only a directory the group named, or one the run made, is ever removed; never
- * through a symbolic link, and never one that is or holds the directory
+ * Only a directory this run made (a temporary one, or a named one that was not
+ * there) is ever removed, and only where it was made: never a directory that was
+ * there before the run, never through a symbolic link, and never one that is or holds the directory
  * sloth-runner started in, the workflow file's, the home or the temporary directory
  * (model/group_dir.ts), checked on the real path when the run starts and again
  * just before the removal (a task may have swapped the directory for a link).
@@ -37,6 +38,11 @@ export interface PreparedDir {
   path: string;
   /** Made by this run (the group has no `workdir`). */
   temporary: boolean;
+  /**
+   * Its real path when this run made it; absent for a directory that was there
+   * before the run, which is never removed.
+   */
+  made?: string;
 }
 
 export interface GroupDirPlaces {
@@ -68,15 +74,19 @@ export async function prepareGroupDirs(
         new SlothError("workflow_invalid", `group "${group.name}": ${text}`, { hint });
       if (!dir.path) {
         const path = await Deno.makeTempDir({ prefix: `${fileSafe(group.name)}-` });
-        dirs.push({ group, path, temporary: true });
+        dirs.push({ group, path, temporary: true, made: await Deno.realPath(path) });
         continue;
       }
       const path = dir.path;
+      let made: string | undefined;
       if (dir.create) {
         const there = await Deno.stat(path).catch(() => undefined);
         if (there && !there.isDirectory) throw problem(`workdir ${path} is not a directory`);
         try {
-          if (!there) await Deno.mkdir(path, { recursive: true });
+          if (!there) {
+            await Deno.mkdir(path, { recursive: true });
+            made = await Deno.realPath(path);
+          }
         } catch (error) {
           throw problem(`cannot make workdir ${path}: ${(error as Error).message}`);
         }
@@ -91,7 +101,7 @@ export async function prepareGroupDirs(
           );
         }
       }
-      dirs.push({ group, path, temporary: false });
+      dirs.push({ group, path, temporary: false, made });
     }
   } catch (error) {
     for (const made of dirs) if (made.temporary) await Deno.remove(made.path).catch(() => {});
@@ -127,7 +137,7 @@ export interface FinishOptions extends GroupDirPlaces {
 export async function finishGroupDirs(dirs: PreparedDir[], options: FinishOptions): Promise<void> {
   if (dirs.length === 0) return;
   const guards = await realGuards(options);
-  for (const { group, path, temporary } of dirs) {
+  for (const { group, path, temporary, made } of dirs) {
     const note = (level: LogLevel, line: string) =>
       options.emit({ type: "log", stream: "log", level, line: `group "${group.name}": ${line}` });
     const clean = group.dir!.clean;
@@ -157,6 +167,14 @@ export async function finishGroupDirs(dirs: PreparedDir[], options: FinishOption
       if (temporary) await note("info", `${path} is kept (clean_workdir_after_run = false)`);
       continue;
     }
+    if (made === undefined) {
+      await note(
+        "warn",
+        `${path} is not removed: it was there before this run, and sloth-runner removes only ` +
+          "a directory the run made (remove it yourself, or let the next run make it)",
+      );
+      continue;
+    }
     const { real, refused } = await checkRemovable(path, guards).catch((error) => ({
       real: undefined,
       refused: `cannot be looked at: ${(error as Error).message}`,
@@ -166,6 +184,13 @@ export async function finishGroupDirs(dirs: PreparedDir[], options: FinishOption
       continue;
     }
     if (!real) continue;
+    if (real !== made) {
+      await note(
+        "error",
+        `${path} is not removed: it is now ${real}, not the directory the run made (${made})`,
+      );
+      continue;
+    }
     try {
       // Deno's recursive removal does not follow the links it meets inside.
       await Deno.remove(real, { recursive: true });

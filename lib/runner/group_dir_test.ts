@@ -100,6 +100,7 @@ TaskDefinitions = {
       group: s.loaded.workflow.groups[1],
       path: `${s.dir}/out/deep`,
       temporary: false,
+      made: `${s.dir}/out/deep`,
     });
     assert.equal((await Deno.stat(`${s.dir}/out/deep`)).isDirectory, true);
     // The plan given is left as it was.
@@ -369,4 +370,44 @@ TaskDefinitions = {
   assert.equal(aborted.success, false);
   assert.equal(aborted.error, 'run aborted by task "a": abort_if was true');
   assert.equal(groupResult(group, "/tmp/g-1", s.plan, s.outcome()).success, true);
+});
+
+Deno.test("finishGroupDirs() never removes a directory that was there before the run, whatever the group says", async () => {
+  await using s = await setup(
+    `TaskDefinitions = {
+  g = { workdir = "existing", clean_workdir_after_run = true, tasks = { { name = "a", command = "true" } } },
+  h = { workdir = "existing2", create_workdir_before_run = true, clean_workdir_after_run = function() return true end,
+        tasks = { { name = "b", command = "true" } } },
+}`,
+    { "existing/precious.txt": "keep me", "existing2/precious.txt": "keep me too" },
+  );
+  const prepared = await prepareGroupDirs(s.loaded.workflow, s.plan, places(s));
+  await finish(s, prepared, s.outcome());
+  assert.equal(await Deno.readTextFile(`${s.dir}/existing/precious.txt`), "keep me");
+  assert.equal(await Deno.readTextFile(`${s.dir}/existing2/precious.txt`), "keep me too");
+  assert.deepEqual(s.notes().map((n) => n.replace(s.dir, "DIR")), [
+    'warn: group "g": DIR/existing is not removed: it was there before this run, and sloth-runner ' +
+    "removes only a directory the run made (remove it yourself, or let the next run make it)",
+    'warn: group "h": DIR/existing2 is not removed: it was there before this run, and sloth-runner ' +
+    "removes only a directory the run made (remove it yourself, or let the next run make it)",
+  ]);
+});
+
+Deno.test("finishGroupDirs() removes nothing when a parent of the directory it made was swapped for a link", async () => {
+  await using s = await setup(
+    `TaskDefinitions = { g = { workdir = "p/wd", create_workdir_before_run = true,
+      clean_workdir_after_run = true, tasks = { { name = "a", command = "true" } } } }`,
+    { "victim/wd/keep.txt": "precious" },
+  );
+  const prepared = await prepareGroupDirs(s.loaded.workflow, s.plan, places(s));
+  // What a task could do during the run: move the parent away and put a link in its place.
+  await Deno.rename(`${s.dir}/p`, `${s.dir}/p.real`);
+  await Deno.symlink(`${s.dir}/victim`, `${s.dir}/p`);
+  await finish(s, prepared, s.outcome());
+  assert.equal(await Deno.readTextFile(`${s.dir}/victim/wd/keep.txt`), "precious");
+  assert.equal(await exists(`${s.dir}/p.real/wd`), true);
+  assert.match(
+    s.notes().join("\n"),
+    /p\/wd is not removed: it is now .*victim\/wd, not the directory the run made/,
+  );
 });
