@@ -207,11 +207,11 @@ async function startGroups(
   return undefined;
 }
 
-/** Every task skipped: an `on_start` failed. */
-function notStarted(plan: Plan, reason: string): RunOutcome {
+/** Every task skipped: an `on_start` failed, or Ctrl-C came while one ran. */
+function notStarted(plan: Plan, reason: string, interrupted: boolean): RunOutcome {
   return {
-    aborted: reason,
-    interrupted: false,
+    aborted: interrupted ? undefined : reason,
+    interrupted,
     results: plan.tasks.map(({ task }) => ({
       id: task.id,
       status: "skipped" as const,
@@ -382,7 +382,7 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
     ran = true;
     const startError = await startGroups(local, groups, interrupt.signal, topLevelLog);
     const outcome = startError !== undefined
-      ? notStarted(plan, startError)
+      ? notStarted(plan, startError, interrupt.signal.aborted)
       : await runPlan(plan, routeByTarget(local, remote, poolRunner), {
         maxParallel: options.maxParallel,
         signal: interrupt.signal,
@@ -428,14 +428,16 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
 
     const counts = countStatuses(outcome.results);
     const failed = completeFailed || counts.failed + counts.timeout + counts.cancelled > 0;
-    const status = outcome.interrupted
+    // Ctrl-C during on_complete or a group's cleanup interrupts the run as well.
+    const interrupted = outcome.interrupted || interrupt.signal.aborted;
+    const status = interrupted
       ? "interrupted"
       : outcome.aborted
       ? "aborted"
       : failed
       ? "failed"
       : "success";
-    const exitCode = outcome.interrupted
+    const exitCode = interrupted
       ? ExitCode.interrupted
       : status === "success"
       ? ExitCode.ok
@@ -446,13 +448,13 @@ export async function runCommand(io: Io, options: RunCommandOptions): Promise<nu
       exit_code: exitCode,
       duration_ms: Math.round(performance.now() - started),
       counts,
-      reason: outcome.aborted ?? (outcome.interrupted ? "interrupted" : undefined),
+      reason: outcome.aborted ?? (interrupted ? "interrupted" : undefined),
     });
     if (text) {
       const tasks = new Map(plan.tasks.map(({ task }) => [task.id, task]));
       text.summary(
         outcome.results.map((result) => ({ task: tasks.get(result.id)!.name, result })),
-        footer(counts, outcome.aborted, outcome.interrupted),
+        footer(counts, outcome.aborted, interrupted),
       );
     }
     if (recorder) {

@@ -231,7 +231,8 @@ async function decide(
       { group: group.name, task: GROUP_FUNCTIONS, field: "clean_workdir_after_run" },
       [groupResult(group, path, options.plan, options.outcome)],
       options.signal,
-    );
+    ).catch((error) => ({ error: (error as Error).message, value: undefined }));
+    if (options.signal?.aborted) return { error: "stopped by Ctrl-C" };
     if (result.error !== undefined) return { error: result.error };
     return { remove: result.value === true };
   } finally {

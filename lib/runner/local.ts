@@ -212,16 +212,23 @@ export class LocalRunner implements TaskExecutor {
       : [["on_failure", outcome.error]];
     const present = hooks.filter(([field]) => task[HOOK_FIELD[field]] !== undefined);
     if (present.length === 0) return {};
+    // Each hook has the task's timeout, as an attempt has.
     const session = await this.#open(task);
     const errors: string[] = [];
     try {
       for (const [field, value] of present) {
+        const timer = task.timeoutMs === undefined ? undefined : AbortSignal.timeout(task.timeoutMs);
         const result = await session.call(
           "outcome",
           { group: task.group, task: task.name, field },
           [this.#params(task), value, inputs],
-          signal,
+          timer ? AbortSignal.any([signal, timer]) : signal,
         );
+        if (timer?.aborted && !signal.aborted) {
+          errors.push(`${field} timed out after ${task.timeoutMs}ms`);
+          this.#log(task, "log", `${field} timed out after ${task.timeoutMs}ms`, "error");
+          break;
+        }
         const failed = hookFailure(field, result);
         if (failed?.error) {
           errors.push(failed.error);
@@ -229,7 +236,8 @@ export class LocalRunner implements TaskExecutor {
         }
       }
     } finally {
-      if (signal.aborted) session.kill();
+      // A hook stopped by its timeout is still running: its state goes with it.
+      if (signal.aborted || errors.some((e) => e.includes(" timed out after "))) session.kill();
       else session.release();
     }
     return errors.length ? { error: errors.join("; ") } : {};
@@ -263,7 +271,8 @@ export class LocalRunner implements TaskExecutor {
         { group: group.name, task: GROUP_FUNCTIONS, field },
         args,
         signal,
-      );
+      ).catch((error) => ({ error: (error as Error).message }));
+      if (signal.aborted) return { error: "stopped by Ctrl-C" };
       return { error: hookFailure(field, result)?.error };
     } finally {
       if (signal.aborted) session.kill();

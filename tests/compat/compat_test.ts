@@ -263,3 +263,29 @@ Deno.test("compat: Ctrl-C during a builder task on an agent cancels it there, le
   await waitFor(async () => (await pgrep(`sleep ${seconds}`)).length === 0, 3000);
   await waitFor(() => /job 1 w\.sleeper .*: cancelled by the master/.test(agent.log()), 5000);
 });
+
+Deno.test("compat: a hook that never returns: on_success has the task's timeout; Ctrl-C in on_complete exits 130", async () => {
+  await using ws = await tempWorkspace({
+    "bounded.lua": `workflow.define("w"):tasks({
+      task("a"):timeout("1s"):command("echo a"):on_success(function() while true do end end):build(),
+    })`,
+    "forever.lua": `workflow.define("w"):tasks({ task("a"):command("echo a"):build() })
+      :on_complete(function() while true do end end)`,
+  });
+  const bounded = await cliProcess(["run", "--plain", "-f", "bounded.lua"], { cwd: ws.dir });
+  assert.equal(bounded.code, 1, bounded.stdout + bounded.stderr);
+  assert.match(
+    bounded.stdout,
+    /^a\s+failed\s+1\s+\S+\s+local\s+on_success timed out after 1000ms$/m,
+  );
+
+  const child = spawnCli(["run", "--plain", "-f", "forever.lua"], { cwd: ws.dir });
+  const live = new LiveOutput(child);
+  await live.waitFor(/\[a\] ✔ success/);
+  child.kill("SIGINT");
+  const status = await child.status;
+  await live.done();
+  assert.equal(status.code, 130);
+  assert.match(live.stdout + live.stderr, /on_complete of workflow "w" failed: stopped by Ctrl-C/);
+  assert.doesNotMatch(live.stdout + live.stderr, /AbortError/);
+});
