@@ -21,6 +21,7 @@ import {
   type IncomingJob,
   type LogLine,
   OLDEST_PROTOCOL,
+  parseRequirements,
   type PingResponse,
   PROTOCOL_VERSION,
   ProtocolError,
@@ -265,11 +266,21 @@ export class AgentService implements AgentHandlers {
       let task: Task;
       /** The state the workflow was loaded in, which then runs the task's functions. */
       let loadedIn: LuaSession | undefined;
+      const required = parseRequirements(start.requirements_json);
       if (start.shell_command !== "") {
         task = shellTask(start, ws);
       } else {
         pool = slot!.pool(this.#luaOptions(jobRoot));
         ({ task, session: loadedIn } = await this.#loadTask(pool, job, ws));
+      }
+      // The master's reading wins: top-level code here sees another environment.
+      if (required) {
+        task = {
+          ...task,
+          user: required.user,
+          artifacts: required.artifacts,
+          consumes: required.consumes,
+        };
       }
 
       const timeoutMs = start.timeout_ms;

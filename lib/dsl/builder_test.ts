@@ -286,3 +286,38 @@ workflow.define("w", {
     "nothing here; instead: a task's retries and retry_strategy",
   ]);
 });
+
+Deno.test("a builder refuses nil and a field set twice, adds lists up, and takes delegate_to(false) as here", async () => {
+  assert.match(
+    await loadError(
+      `workflow.define("w", { tasks = { task("a"):command("true"):delegate_to(values.host):build() } })`,
+    ),
+    /workflow\.lua:1: task\("a"\):delegate_to: got nil \(a variable that is not set\?\)/,
+  );
+  assert.match(
+    await loadError(`workflow.define("w", { tasks = { task("a"):command("true")
+      :timeout("1s")
+      :timeout("2s"):build() } })`),
+    /workflow\.lua:\d: task\("a"\):timeout: timeout is set already \(workflow\.lua:\d\)/,
+  );
+  assert.match(
+    await loadError(
+      `workflow.define("w", { tasks = { task("a"):on_failure(print):on_fail(print):build() } })`,
+    ),
+    /task\("a"\):on_fail: on_failure is set already/,
+  );
+  assert.match(
+    await loadError(`workflow.define("w"):description("x"):description("y")`),
+    /workflow "w":description: description is set already/,
+  );
+  const { workflow } = await load(`
+local b = task("b"):command("true")
+workflow.define("w")
+  :tasks({ task("a"):command("true"), b })
+  :tasks({ task("c"):command("true"):depends_on("a"):depends_on({ "b" }):delegate_to(false):user(0) })`);
+  const [a, bb, c] = workflow.groups[0].tasks;
+  assert.deepEqual([a.name, bb.name, c.name], ["a", "b", "c"]);
+  assert.deepEqual(c.dependsOn, ["a", "b"]);
+  assert.deepEqual(c.target, { kind: "local" });
+  assert.equal(c.user, "0");
+});

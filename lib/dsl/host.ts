@@ -127,6 +127,8 @@ export function createHost(ctx: HostContext): Record<string, Fn | unknown> {
 
   return {
     values: toLua(ctx.values ?? {}),
+    // On an agent (confined): the master checked the workflow, with its own environment.
+    on_agent: ctx.confine !== undefined,
     go_modules: goModuleMessages(),
     data_limit: limit,
     yaml_limit: yamlLimit,

@@ -224,7 +224,10 @@ const taskSchema = z.object({
   consumes: z.union([artifactPath, z.preprocess(emptyAsList, z.array(artifactPath))], {
     error: "must be a path or a list of paths",
   }).optional(),
-  user: z.string({ error: "must be a user name or uid" }).min(1, "must not be empty").optional(),
+  user: z.union([
+    z.string().min(1, "must not be empty"),
+    z.number().int().min(0).transform(String),
+  ], { error: "must be a user name or uid" }).optional(),
 });
 
 /** A workflow's `config` (workflow.define): what it may set for all of its tasks. */

@@ -567,10 +567,28 @@ end
 
 local function label_of(state, method) return caller() .. "task(\"" .. state.fields.name .. "\"):" .. method .. ": " end
 
--- Fields set as given: checked with every other field when the workflow loads.
+-- Fields set as given: checked with every other field when the workflow loads. A field
+-- is set once (a second call says where the first was), and never to nil: a nil there
+-- is almost always a variable that is not set, and silently running with the default
+-- (a delegate_to(nil) running the task here) is what must not happen.
+local ON_AGENT = H.on_agent
+local function put(state, method, field, value)
+  -- On an agent the master checked this (top-level code there sees another environment,
+  -- and what an agent needs of these fields comes from the master: TaskStart).
+  if value == nil and ON_AGENT then return end
+  if value == nil then
+    error(label_of(state, method) .. "got nil (a variable that is not set?); leave the call out for the default", 0)
+  end
+  local first = state.set_at[field]
+  if first ~= nil then
+    error(label_of(state, method) .. field .. " is set already (" .. first .. ")", 0)
+  end
+  state.fields[field] = value
+  state.set_at[field] = (caller():gsub(": $", ""))
+end
 local function setter(field, method)
   return function(self, value)
-    builder_of(self, method).fields[field] = value
+    put(builder_of(self, method), method, field, value)
     return self
   end
 end
@@ -578,7 +596,7 @@ local function function_setter(field, method, shape)
   return function(self, fn)
     local state = builder_of(self, method)
     if type(fn) ~= "function" then error(label_of(state, method) .. "expected a function, got " .. type(fn), 0) end
-    state.fields[field] = wrap(fn, shape)
+    put(state, method, field, wrap(fn, shape))
     return self
   end
 end
@@ -589,14 +607,27 @@ local function shell_or_function(field, method, shape)
     elseif type(value) ~= "string" then
       error(label_of(state, method) .. "expected a shell command string or a function, got " .. type(value), 0)
     end
-    state.fields[field] = value
+    put(state, method, field, value)
     return self
   end
 end
+-- Lists add up: depends_on("a"):depends_on("b") depends on both.
 local function names_setter(field, method)
-  return function(self, first, ...)
+  return function(self, ...)
     local state = builder_of(self, method)
-    state.fields[field] = select("#", ...) > 0 and { first, ... } or first
+    local given = select("#", ...) == 1 and (...) or { ... }
+    if select("#", ...) == 0 or given == nil then
+      error(label_of(state, method) .. "got nil (a variable that is not set?); give a name or a list of names", 0)
+    end
+    local list = state.fields[field] or {}
+    if type(given) == "table" then
+      for _, v in ipairs(given) do list[#list + 1] = v end
+      -- anything else in it (a non-list table) is said by the checks at load
+      if #given == 0 and next(given) ~= nil then list = given end
+    else
+      list[#list + 1] = given
+    end
+    state.fields[field] = list
     return self
   end
 end
@@ -606,14 +637,14 @@ TASK_METHODS.command = shell_or_function("command", "command", "command")
 TASK_METHODS.timeout = setter("timeout", "timeout")
 TASK_METHODS.retries = function(self, count, strategy)
   local state = builder_of(self, "retries")
-  state.fields.retries = count
-  state.fields.retry_strategy = strategy
+  put(state, "retries", "retries", count)
+  if strategy ~= nil then put(state, "retries", "retry_strategy", strategy) end
   return self
 end
 TASK_METHODS.depends_on = names_setter("depends_on", "depends_on")
 TASK_METHODS.next_if_fail = names_setter("next_if_fail", "next_if_fail")
 TASK_METHODS.async = function(self, value)
-  builder_of(self, "async").fields.async = value == nil or value
+  put(builder_of(self, "async"), "async", "async", value == nil or value)
   return self
 end
 TASK_METHODS.workdir = setter("workdir", "workdir")
@@ -625,10 +656,18 @@ TASK_METHODS.on_success = function_setter("on_success", "on_success", "after")
 TASK_METHODS.on_failure = function_setter("on_failure", "on_failure", "after")
 TASK_METHODS.on_fail = function_setter("on_failure", "on_fail", "after")
 TASK_METHODS.on_timeout = function_setter("on_timeout", "on_timeout", "after")
+-- false: here, said on purpose (delegate_to(AGENT or false)); a function is called now.
 TASK_METHODS.delegate_to = function(self, target)
   local state = builder_of(self, "delegate_to")
   if type(target) == "function" then target = target() end
-  state.fields.delegate_to = target
+  if target == false then
+    if state.set_at.delegate_to then
+      error(label_of(state, "delegate_to") .. "delegate_to is set already (" .. state.set_at.delegate_to .. ")", 0)
+    end
+    state.set_at.delegate_to = (caller():gsub(": $", ""))
+    return self
+  end
+  put(state, "delegate_to", "delegate_to", target)
   return self
 end
 TASK_METHODS.agent = setter("agent", "agent")
@@ -674,7 +713,7 @@ function task(name)
     error(caller() .. "task: expected the task's name, got " .. (type(name) == "string" and "\"\"" or type(name)), 0)
   end
   local self = setmetatable({}, task_meta)
-  task_state[self] = { fields = { name = name } }
+  task_state[self] = { fields = { name = name }, set_at = {} }
   return self
 end
 
@@ -711,19 +750,33 @@ local function workflow_of(self, method)
   return state
 end
 
+-- :tasks({ ... }) twice adds the second list to the first.
 local function set_tasks(state, tasks, at)
   if type(tasks) ~= "table" then
     error(at .. "workflow \"" .. state.name .. "\": tasks must be a list of tasks, got " .. type(tasks), 0)
   end
-  state.tasks = tasks
+  if task_state[tasks] ~= nil or rawget(tasks, "name") ~= nil then
+    error(at .. "workflow \"" .. state.name .. "\": tasks must be a list of tasks, got one task (write { task })", 0)
+  end
+  if state.tasks == nil then state.tasks = tasks return end
+  local n = #state.tasks
+  for k, t in pairs(tasks) do
+    if math.type(k) == "integer" then state.tasks[n + k] = t
+    elseif state.tasks[k] == nil then state.tasks[k] = t
+    else error(at .. "workflow \"" .. state.name .. "\": a task is keyed \"" .. tostring(k) .. "\" twice", 0) end
+  end
 end
 
 local function workflow_setter(field)
   return function(self, value)
     local state = workflow_of(self, field)
+    local at = caller()
+    local label = at .. "workflow \"" .. state.name .. "\":" .. field .. ": "
     if GROUP_FUNCTIONS[field] and type(value) ~= "function" then
-      error(caller() .. "workflow \"" .. state.name .. "\":" .. field .. ": expected a function, got " .. type(value), 0)
+      error(label .. "expected a function, got " .. type(value), 0)
     end
+    if value == nil then error(label .. "got nil (a variable that is not set?); leave the call out", 0) end
+    if state.fields[field] ~= nil then error(label .. field .. " is set already", 0) end
     state.fields[field] = value
     return self
   end

@@ -3,6 +3,7 @@
  * arrives: an agent never trusts a master's message, nor a master an agent's.
  */
 import { z } from "zod";
+import { ProtocolError } from "./handlers.ts";
 
 /** 3: many task attempts on one RunTasks call per connection. */
 export const PROTOCOL_VERSION = 3;
@@ -51,8 +52,42 @@ export const taskStartSchema = z.object({
   compression: z.enum(["", "gzip"]),
   /** Optional, so an older master's start (without it) still parses; "" = a whole manifest. */
   manifest_base: z.string().regex(/^([0-9a-f]{64})?$/, "expected a hex SHA-256").optional(),
+  /** Optional, for an older master; checked where it is read (agent/service.ts). */
+  requirements_json: z.string().max(1024 * 1024).optional(),
 });
 export type TaskStart = z.infer<typeof taskStartSchema>;
+
+const insidePath = z.string().min(1).max(4096).refine(
+  (p) => !p.startsWith("/") && !p.split("/").includes(".."),
+  "must be a path inside the task's workdir",
+);
+const requirementsSchema = z.object({
+  user: z.string().min(1).max(256).optional(),
+  artifacts: z.array(insidePath).max(1000).optional(),
+  consumes: z.array(insidePath).max(1000).optional(),
+}).strict();
+/** What a task requires where it runs (TaskStart.requirements_json). */
+export type TaskRequirements = z.infer<typeof requirementsSchema>;
+
+/**
+ * TaskStart.requirements_json, checked; undefined when the field is absent (an
+ * older master: the agent keeps what its own load of the workflow found).
+ */
+export function parseRequirements(text: string | undefined): TaskRequirements | undefined {
+  if (text === undefined) return undefined;
+  if (text === "") return {};
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new ProtocolError("invalid", "requirements_json is not JSON");
+  }
+  const parsed = requirementsSchema.safeParse(value);
+  if (!parsed.success) {
+    throw new ProtocolError("invalid", `requirements_json: ${parsed.error.issues[0].message}`);
+  }
+  return parsed.data;
+}
 
 const bytes = z.custom<Uint8Array>((v) => v instanceof Uint8Array, "expected bytes");
 

@@ -1,6 +1,6 @@
 export { AgentClient, CONNECT_TIMEOUT_MS, healthCheck, RpcError } from "./client.ts";
 export type { RemoteCall, RpcErrorKind } from "./client.ts";
-export { CHUNK_BYTES, OLDEST_PROTOCOL, PROTOCOL_VERSION } from "./messages.ts";
+export { CHUNK_BYTES, OLDEST_PROTOCOL, parseRequirements, PROTOCOL_VERSION } from "./messages.ts";
 export type {
   LogLine,
   PingResponse,

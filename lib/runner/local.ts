@@ -217,7 +217,9 @@ export class LocalRunner implements TaskExecutor {
     const errors: string[] = [];
     try {
       for (const [field, value] of present) {
-        const timer = task.timeoutMs === undefined ? undefined : AbortSignal.timeout(task.timeoutMs);
+        const timer = task.timeoutMs === undefined
+          ? undefined
+          : AbortSignal.timeout(task.timeoutMs);
         const result = await session.call(
           "outcome",
           { group: task.group, task: task.name, field },

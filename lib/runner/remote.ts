@@ -448,9 +448,7 @@ export class RemoteRunner implements TaskExecutor {
     options: { compress: boolean; protocol: number },
   ): Promise<TaskStart> {
     const { compress } = options;
-    // artifacts and user are checked on the agent, from the task the workflow describes there.
-    const shellOnly = task.command?.kind === "shell" && !task.preExec && !task.postExec &&
-      !task.artifacts?.length && !task.consumes?.length && task.user === undefined;
+    const shellOnly = task.command?.kind === "shell" && !task.preExec && !task.postExec;
     return {
       protocol: options.protocol,
       group: task.group,
@@ -469,6 +467,7 @@ export class RemoteRunner implements TaskExecutor {
       shell_command: shellOnly ? (task.command as { script: string }).script : "",
       workspace_key: workspaceKey(task.workdir),
       compression: compress ? "gzip" : "",
+      requirements_json: requirementsJson(task),
     };
   }
 
@@ -804,4 +803,14 @@ function drainInBackground(responses: AsyncIterator<unknown>): void {
   (async () => {
     while (!(await responses.next()).done) { /* nothing else is expected */ }
   })().catch(() => {});
+}
+
+/** TaskStart.requirements_json: what the task requires where it runs, as read here. */
+function requirementsJson(task: Task): string {
+  if (task.user === undefined && !task.artifacts?.length && !task.consumes?.length) return "";
+  return JSON.stringify({
+    ...(task.user !== undefined && { user: task.user }),
+    ...(task.artifacts?.length && { artifacts: task.artifacts }),
+    ...(task.consumes?.length && { consumes: task.consumes }),
+  });
 }

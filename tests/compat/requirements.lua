@@ -7,10 +7,10 @@ local ME = os.getenv("SLOTH_COMPAT_USER")
 
 workflow.define("requirements", {
   tasks = {
-    task("as_me"):user(ME):delegate_to(AGENT):command("id -un > who.txt"):artifacts("who.txt"):build(),
-    task("as_other"):user("no-such-user-here"):delegate_to(AGENT):command("touch never.txt"):build(),
-    task("makes_nothing"):delegate_to(AGENT):command("true"):artifacts({ "dist/*.tar.gz" }):build(),
-    task("uses_it"):depends_on("as_me"):consumes("who.txt"):delegate_to(AGENT):command("cat who.txt"):build(),
-    task("uses_none"):consumes({ "who.txt", "absent/*.bin" }):delegate_to(AGENT):command("touch ran.txt"):build(),
+    task("as_me"):user(ME):delegate_to(AGENT or false):command("id -un > who.txt"):artifacts("who.txt"):build(),
+    task("as_other"):user("no-such-user-here"):delegate_to(AGENT or false):command("touch never.txt"):build(),
+    task("makes_nothing"):delegate_to(AGENT or false):command("true"):artifacts({ "dist/*.tar.gz" }):build(),
+    task("uses_it"):depends_on("as_me"):consumes("who.txt"):delegate_to(AGENT or false):command("cat who.txt"):build(),
+    task("uses_none"):consumes({ "who.txt", "absent/*.bin" }):delegate_to(AGENT or false):command("touch ran.txt"):build(),
   },
 })
