@@ -321,3 +321,15 @@ workflow.define("w")
   assert.deepEqual(c.target, { kind: "local" });
   assert.equal(c.user, "0");
 });
+
+Deno.test("pcall(require, ...) and pcall(import, ...) load the file relative to the calling file", async () => {
+  const { workflow } = await load(
+    `local ok, utils = pcall(require, "lib/utils")
+local ok2, same = pcall(import, "lib/utils.lua")
+local missing = pcall(require, "lib/missing")
+assert(ok and ok2 and utils == same and not missing, tostring(utils))
+workflow.define(utils.name, { tasks = { task("t"):command("true") } })`,
+    { "lib/utils.lua": `return { name = "from_utils" }` },
+  );
+  assert.equal(workflow.groups[0].name, "from_utils");
+});

@@ -371,9 +371,19 @@ local function load_file(what, path, from, at)
   return value
 end
 
+-- The nearest workflow file on the stack: the one importing (through pcall too).
+local function importer()
+  for level = 3, 30 do
+    local info = getinfo(level, "S")
+    if info == nil then return nil end
+    if info.source:sub(1, 1) == "@" then return info end
+  end
+  return nil
+end
+
 function import(path)
   if type(path) ~= "string" then error(caller() .. "import: expected a file path, got " .. type(path), 0) end
-  return load_file("import", path, getinfo(2, "S"), caller())
+  return load_file("import", path, importer(), caller())
 end
 
 -- A module of the Go sloth-runner that nothing here defines (go_modules.ts): a read of
@@ -397,7 +407,7 @@ function require(name)
     if not path:find("/", 1, true) then path = path:gsub("%.", "/") end
     path = path .. ".lua"
   end
-  local from, at = getinfo(2, "S"), caller()
+  local from, at = importer(), caller()
   local ok, value = pcall(load_file, "require", path, from, at)
   if ok then return value end
   -- No such file, or no file to look from (require called by pcall, or in a tail call).
