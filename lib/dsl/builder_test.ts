@@ -333,3 +333,16 @@ workflow.define(utils.name, { tasks = { task("t"):command("true") } })`,
   );
   assert.equal(workflow.groups[0].name, "from_utils");
 });
+
+Deno.test("a timeout longer than a timer can hold is refused where it is given, not run as 1 ms", async () => {
+  const message = await loadError(`workflow.define("w"):config({ timeout = "600h" }):tasks({
+    task("a"):command("true"):timeout(1e12):build() })`);
+  assert.match(
+    message,
+    /workflow "w": config\.timeout "600h" is longer than the longest timeout, 24 days/,
+  );
+  const { workflow } = await load(
+    `workflow.define("w", { tasks = { task("a"):command("true"):timeout("596h"):build() } })`,
+  );
+  assert.equal(workflow.groups[0].tasks[0].timeoutMs, 596 * 3600_000);
+});

@@ -4,7 +4,7 @@
  * throws: the prelude raises the error in Lua, at the caller's line, so a user
  * never sees a JavaScript stack.
  */
-import { formatSize, parseDuration } from "../model/mod.ts";
+import { formatSize, MAX_TIMEOUT_MS, parseDuration } from "../model/mod.ts";
 import {
   closeFile,
   copyFile,
@@ -427,6 +427,7 @@ function duration(value: unknown): number {
     ? parseDuration(value)
     : undefined;
   if (ms === undefined) throw new Error(`timeout must be like "30s" or a number of seconds`);
+  if (ms > MAX_TIMEOUT_MS) throw new Error("timeout is longer than the longest timeout, 24 days");
   return ms;
 }
 

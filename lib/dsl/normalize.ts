@@ -22,6 +22,7 @@ import {
   findPool,
   guardedDirs,
   hasAddressShape,
+  MAX_TIMEOUT_MS,
   parseAddress,
   parseDuration,
   removalRefusal,
@@ -170,6 +171,9 @@ const duration = z.union([z.string(), z.number()]).refine((v) => parseDuration(v
     `${
       JSON.stringify(issue.input)
     } is not a duration (use "500ms", "30s", "2m" or a number of seconds)`,
+  abort: true,
+}).refine((v) => parseDuration(v)! <= MAX_TIMEOUT_MS, {
+  error: (issue) => `${JSON.stringify(issue.input)} is longer than the longest timeout, 24 days`,
 });
 const retryStrategy = z.enum(["exponential", "linear", "fixed"], {
   error: 'must be "exponential", "linear" or "fixed"',

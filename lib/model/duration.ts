@@ -4,6 +4,12 @@ const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 
  * `"500ms"`, `"30s"`, `"2m"`, `"1h30m"`, or a number of seconds.
  * Returns milliseconds, or `undefined` when the text is not a duration.
  */
+/**
+ * The longest timeout a timer can hold (2^31 - 1 ms, about 24.8 days): a longer one
+ * fires at once, so it is refused where it is given.
+ */
+export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
 export function parseDuration(value: string | number): number | undefined {
   if (typeof value === "number") {
     return Number.isFinite(value) && value > 0 ? Math.round(value * 1000) : undefined;

@@ -6,7 +6,7 @@
 
 export type { ExitReason, ExitStatus, TaskResult, TaskStatus, Transfer } from "./result.ts";
 export { exitStatusText, isFailure } from "./result.ts";
-export { formatDuration, parseDuration } from "./duration.ts";
+export { formatDuration, MAX_TIMEOUT_MS, parseDuration } from "./duration.ts";
 export { formatSize, parseSize } from "./size.ts";
 export { hasAddressShape, isLoopbackHost, parseAddress } from "./address.ts";
 
