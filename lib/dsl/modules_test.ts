@@ -114,7 +114,7 @@ Deno.test("exec.run gives output byte for byte: no newline added, CRs kept, none
   assert.deepEqual(r.outputs, { hi: "hi", n: 2, crlf: "a\r\nb\r\n", err: "oops", empty: "" });
 });
 
-Deno.test("exec.run keeps bytes that are not UTF-8, and a byte order mark, as the command wrote them", async () => {
+Deno.test("exec.run keeps bytes that are not UTF-8, NULs and a byte order mark, as the command wrote them", async () => {
   const r = await runLua(
     `
     local function hex(s)
@@ -125,14 +125,16 @@ Deno.test("exec.run keeps bytes that are not UTF-8, and a byte order mark, as th
     local bad = exec.run("printf '\\\\377\\\\376a\\\\303\\\\251\\\\200z\\\\r\\\\n'")
     local bom = exec.run("printf '\\\\357\\\\273\\\\277caf\\\\303\\\\251'")
     local err = exec.run("printf '\\\\300x' >&2")
+    local nul = exec.run("printf 'a\\\\000b\\\\000'")
     return true, "", { bad = hex(bad.stdout), bom = hex(bom.stdout), err = hex(err.stderr),
-      n = #bad }`,
+      n = #bad, nul = hex(nul.stdout) }`,
   );
   assert.deepEqual(r.outputs, {
     bad: "ff fe 61 c3 a9 80 7a 0d 0a",
     bom: "ef bb bf 63 61 66 c3 a9",
     err: "c0 78",
     n: 9,
+    nul: "61 00 62 00",
   });
 });
 

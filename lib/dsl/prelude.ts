@@ -250,8 +250,9 @@ local EXEC_RESULT = {
 -- Output that is not UTF-8 comes as one character per byte, which crosses into Lua as
 -- UTF-8 (bytes 0x80-0xFF as two): made the command's bytes again here.
 local function bytes_of(s)
-  return (s:gsub("[\xC2\xC3][\x80-\xBF]", function(c)
+  return (s:gsub("[\xC2-\xC4][\x80-\xBF]", function(c)
     local a, b = c:byte(1, 2)
+    if a == 0xC4 then return "\0" end -- U+0100 stands for a NUL
     return string.char(((a & 0x03) << 6) | (b & 0x3F))
   end))
 end

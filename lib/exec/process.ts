@@ -266,18 +266,23 @@ class Capture {
       at += chunk.length;
     }
     const more = this.#truncated ? "\n[output truncated]\n" : "";
-    try {
-      // ignoreBOM: a byte order mark the command wrote is output too.
-      const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-      return { text: decoder.decode(all) + more, binary: false };
-    } catch {
-      // Not UTF-8 (or a character cut at the limit): every byte kept, one per character.
-      let text = "";
-      for (let i = 0; i < all.length; i += 8192) {
-        text += String.fromCharCode(...all.subarray(i, i + 8192));
+    // A NUL does not cross into Lua inside text (it ends a C string there).
+    if (!all.includes(0)) {
+      try {
+        // ignoreBOM: a byte order mark the command wrote is output too.
+        const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+        return { text: decoder.decode(all) + more, binary: false };
+      } catch {
+        // Not UTF-8 (or a character cut at the limit): taken byte by byte below.
       }
-      return { text: text + more, binary: true };
     }
+    // One character per byte, U+0100 standing for a NUL; the prelude makes them bytes again.
+    let text = "";
+    for (let i = 0; i < all.length; i += 8192) {
+      const piece = all.subarray(i, i + 8192);
+      text += String.fromCharCode(...piece).replaceAll("\0", "\u0100");
+    }
+    return { text: text + more, binary: true };
   }
 }
 
