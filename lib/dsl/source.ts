@@ -74,12 +74,13 @@ export function cleanLuaError(message: string): string {
 export function sortBySource<T>(items: T[], nameOf: (item: T) => string, source: string): T[] {
   const position = (name: string) => {
     const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-    const key = new RegExp(
-      `(?:^|[^\\w.])(?:${escaped}|\\[\\s*["']${escaped}["']\\s*\\])\\s*=\\s*\\{`,
-      "m",
-    );
-    const match = key.exec(source);
-    return match ? match.index : Number.MAX_SAFE_INTEGER;
+    const keyAt = (value: string) =>
+      new RegExp(
+        `(?:^|[^\\w.])(?:${escaped}|\\[\\s*["']${escaped}["']\\s*\\])\\s*=${value}`,
+        "m",
+      ).exec(source)?.index;
+    // `key = {` first; then `key = anything` (a builder, a variable), which is less sure.
+    return keyAt("\\s*\\{") ?? keyAt("(?!=)") ?? Number.MAX_SAFE_INTEGER;
   };
   const keyed = items.map((item, index) => ({ item, index, at: position(nameOf(item)) }));
   keyed.sort((a, b) => a.at - b.at || a.index - b.index);

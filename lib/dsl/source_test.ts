@@ -32,6 +32,18 @@ Deno.test("sortBySource() orders keys by where the file defines them", () => {
   ]);
 });
 
+Deno.test("sortBySource() orders keys whose values are builders or variables too, a table's first", () => {
+  const source = `local ta = { name = "a" }
+T = { tasks = {
+  x = task("a"):command("a"):build(),
+` +
+    `  zz = ta,
+  y = { command = "y" },
+  w = {}, } }
+w = 1`;
+  assert.deepEqual(sortBySource(["y", "w", "zz", "x"], (k) => k, source), ["x", "zz", "y", "w"]);
+});
+
 Deno.test("cleanLuaError() drops tracebacks and wasmoon's prefixes", () => {
   assert.equal(
     cleanLuaError("Error: Error: a.lua:1: boom\nstack traceback:\n\t..."),
