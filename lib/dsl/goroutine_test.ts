@@ -3,53 +3,9 @@
  * of workflow.lua is the first line of the body each test gives.
  */
 import assert from "node:assert/strict";
-import { processAlive, tempWorkspace, waitFor } from "../../tests/_helpers/mod.ts";
-import { type CallResult, loadWorkflow, LuaPool, openTaskSession } from "./mod.ts";
+import { processAlive, waitFor } from "../../tests/_helpers/mod.ts";
+import { runLua } from "./_testing.ts";
 import { MAX_GOROUTINES } from "./goroutine.ts";
-
-/**
- * Runs `body` as the function of a task; `during` runs meanwhile with the
- * workspace directory and a controller whose abort cancels the call, `after`
- * once it has returned, before the workspace goes.
- */
-async function runLua(
-  body: string,
-  options: {
-    top?: string;
-    during?: (dir: string, cancel: AbortController) => Promise<void>;
-    after?: (dir: string) => Promise<void>;
-  } = {},
-): Promise<CallResult & { logs: string[] }> {
-  await using ws = await tempWorkspace({
-    "workflow.lua": `TaskDefinitions = { g = { tasks = { { name = "t", command = function()
-${body}
-end } } } }
-${options.top ?? ""}`,
-  });
-  const pool = new LuaPool();
-  const logs: string[] = [];
-  try {
-    const loaded = await loadWorkflow(pool, { file: "workflow.lua", cwd: ws.dir });
-    const task = loaded.workflow.groups[0].tasks[0];
-    const session = await openTaskSession(pool, loaded.source, task, {
-      onLog: (level, message) => logs.push(`${level}:${message}`),
-    });
-    const cancel = new AbortController();
-    const call = session.call(
-      "command",
-      { group: "g", task: "t", field: "command" },
-      [{}, {}],
-      cancel.signal,
-    );
-    await options.during?.(ws.dir, cancel);
-    const result = await call;
-    session.release();
-    await options.after?.(ws.dir);
-    return { ...result, logs };
-  } finally {
-    pool.close();
-  }
-}
 
 /**
  * A command that leaves its marker, then waits (up to 5 s) until all `n` markers

@@ -4,37 +4,11 @@
  * (SLOTH_LUA_DATA_LIMIT), 256 MiB of Lua memory.
  */
 import assert from "node:assert/strict";
-import { tempWorkspace } from "../../tests/_helpers/mod.ts";
 import { createHost, MAX_IN_FLIGHT } from "./host.ts";
-import { type CallResult, loadWorkflow, LUA_DATA_LIMIT, LuaPool, openTaskSession } from "./mod.ts";
+import { LUA_DATA_LIMIT } from "./mod.ts";
+import { runLua } from "./_testing.ts";
 
 const MiB = 1024 * 1024;
-
-/** Runs `body` as the function of a task (line 2 of workflow.lua is its first line). */
-async function runLua(body: string): Promise<CallResult & { logs: string[] }> {
-  await using ws = await tempWorkspace({
-    "workflow.lua": `TaskDefinitions = { g = { tasks = { { name = "t", command = function()
-${body}
-end } } } }`,
-  });
-  const pool = new LuaPool();
-  const logs: string[] = [];
-  try {
-    const loaded = await loadWorkflow(pool, { file: "workflow.lua", cwd: ws.dir });
-    const task = loaded.workflow.groups[0].tasks[0];
-    const session = await openTaskSession(pool, loaded.source, task, {
-      onLog: (level, message) => logs.push(`${level}:${message}`),
-    });
-    const result = await session.call("command", { group: "g", task: "t", field: "command" }, [
-      {},
-      {},
-    ]);
-    session.release();
-    return { ...result, logs };
-  } finally {
-    pool.close();
-  }
-}
 
 Deno.test("the data limit is 64 MiB unless SLOTH_LUA_DATA_LIMIT says otherwise", () => {
   assert.equal(Deno.env.get("SLOTH_LUA_DATA_LIMIT"), undefined, "run the tests without it");

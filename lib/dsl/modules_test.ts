@@ -1,38 +1,5 @@
 import assert from "node:assert/strict";
-import { tempWorkspace } from "../../tests/_helpers/mod.ts";
-import { type CallResult, loadWorkflow, LuaPool, openTaskSession } from "./mod.ts";
-
-/** Runs `body` as the function of a task and returns what `__sloth_call` made of it. */
-async function runLua(
-  body: string,
-  options: { files?: Record<string, string>; params?: unknown; inputs?: unknown } = {},
-): Promise<CallResult & { logs: string[]; dir: string }> {
-  await using ws = await tempWorkspace({
-    ...options.files,
-    "workflow.lua":
-      `TaskDefinitions = { g = { tasks = { { name = "t", command = function(params, inputs)
-${body}
-end } } } }`,
-  });
-  const pool = new LuaPool();
-  const logs: string[] = [];
-  try {
-    const loaded = await loadWorkflow(pool, { file: "workflow.lua", cwd: ws.dir });
-    const task = loaded.workflow.groups[0].tasks[0];
-    const session = await openTaskSession(pool, loaded.source, task, {
-      onLog: (level, message) => logs.push(`${level}:${message}`),
-    });
-    const result = await session.call(
-      "command",
-      { group: "g", task: "t", field: "command" },
-      [options.params ?? {}, options.inputs ?? {}],
-    );
-    session.release();
-    return { ...result, logs, dir: ws.dir };
-  } finally {
-    pool.close();
-  }
-}
+import { runLua } from "./_testing.ts";
 
 Deno.test("a task function's ok, message and outputs come back as given", async () => {
   const r = await runLua(`return true, "built " .. params.name, { n = 2, list = { "a", "b" } }`, {
