@@ -264,7 +264,11 @@ export class LocalRunner implements TaskExecutor {
       { name: group.name, workdir },
       {
         onLog: (level, message) =>
-          log(level === "print" || level === "stderr" ? "info" : level, message),
+          // Said with the workflow's name: the line is the run's, not a task's.
+          log(
+            level === "print" || level === "stderr" ? "info" : level,
+            `${group.name}: ${message}`,
+          ),
       },
     );
     try {

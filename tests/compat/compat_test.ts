@@ -82,6 +82,8 @@ for (const where of ["here", "on an agent"] as const) {
     assert.match(r.stdout, /^\[announce\] announcing release 3\.1\.4$/m);
     assert.equal(await read(ws.dir, "release.txt"), "release 3.1.4");
     assert.equal(await read(ws.dir, "deploy_complete.txt"), "true release 3.1.4");
+    // A workflow's own functions log under its name.
+    assert.match(r.stdout + r.stderr, /^\[workflow\] deploy: deployed true$/m);
   });
 
   Deno.test(`compat: the older group fields (workdir, create_workdir_before_run, clean_workdir_after_run) work ${where}`, async () => {
