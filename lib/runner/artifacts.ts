@@ -11,20 +11,31 @@ const WALK_LIMIT = 100_000;
 /** The patterns that match nothing in `workdir`. */
 export async function missingArtifacts(workdir: string, patterns: string[]): Promise<string[]> {
   const missing: string[] = [];
+  const root = await Deno.realPath(workdir).catch(() => workdir);
   for (const pattern of patterns) {
-    if (!await matchesSomething(workdir, pattern)) missing.push(pattern);
+    if (!await matchesSomething(workdir, root, pattern)) missing.push(pattern);
   }
   return missing;
 }
 
-async function matchesSomething(workdir: string, pattern: string): Promise<boolean> {
+/**
+ * Whether `path` is really inside `root`: a link in the way that leads out counts as
+ * nothing there (on an agent the patterns are a master's, and must not probe the host).
+ */
+async function inside(root: string, path: string): Promise<boolean> {
+  const real = await Deno.realPath(path).catch(() => undefined);
+  return real !== undefined && (real === root || real.startsWith(`${root}/`));
+}
+
+async function matchesSomething(workdir: string, root: string, pattern: string): Promise<boolean> {
   const segments = pattern.split("/").filter((s) => s !== "" && s !== ".");
   const literal: string[] = [];
   while (literal.length < segments.length && !/[*?]/.test(segments[literal.length])) {
     literal.push(segments[literal.length]);
   }
   const base = join(workdir, ...literal);
-  if (literal.length === segments.length) return await exists(base);
+  if (literal.length === segments.length) return await exists(base) && await inside(root, base);
+  if (!await inside(root, base)) return false;
   const rest = patternRegExp(segments.slice(literal.length).join("/"));
   let seen = 0;
   const walk = async (dir: string, rel: string): Promise<boolean> => {

@@ -33,3 +33,22 @@ Deno.test("missingArtifacts() names the patterns that match nothing in the workd
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("missingArtifacts() does not look through a link that leads out of the workdir", async () => {
+  const dir = await Deno.makeTempDir();
+  const outside = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${outside}/secret.txt`, "x");
+    await Deno.symlink(outside, `${dir}/out`);
+    await Deno.mkdir(`${dir}/in`);
+    await Deno.writeTextFile(`${dir}/in/ok.txt`, "x");
+    await Deno.symlink(`${dir}/in`, `${dir}/inner`);
+    assert.deepEqual(
+      await missingArtifacts(dir, ["out/secret.txt", "out/*.txt", "inner/ok.txt", "inner/*.txt"]),
+      ["out/secret.txt", "out/*.txt"],
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(outside, { recursive: true });
+  }
+});
